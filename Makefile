@@ -1,0 +1,38 @@
+# carebot: `make run` starts the service, `make test` runs the suite; both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup run db test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carebot needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+db: setup
+	$(BIN)/carebot db upgrade
+	$(BIN)/carebot kb import
+
+run: db
+	$(BIN)/carebot serve --no-migrate
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check carebot tests benchmarks migrations
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix carebot tests benchmarks migrations
+	$(BIN)/ruff format carebot tests benchmarks migrations
+
+clean:
+	rm -rf $(VENV) carebot.db carebot.db-wal carebot.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Engine and session factory for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def make_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, foreign keys and a single shared connection."""
+    if database_url.startswith("sqlite"):
+        # SQLite allows one writer at a time; one pooled connection makes writers queue in
+        # Python instead of failing with "database is locked" mid-transaction.
+        engine = create_async_engine(
+            database_url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor: Any = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Session factory; objects stay usable after commit (no implicit reloads in async code)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

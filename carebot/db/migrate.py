@@ -1,0 +1,29 @@
+"""Apply alembic migrations from code (`carebot db upgrade`, `carebot serve`, tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    """An alembic Config pointing at migrations/ and the given database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser treats % as interpolation; URLs may contain it (encoded passwords).
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the schema up to `revision`. Blocking: call it outside the event loop or in a thread."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    """Take the schema down to `revision` (used by migration tests)."""
+    command.downgrade(alembic_config(database_url), revision)

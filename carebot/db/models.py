@@ -1,0 +1,210 @@
+"""SQLAlchemy 2 models: the schema. Changes to it go through an alembic revision in migrations/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from carebot.db.types import BigId, UTCDateTime
+
+# Stable constraint names so alembic batch mode on SQLite can alter tables.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the shared metadata."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Customer(Base):
+    """A person who writes to support, possibly on several channels."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+
+
+class Contact(Base):
+    """A customer's identity on one channel."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+
+
+class Agent(Base):
+    """A support agent, manager or admin who authenticates with a bearer token."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    capacity: Mapped[int] = mapped_column(Integer, default=3)
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    # When the agent last got work (or came online): ties in assignment go to the longest idle.
+    idle_since: Mapped[datetime | None]
+
+
+class Conversation(Base):
+    """A support case on one channel, with running summaries the stats read."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_contact_status", "contact_id", "status"),
+        Index("ix_conversations_status_queued_at", "status", "queued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    # bot -> queued -> assigned -> resolved
+    status: Mapped[str] = mapped_column(String(16), default="bot")
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+    last_customer_message_at: Mapped[datetime | None]
+    last_bot_answer_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]
+    assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    assigned_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(16))
+    resolution_code: Mapped[str | None] = mapped_column(String(64))
+    # The FAQ the bot last answered with, while it waits for "Did this help?".
+    pending_faq_id: Mapped[str | None] = mapped_column(String(100))
+    failed_bot_turns: Mapped[int] = mapped_column(Integer, default=0)
+    customer_messages: Mapped[int] = mapped_column(Integer, default=0)
+    bot_answers: Mapped[int] = mapped_column(Integer, default=0)
+    agent_messages: Mapped[int] = mapped_column(Integer, default=0)
+    handoffs: Mapped[int] = mapped_column(Integer, default=0)
+    transfers: Mapped[int] = mapped_column(Integer, default=0)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    effort_score: Mapped[int] = mapped_column(Integer, default=0)
+    first_bot_response_ms: Mapped[int | None]
+    first_human_response_ms: Mapped[int | None]
+
+
+class Message(Base):
+    """One message in a conversation, either direction."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    # The channel's id of an inbound message; unique per channel, so a redelivery is recognised.
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    direction: Mapped[str] = mapped_column(String(3))  # in / out
+    sender: Mapped[str] = mapped_column(String(16))  # customer / bot / agent / system
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    text: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[str | None] = mapped_column(String(200))
+    buttons: Mapped[list[Any] | None]
+    # For replies: the inbound message that produced them (replayed on a duplicate delivery).
+    in_reply_to: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    # For inbound messages: the conversation status the routing left behind.
+    status_after: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class Touchpoint(Base):
+    """The event log: one row per interaction; every statistic is computed from these."""
+
+    __tablename__ = "touchpoints"
+    __table_args__ = (Index("ix_touchpoints_kind_created_at", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id"), index=True
+    )
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(16))  # customer / bot / agent / system
+    channel: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    faq_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    score: Mapped[float | None] = mapped_column(Float)
+    # Points this step cost the customer (see carebot.care.touchpoints.EFFORT).
+    effort: Mapped[int] = mapped_column(Integer, default=0)
+    # How long the customer waited for this response, in milliseconds.
+    wait_ms: Mapped[int | None]
+    # The conversation's status after this step.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    details: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class FaqEntry(Base):
+    """A knowledge-base entry imported from knowledge/*.yaml; removed entries are disabled."""
+
+    __tablename__ = "faq_entries"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    phrasings: Mapped[list[Any]]
+    tags: Mapped[list[Any]]
+    source: Mapped[str] = mapped_column(String(255), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """A message to deliver; the sender worker claims pending rows and retries with backoff."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    buttons: Mapped[list[Any] | None]
+    # pending -> sending -> sent | failed; "sent" at once for replies returned inline.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    external_message_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

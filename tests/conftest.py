@@ -1,0 +1,136 @@
+"""Shared fixtures: every database test runs against SQLite and, when configured, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from carebot.care.clock import ManualClock
+from carebot.care.knowledge import import_knowledge, load_knowledge
+from carebot.db.engine import make_engine, make_sessionmaker
+from carebot.db.migrate import upgrade
+from carebot.db.models import Base
+from carebot.settings import Settings
+
+pytest_plugins = ["tests.fakes.network_guard"]
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOWLEDGE = ROOT / "knowledge"
+PG_ENV = "CAREBOT_TEST_DATABASE_URL"
+PG_SKIP_MESSAGE = (
+    "PostgreSQL tests skipped: set CAREBOT_TEST_DATABASE_URL="
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/test to run them"
+)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def pytest_report_header() -> str:
+    """Say up front whether the PostgreSQL half of the suite runs."""
+    return f"carebot databases: sqlite + {'postgresql' if os.environ.get(PG_ENV) else 'none'}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets a copy (migrations are tested separately)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str | None:
+    """The PostgreSQL URL, migrated once per session, or None when not configured."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        return None
+    try:
+        _reset_pg_schema(url)
+        upgrade(url)
+    except Exception as exc:
+        if os.environ.get("CAREBOT_TEST_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL at {PG_ENV} is unreachable ({exc}); {PG_SKIP_MESSAGE}")
+    return url
+
+
+def _reset_pg_schema(url: str) -> None:
+    async def run() -> None:
+        engine = make_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Iterator[str]:
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "carebot.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    if not os.environ.get(PG_ENV):
+        if os.environ.get("CAREBOT_TEST_REQUIRE_POSTGRES"):
+            pytest.fail(f"CAREBOT_TEST_REQUIRE_POSTGRES is set but {PG_ENV} is not")
+        pytest.skip(PG_SKIP_MESSAGE)
+    url = request.getfixturevalue("pg_url")
+    _truncate_pg(url)
+    yield url
+
+
+def _truncate_pg(url: str) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+
+    async def run() -> None:
+        engine = make_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that only moves when the test says so."""
+    return ManualClock(START)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for a test service on the test database (no secrets, default thresholds)."""
+    return Settings.from_env({}, database_url=database_url, knowledge_dir=str(KNOWLEDGE))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database."""
+    eng = make_engine(database_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Session factory on the test database."""
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+async def starter_kb(sessions: async_sessionmaker[AsyncSession], clock: ManualClock) -> None:
+    """The shipped knowledge base, imported into the test database."""
+    async with sessions.begin() as session:
+        await import_knowledge(session, load_knowledge(KNOWLEDGE), clock())
