@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.settings import Settings, SettingsError
 
@@ -68,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     imp = kb.add_parser("import", help="validate and load knowledge/*.yaml into the database")
     imp.add_argument("path", nargs="?", help="file or directory (default CAREBOT_KNOWLEDGE_DIR)")
     imp.set_defaults(func=_kb_import)
+
+    agents = sub.add_parser("agents", help="support agents").add_subparsers(metavar="ACTION")
+    add = agents.add_parser("add", help="create an agent and print its token (shown once)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["agent", "manager", "admin"], default="agent")
+    add.add_argument("--capacity", type=int, default=3,
+                     help="open conversations at once (default 3)")
+    add.set_defaults(func=_agents_add)
+    agents.add_parser("list", help="list agents").set_defaults(func=_agents_list)
+    dis = agents.add_parser("disable", help="disable an agent; their token stops working")
+    dis.add_argument("name", help="agent name or id")
+    dis.set_defaults(func=_agents_disable)
     return parser
 
 
@@ -102,7 +115,6 @@ def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 def _kb_import(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.care.clock import system_clock
     from carebot.care.knowledge import KnowledgeError, import_knowledge, load_knowledge
-    from carebot.db.engine import make_engine, make_sessionmaker
 
     path = Path(args.path) if args.path else settings.knowledge_path
     try:
@@ -110,17 +122,81 @@ def _kb_import(settings: Settings, args: argparse.Namespace) -> int:
     except KnowledgeError as exc:
         raise CliError(str(exc)) from None
 
+    async def work(session: AsyncSession) -> int:
+        report = await import_knowledge(session, loaded, system_clock())
+        print(f"knowledge base imported from {path}: {report}")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _with_session(
+    settings: Settings, work: Callable[[AsyncSession], Coroutine[Any, Any, int]]
+) -> int:
+    from carebot.db.engine import make_engine, make_sessionmaker
+
     async def run() -> int:
         engine = make_engine(settings.database_url)
         try:
             async with make_sessionmaker(engine).begin() as session:
-                report = await import_knowledge(session, loaded, system_clock())
+                return await work(session)
         finally:
             await engine.dispose()
-        print(f"knowledge base imported from {path}: {report}")
-        return 0
 
     return run_async(run)
+
+
+def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.care.agents import AgentError, create_agent
+    from carebot.care.clock import system_clock
+
+    async def work(session: AsyncSession) -> int:
+        try:
+            agent, token = await create_agent(
+                session, args.name, args.role, args.capacity, system_clock()
+            )
+        except AgentError as exc:
+            raise CliError(str(exc)) from None
+        print(f"agent {agent.name} (id {agent.id}, role {agent.role}, capacity {agent.capacity})")
+        print(f"token: {token}")
+        print("Store the token now: it is not shown again (only its hash is kept).")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.care.agents import list_agents
+    from carebot.care.assignment import agent_load
+
+    async def work(session: AsyncSession) -> int:
+        rows = await list_agents(session)
+        if not rows:
+            print("no agents yet: carebot agents add NAME --role agent")
+            return 0
+        print(f"{'id':>4}  {'name':<20} {'role':<8} {'status':<8} {'load':>9}  disabled")
+        for a in rows:
+            load = f"{await agent_load(session, a.id)}/{a.capacity}"
+            print(f"{a.id:>4}  {a.name:<20} {a.role:<8} {a.status:<8} {load:>9}  "
+                  f"{'yes' if a.disabled else 'no'}")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.care.agents import find_agent
+
+    async def work(session: AsyncSession) -> int:
+        agent = await find_agent(session, args.name)
+        if agent is None:
+            raise CliError(f"no agent named {args.name!r}")
+        agent.disabled = True
+        agent.status = "offline"
+        print(f"agent {agent.name} disabled")
+        return 0
+
+    return _with_session(settings, work)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""All configuration, read once from `CAREBOT_*` environment variables into one `Settings` object."""
+"""All configuration, read once from `CAREBOT_*` environment variables into `Settings`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ class Settings:
     kb_refresh_seconds: float = 30.0
 
     http_channel_secret: str = ""
+
+    # A bot conversation whose customer stays silent this long is resolved as `timeout`.
+    bot_timeout_minutes: float = 30.0
+    # Queued longer than this is an SLA breach (a touchpoint and an event to managers).
+    queue_sla_seconds: float = 300.0
+    timer_interval_seconds: float = 10.0
+    run_timers: bool = True
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class FaqDoc:
-    """One knowledge-base entry: a stable id, its question, the phrasings customers use, the answer."""
+    """A knowledge-base entry: stable id, question, the phrasings customers use, the answer."""
 
     id: str
     question: str
@@ -22,7 +22,7 @@ class FaqDoc:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A ranked match: `score` is the calibrated probability (0..1) that this entry is the right answer."""
+    """A ranked match; `score` is the calibrated probability (0..1) that it is the right one."""
 
     faq_id: str
     score: float

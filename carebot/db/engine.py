@@ -6,12 +6,17 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def make_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, foreign keys and a single shared connection."""
+    """Create the async engine; SQLite gets WAL, foreign keys and one shared connection."""
     if database_url.startswith("sqlite"):
         # SQLite allows one writer at a time; one pooled connection makes writers queue in
         # Python instead of failing with "database is locked" mid-transaction.

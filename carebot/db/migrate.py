@@ -20,7 +20,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the schema up to `revision`. Blocking: call it outside the event loop or in a thread."""
+    """Bring the schema up to `revision`. Blocking: call it outside the event loop."""
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -129,7 +129,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(32))
     # The channel's id of an inbound message; unique per channel, so a redelivery is recognised.
     external_id: Mapped[str | None] = mapped_column(String(128))
-    direction: Mapped[str] = mapped_column(String(3))  # in / out
+    direction: Mapped[str] = mapped_column(String(8))  # in / out / note (private)
     sender: Mapped[str] = mapped_column(String(16))  # customer / bot / agent / system
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     text: Mapped[str] = mapped_column(Text, default="")

@@ -12,7 +12,6 @@ from alembic import op
 
 import carebot.db.types
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -150,7 +149,7 @@ def upgrade() -> None:
         ),
         sa.Column("channel", sa.String(length=32), nullable=False),
         sa.Column("external_id", sa.String(length=128), nullable=True),
-        sa.Column("direction", sa.String(length=3), nullable=False),
+        sa.Column("direction", sa.String(length=8), nullable=False),
         sa.Column("sender", sa.String(length=16), nullable=False),
         sa.Column("agent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("text", sa.Text(), nullable=False),

@@ -1,0 +1,59 @@
+"""Fan-out of live events to connected agent consoles (in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from carebot.care.events import Event
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 1000
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connected console: who it is and its queue of events."""
+
+    agent_id: int
+    role: str
+    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+
+    def wants(self, event: Event) -> bool:
+        """Managers and admins see everything; agents see their own and queue events."""
+        return self.role in {"manager", "admin"} or event.queue or self.agent_id in event.agent_ids
+
+
+class EventHub:
+    """Delivers events to the subscribers they concern; a slow console drops, never blocks."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[Subscriber] = set()
+
+    def subscribe(self, agent_id: int, role: str) -> Subscriber:
+        """Register a console."""
+        sub = Subscriber(agent_id, role)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        """Forget a console."""
+        self._subscribers.discard(sub)
+
+    async def publish(self, events: Iterable[Event]) -> None:
+        """Publish events (the base hub delivers locally; subclasses also fan out)."""
+        self.deliver_local(events)
+
+    def deliver_local(self, events: Iterable[Event]) -> None:
+        """Hand events to this process's subscribers."""
+        for event in events:
+            for sub in list(self._subscribers):
+                if sub.wants(event):
+                    try:
+                        sub.queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        log.warning("console of agent %s is not reading; event dropped",
+                                    sub.agent_id)

@@ -1,0 +1,48 @@
+"""Recognising what a customer's words mean before (or instead of) FAQ matching."""
+
+from __future__ import annotations
+
+import re
+
+_HUMAN_WORDS = (
+    r"(human|person|people|agent|operator|representative|rep|someone|somebody|staff|"
+    r"real person|live chat|customer service|support team|manager)"
+)
+_HUMAN_PATTERNS = [
+    re.compile(rf"\b(talk|speak|chat|connect|transfer|put)\b.*\b{_HUMAN_WORDS}\b"),
+    re.compile(rf"\b(want|need|get|give)\b.*\b(a |an |to a |to an )?{_HUMAN_WORDS}\b"),
+    re.compile(rf"^\s*{_HUMAN_WORDS}\s*(please|pls|now)?\s*[.!]*$"),
+    re.compile(r"\b(not a bot|stop the bot|no bot|you are useless|useless bot)\b"),
+]
+_YES = {
+    "yes", "y", "yep", "yeah", "yes thanks", "yes thank you", "thanks", "thank you", "thx",
+    "that helped", "it helped", "perfect", "great", "great thanks", "ok thanks", "👍",
+}
+_NO = {"no", "n", "nope", "not really", "no it didn't", "didn't help", "it didn't help", "👎"}
+_COMMAND = re.compile(r"^/([a-z_]+)(@\w+)?(\s|$)")
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[\s.!,]+", " ", text.casefold()).strip()
+
+
+def wants_human(text: str) -> bool:
+    """Whether the customer is asking for a person rather than asking a question."""
+    cleaned = _clean(text)
+    return any(p.search(cleaned) for p in _HUMAN_PATTERNS)
+
+
+def typed_feedback(text: str) -> bool | None:
+    """A typed answer to "Did this help?": True, False, or None when it is something else."""
+    cleaned = _clean(text)
+    if cleaned in _YES:
+        return True
+    if cleaned in _NO:
+        return False
+    return None
+
+
+def command(text: str) -> str | None:
+    """The bot command at the start of the text ("/human@carebot" -> "human"), if any."""
+    match = _COMMAND.match(text.strip().casefold())
+    return match.group(1) if match else None

@@ -1,0 +1,66 @@
+"""What channels hand to the domain and what the domain hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Button:
+    """A reply button: `title` is shown, `payload` comes back when it is pressed."""
+
+    title: str
+    payload: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form, as the HTTP channel and the outbox store it."""
+        return {"title": self.title, "payload": self.payload}
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One customer message (text or button press) from any channel."""
+
+    channel: str
+    user_id: str
+    message_id: str
+    text: str = ""
+    payload: str | None = None
+    display_name: str = ""
+    sent_at: datetime | None = None
+    # Replies are returned to the caller (HTTP channel) instead of being pushed by the worker.
+    reply_inline: bool = False
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A reply to send to the customer."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form of the reply."""
+        return {"text": self.text, "buttons": [b.to_dict() for b in self.buttons]}
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """What routing one inbound message produced."""
+
+    conversation_id: int
+    status: str
+    replies: tuple[OutboundMessage, ...] = ()
+    duplicate: bool = False
+    events: tuple[dict[str, Any], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The HTTP channel's response body."""
+        return {
+            "conversation_id": self.conversation_id,
+            "status": self.status,
+            "duplicate": self.duplicate,
+            "replies": [r.to_dict() for r in self.replies],
+        }

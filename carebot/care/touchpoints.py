@@ -1,0 +1,68 @@
+"""Touchpoints: the event log every statistic is computed from, and the effort each step costs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.db.models import Conversation, Touchpoint
+
+# Effort points a step costs the customer. Answers cost nothing; every message the customer
+# has to write, every choice they have to make and every person they are passed to costs more.
+EFFORT: dict[str, int] = {
+    "message_in": 1,
+    "faq_answer": 0,
+    "faq_suggest": 1,  # the customer has to pick from a list
+    "faq_feedback": 0,
+    "handoff": 2,  # explaining the problem again to a person
+    "queued": 0,
+    "assigned": 0,
+    "agent_reply": 0,
+    "transfer": 3,  # passed on once more
+    "reopened": 3,  # the problem came back
+    "resolved": 0,
+    "unsupported": 1,  # sent something the bot cannot read
+}
+
+
+def record(
+    session: AsyncSession,
+    conversation: Conversation | None,
+    kind: str,
+    *,
+    actor: str,
+    channel: str,
+    at: datetime,
+    agent_id: int | None = None,
+    message_id: int | None = None,
+    faq_id: str | None = None,
+    score: float | None = None,
+    wait_ms: int | None = None,
+    details: dict[str, Any] | None = None,
+    customer_id: int | None = None,
+) -> Touchpoint:
+    """Add one touchpoint (flushed with the session) and add its effort to the conversation."""
+    effort = EFFORT.get(kind, 0)
+    if conversation is not None:
+        conversation.effort_score += effort
+        customer_id = conversation.customer_id
+    tp = Touchpoint(
+        conversation_id=conversation.id if conversation is not None else None,
+        customer_id=customer_id,
+        kind=kind,
+        actor=actor,
+        channel=channel,
+        agent_id=agent_id,
+        message_id=message_id,
+        faq_id=faq_id,
+        score=score,
+        effort=effort,
+        wait_ms=wait_ms,
+        outcome=conversation.status if conversation is not None else None,
+        details=details,
+        created_at=at,
+    )
+    session.add(tp)
+    return tp

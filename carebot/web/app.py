@@ -1,0 +1,145 @@
+"""The aiohttp application factory: routes, middlewares and the resources they need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+from sqlalchemy import text
+
+from carebot.care.clock import Clock, system_clock
+from carebot.care.faq_index import FaqIndex
+from carebot.care.hub import EventHub
+from carebot.care.knowledge import enabled_docs, knowledge_version
+from carebot.care.router import Router, RoutingPolicy
+from carebot.channels import http as http_channel
+from carebot.db.engine import make_engine, make_sessionmaker
+from carebot.settings import Settings
+from carebot.web import console
+from carebot.web.auth import auth_middleware
+from carebot.web.errors import error_middleware
+from carebot.web.events import events_ws
+from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
+from carebot.web.keys import CLOCK, ENGINE, EVENT_HUB, FAQ_INDEX, ROUTER, SESSIONS, SETTINGS
+from carebot.web.openapi import openapi_json
+from carebot.web.timers import run_timers
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, clock: Clock = system_clock) -> web.Application:
+    """Build the service: HTTP routes plus database, knowledge index and workers as cleanup_ctx."""
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_events)
+    app.cleanup_ctx.append(_knowledge)
+    app.cleanup_ctx.append(_timers)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
+    console.add_routes(app)
+    app.router.add_get("/api/v1/events", events_ws)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = make_engine(settings.database_url)
+    app[ENGINE] = engine
+    app[SESSIONS] = make_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def _events(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.is_sqlite:
+        app[EVENT_HUB] = EventHub()  # SQLite means one process: local fan-out is enough
+        yield
+        return
+    hub = PgNotifyHub(app[ENGINE], asyncpg_dsn(settings.database_url))
+    await hub.start()
+    app[EVENT_HUB] = hub
+    yield
+    await hub.stop()
+
+
+async def _timers(app: web.Application) -> AsyncIterator[None]:
+    if not app[SETTINGS].run_timers:
+        yield
+        return
+    task = asyncio.create_task(run_timers(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _knowledge(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    index = FaqIndex()
+    app[FAQ_INDEX] = index
+    version = await _refresh_index(app, None)
+    app[ROUTER] = Router(
+        app[SESSIONS],
+        index,
+        RoutingPolicy(
+            answer_threshold=settings.answer_threshold,
+            suggest_threshold=settings.suggest_threshold,
+            max_suggestions=settings.max_suggestions,
+            max_failed_bot_turns=settings.max_failed_bot_turns,
+            reopen_window=timedelta(hours=settings.reopen_window_hours),
+        ),
+        app[CLOCK],
+    )
+    task = asyncio.create_task(_watch_knowledge(app, version))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _refresh_index(app: web.Application, seen: tuple[int, str] | None) -> tuple[int, str]:
+    """Rebuild the matcher (off the event loop) when the stored knowledge base changed."""
+    async with app[SESSIONS]() as session:
+        version = await knowledge_version(session)
+        if version == seen:
+            return version
+        docs = await enabled_docs(session)
+    await app[FAQ_INDEX].rebuild(docs)
+    if not docs:
+        log.warning("the knowledge base is empty: every question will go to a person "
+                    "(run `carebot kb import`)")
+    else:
+        log.info("knowledge base loaded: %d entries", len(docs))
+    return version
+
+
+async def _watch_knowledge(app: web.Application, version: tuple[int, str]) -> None:
+    # Another process (`carebot kb import`) may change the knowledge base at any time.
+    while True:
+        await asyncio.sleep(app[SETTINGS].kb_refresh_seconds)
+        try:
+            version = await _refresh_index(app, version)
+        except Exception:
+            log.exception("could not refresh the knowledge base; keeping the current one")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: the service is up and the database answers."""
+    try:
+        async with request.app[SESSIONS]() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:  # the point is to report any database failure
+        return web.json_response({"status": "error", "database": str(exc)[:200]}, status=503)
+    return web.json_response(
+        {"status": "ok", "faq_entries": len(request.app[FAQ_INDEX].docs_by_id)}
+    )

@@ -1,0 +1,66 @@
+"""JSON errors for every failure, with the right status and a message a person can act on."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from carebot.web.handler import Handler
+from carebot.web.keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer with a JSON error."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    """A JSON error response: {"error": {"status": …, "message": …}}."""
+    return web.json_response({"error": {"status": status, "message": message, **extra}},
+                             status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn ApiError and aiohttp's HTTP errors into JSON; log and hide unexpected ones."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.message, **exc.extra)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_body_bytes
+        return json_error(413, f"request body too large (limit {limit} bytes)")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal error")
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413 ApiError saying what is wrong."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"request body too large (limit {limit} bytes)")
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return data

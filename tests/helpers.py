@@ -1,0 +1,84 @@
+"""Small helpers the tests share: starting the app, posting messages, reading touchpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carebot.care.agents import create_agent
+from carebot.db.models import Touchpoint
+from tests.conftest import START
+
+MESSAGES = "/api/v1/channels/http/messages"
+
+
+class Customer:
+    """A customer on the HTTP channel, numbering their own message ids."""
+
+    def __init__(self, client: TestClient[Any, Any], user_id: str, name: str = "") -> None:
+        self.client = client
+        self.user_id = user_id
+        self.name = name
+        self.sent = 0
+
+    async def say(self, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        """Send text; return the JSON response (asserting 200)."""
+        return await self._post({"text": text}, message_id)
+
+    async def press(self, payload: str, *, message_id: str | None = None) -> dict[str, Any]:
+        """Press a button; return the JSON response (asserting 200)."""
+        return await self._post({"payload": payload}, message_id)
+
+    async def _post(self, body: dict[str, Any], message_id: str | None) -> dict[str, Any]:
+        self.sent += 1
+        body = {"user_id": self.user_id, "message_id": message_id or f"{self.user_id}-{self.sent}",
+                "name": self.name, **body}
+        resp = await self.client.post(MESSAGES, json=body)
+        data: dict[str, Any] = await resp.json()
+        assert resp.status == 200, data
+        return data
+
+
+def button_payloads(reply: dict[str, Any]) -> list[str]:
+    """The payloads of a reply's buttons."""
+    return [b["payload"] for b in reply["buttons"]]
+
+
+async def touchpoint_kinds(
+    sessions: async_sessionmaker[AsyncSession], conversation_id: int
+) -> list[str]:
+    """The conversation's touchpoint kinds, in order."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(Touchpoint.kind)
+            .where(Touchpoint.conversation_id == conversation_id)
+            .order_by(Touchpoint.id)
+        )
+        return list(rows)
+
+
+async def make_agent(
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    role: str = "agent",
+    *,
+    capacity: int = 3,
+    status: str = "offline",
+    idle_since: datetime | None = None,
+) -> tuple[int, str]:
+    """Create an agent directly in the database; return (id, bearer token)."""
+    async with sessions.begin() as session:
+        agent, token = await create_agent(session, name, role, capacity, START)
+        agent.status = status
+        agent.idle_since = idle_since
+        await session.flush()
+        return agent.id, token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Authorization header for a token."""
+    return {"Authorization": f"Bearer {token}"}
