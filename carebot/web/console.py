@@ -1,0 +1,240 @@
+"""Agent console API: thin JSON handlers over carebot.care.console."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.care import console
+from carebot.care.agents import ROLES, STATUSES, AgentError, create_agent, list_agents
+from carebot.care.assignment import agent_load
+from carebot.care.events import Effects
+from carebot.db.models import Agent
+from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
+from carebot.web.errors import ApiError, read_json_object
+from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
+from carebot.web.publish import publish_effects
+
+T = TypeVar("T")
+MAX_PAGE = 200
+
+
+async def _run(
+    request: web.Request, action: Callable[[AsyncSession, Effects], Awaitable[T]]
+) -> T:
+    """Run a console action in one transaction, then publish what it produced."""
+    effects = Effects()
+    try:
+        async with request.app[SESSIONS].begin() as session:
+            result = await action(session, effects)
+    except console.ConsoleError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    await publish_effects(request.app, effects)
+    return result
+
+
+def _conversation_id(request: web.Request) -> int:
+    raw = request.match_info["conversation_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, f"conversation {raw!r} not found")
+    return int(raw)
+
+
+def _int_query(
+    request: web.Request, name: str, default: int | None, lo: int, hi: int
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter '{name}' must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"query parameter '{name}' must be between {lo} and {hi}")
+    return value
+
+
+def _text_field(body: dict[str, Any], key: str, limit: int) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, f"'{key}' is required and must be non-empty text")
+    if len(value) > limit:
+        raise ApiError(413, f"'{key}' is longer than {limit} characters")
+    return value
+
+
+@roles(*ALL_ROLES)
+async def me(request: web.Request) -> web.Response:
+    """GET /api/v1/me: who the token belongs to."""
+    agent = current_agent(request)
+    async with request.app[SESSIONS]() as session:
+        load = await agent_load(session, agent.id)
+    return web.json_response(console.agent_dict(agent, load))
+
+
+@roles(*ALL_ROLES)
+async def list_conversations(request: web.Request) -> web.Response:
+    """GET /api/v1/conversations: filtered, paginated."""
+    status = request.query.get("status") or None
+    if status is not None and status not in console.STATUSES:
+        raise ApiError(400, f"'status' must be one of {', '.join(console.STATUSES)}")
+    channel = request.query.get("channel") or None
+    assignee = _int_query(request, "assignee", None, 1, 2**62)
+    limit = _int_query(request, "limit", 50, 1, MAX_PAGE)
+    offset = _int_query(request, "offset", 0, 0, 2**31)
+    assert limit is not None and offset is not None
+    async with request.app[SESSIONS]() as session:
+        page = await console.list_conversations(
+            session, current_agent(request), status=status, assignee=assignee,
+            channel=channel, limit=limit, offset=offset,
+        )
+    return web.json_response({
+        "items": [console.conversation_summary(c) for c in page.items],
+        "total": page.total,
+        "limit": limit,
+        "offset": offset,
+    })
+
+
+@roles(*ALL_ROLES)
+async def get_conversation(request: web.Request) -> web.Response:
+    """GET /api/v1/conversations/{id}: messages, touchpoints, the customer's other conversations."""
+    try:
+        async with request.app[SESSIONS]() as session:
+            detail = await console.conversation_detail(
+                session, current_agent(request), _conversation_id(request)
+            )
+    except console.ConsoleError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    return web.json_response(detail)
+
+
+@roles(*ALL_ROLES)
+async def reply(request: web.Request) -> web.Response:
+    """POST /api/v1/conversations/{id}/reply {"text"}: message the customer."""
+    body = await read_json_object(request)
+    text = _text_field(body, "text", request.app[SETTINGS].max_text_chars)
+    cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    message = await _run(
+        request, lambda s, e: console.reply(s, agent, cid, text, now, e)
+    )
+    return web.json_response(console.message_dict(message), status=201)
+
+
+@roles(*ALL_ROLES)
+async def add_note(request: web.Request) -> web.Response:
+    """POST /api/v1/conversations/{id}/notes {"text"}: a private note, never sent."""
+    body = await read_json_object(request)
+    text = _text_field(body, "text", request.app[SETTINGS].max_text_chars)
+    cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    message = await _run(request, lambda s, e: console.note(s, agent, cid, text, now, e))
+    return web.json_response(console.message_dict(message), status=201)
+
+
+@roles(*ALL_ROLES)
+async def claim(request: web.Request) -> web.Response:
+    """POST /api/v1/conversations/{id}/claim: take a queued conversation."""
+    cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    conv = await _run(request, lambda s, e: console.claim(s, agent, cid, now, e))
+    return web.json_response(console.conversation_summary(conv))
+
+
+@roles(*ALL_ROLES)
+async def transfer(request: web.Request) -> web.Response:
+    """POST /api/v1/conversations/{id}/transfer {"agent_id": int | null}."""
+    body = await read_json_object(request)
+    if "agent_id" not in body:
+        raise ApiError(400, "'agent_id' is required (an agent's id, or null for the queue)")
+    to = body["agent_id"]
+    if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
+        raise ApiError(400, "'agent_id' must be a positive integer or null")
+    cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    conv = await _run(request, lambda s, e: console.transfer(s, agent, cid, to, now, e))
+    return web.json_response(console.conversation_summary(conv))
+
+
+@roles(*ALL_ROLES)
+async def hand_back(request: web.Request) -> web.Response:
+    """POST /api/v1/conversations/{id}/handback: back to the bot."""
+    cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    conv = await _run(request, lambda s, e: console.hand_back(s, agent, cid, now, e))
+    return web.json_response(console.conversation_summary(conv))
+
+
+@roles(*ALL_ROLES)
+async def resolve(request: web.Request) -> web.Response:
+    """POST /api/v1/conversations/{id}/resolve {"code": str}."""
+    body = await read_json_object(request)
+    code = _text_field(body, "code", console.MAX_RESOLUTION_CODE).strip()
+    cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    conv = await _run(
+        request, lambda s, e: console.resolve_by_agent(s, agent, cid, code, now, e)
+    )
+    return web.json_response(console.conversation_summary(conv))
+
+
+@roles(*ALL_ROLES)
+async def set_availability(request: web.Request) -> web.Response:
+    """PUT /api/v1/me/availability {"status": "online" | "away" | "offline"}."""
+    body = await read_json_object(request)
+    status = body.get("status")
+    if status not in STATUSES:
+        raise ApiError(400, f"'status' must be one of {', '.join(STATUSES)}")
+    agent, now = current_agent(request), request.app[CLOCK]()
+    updated = await _run(
+        request, lambda s, e: console.set_availability(s, agent, str(status), now, e)
+    )
+    return web.json_response(console.agent_dict(updated))
+
+
+@roles(*SUPERVISORS)
+async def get_agents(request: web.Request) -> web.Response:
+    """GET /api/v1/agents: every agent with their current load (managers, admins)."""
+    async with request.app[SESSIONS]() as session:
+        agents = await list_agents(session)
+        items = [console.agent_dict(a, await agent_load(session, a.id)) for a in agents]
+    return web.json_response({"items": items})
+
+
+@roles("admin")
+async def post_agent(request: web.Request) -> web.Response:
+    """POST /api/v1/agents {"name", "role", "capacity"}: create an agent (admins); token once."""
+    body = await read_json_object(request)
+    name = _text_field(body, "name", 100)
+    role = body.get("role", "agent")
+    capacity = body.get("capacity", 3)
+    if role not in ROLES:
+        raise ApiError(400, f"'role' must be one of {', '.join(ROLES)}")
+    if not isinstance(capacity, int) or isinstance(capacity, bool):
+        raise ApiError(400, "'capacity' must be an integer")
+    now = request.app[CLOCK]()
+
+    async def create(session: AsyncSession, _effects: Effects) -> tuple[Agent, str]:
+        try:
+            return await create_agent(session, name, str(role), capacity, now)
+        except AgentError as exc:
+            raise console.ConsoleError(409 if "exists" in str(exc) else 400, str(exc)) from None
+
+    agent, token = await _run(request, create)
+    return web.json_response({**console.agent_dict(agent), "token": token}, status=201)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the console endpoints."""
+    r = app.router
+    r.add_get("/api/v1/me", me)
+    r.add_put("/api/v1/me/availability", set_availability)
+    r.add_get("/api/v1/conversations", list_conversations)
+    r.add_get("/api/v1/conversations/{conversation_id}", get_conversation)
+    r.add_post("/api/v1/conversations/{conversation_id}/reply", reply)
+    r.add_post("/api/v1/conversations/{conversation_id}/notes", add_note)
+    r.add_post("/api/v1/conversations/{conversation_id}/claim", claim)
+    r.add_post("/api/v1/conversations/{conversation_id}/transfer", transfer)
+    r.add_post("/api/v1/conversations/{conversation_id}/handback", hand_back)
+    r.add_post("/api/v1/conversations/{conversation_id}/resolve", resolve)
+    r.add_get("/api/v1/agents", get_agents)
+    r.add_post("/api/v1/agents", post_agent)

@@ -1,0 +1,98 @@
+"""Live events across processes on PostgreSQL: NOTIFY on publish, LISTEN in every process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carebot.care.events import Event
+from carebot.care.hub import EventHub
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "carebot_events"
+# NOTIFY payloads are limited to 8000 bytes; long texts are cut, consoles fetch the rest.
+MAX_TEXT = 500
+
+
+class PgNotifyHub(EventHub):
+    """Publishes through NOTIFY; a LISTEN connection delivers to this process's consoles."""
+
+    def __init__(self, engine: AsyncEngine, dsn: str) -> None:
+        super().__init__()
+        self._engine = engine
+        self._dsn = dsn
+        self._conn: Any = None
+        self._watch: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        """Open the LISTEN connection and keep it open."""
+        await self._connect()
+        self._watch = asyncio.create_task(self._keep_listening())
+
+    async def stop(self) -> None:
+        """Close the LISTEN connection."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+
+    async def publish(self, events: Iterable[Event]) -> None:
+        """NOTIFY every process (this one included) of the events."""
+        payloads = [json.dumps(_trim(e.to_dict())) for e in events]
+        if not payloads:
+            return
+        async with self._engine.begin() as conn:
+            for payload in payloads:
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": CHANNEL, "payload": payload},
+                )
+
+    async def _connect(self) -> None:
+        self._conn = await asyncpg.connect(self._dsn)
+        await self._conn.add_listener(CHANNEL, self._on_notify)
+        self.listening.set()
+
+    async def _keep_listening(self) -> None:
+        while True:
+            await asyncio.sleep(2)
+            if self._conn is None or self._conn.is_closed():
+                self.listening.clear()
+                log.warning("event LISTEN connection lost; reconnecting")
+                try:
+                    await self._connect()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("could not reconnect for events: %s", exc)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            event = Event.from_dict(json.loads(payload))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed event notification")
+            return
+        self.deliver_local([event])
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The plain libpq URL asyncpg wants, from a SQLAlchemy URL."""
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _trim(data: dict[str, Any]) -> dict[str, Any]:
+    inner = dict(data.get("data") or {})
+    if isinstance(inner.get("text"), str) and len(inner["text"]) > MAX_TEXT:
+        inner["text"] = inner["text"][:MAX_TEXT] + "…"
+        inner["truncated"] = True
+    return {**data, "data": inner}

@@ -1,0 +1,214 @@
+"""The OpenAPI 3.1 description of /api/v1/, served at /api/v1/openapi.json.
+
+A test compares it with the app's routes, so an endpoint cannot be added without its entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from carebot.web.auth import ALL_ROLES, roles
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+CONVERSATION = {"$ref": "#/components/schemas/Conversation"}
+MESSAGE = {"$ref": "#/components/schemas/Message"}
+AGENT = {"$ref": "#/components/schemas/Agent"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "invalid input", 401: "missing or bad token", 403: "role or ownership forbids it",
+        404: "not found", 409: "conflicts with the conversation's state", 413: "too large",
+    }
+    return {str(c): _json(ERROR, text[c]) for c in codes}
+
+
+def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "properties": properties, "required": required,
+        }}},
+    }
+
+
+def _op(summary: str, who: str, ok: dict[str, Any], *errors: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "description": f"Allowed roles: {who}.",
+        "responses": {**ok, **_errors(401, *errors)},
+        **extra,
+    }
+
+
+CID = [{"name": "conversation_id", "in": "path", "required": True,
+        "schema": {"type": "integer"}}]
+ANY = "agent (own and queued conversations), manager, admin (all)"
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "carebot API",
+        "version": "1",
+        "description": (
+            "Inbound channels (no token) and the agent console. Every other endpoint needs "
+            "`Authorization: Bearer <token>` (`carebot agents add`). Errors are JSON "
+            "`{\"error\": {\"status\", \"message\"}}`."
+        ),
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "status": {"type": "integer"}, "message": {"type": "string"}}}}},
+            "Button": {"type": "object", "properties": {
+                "title": {"type": "string"}, "payload": {"type": "string"}}},
+            "Reply": {"type": "object", "properties": {
+                "text": {"type": "string"},
+                "buttons": {"type": "array", "items": {"$ref": "#/components/schemas/Button"}}}},
+            "Conversation": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "customer_id": {"type": "integer"},
+                "channel": {"type": "string"},
+                "status": {"enum": ["bot", "queued", "assigned", "resolved"]},
+                "assigned_agent_id": {"type": ["integer", "null"]},
+                "opened_at": {"type": "string", "format": "date-time"},
+                "resolved_by": {"type": ["string", "null"]},
+                "resolution_code": {"type": ["string", "null"]},
+                "effort_score": {"type": "integer"}, "transfers": {"type": "integer"},
+                "handoffs": {"type": "integer"}, "reopen_count": {"type": "integer"},
+                "first_bot_response_ms": {"type": ["integer", "null"]},
+                "first_human_response_ms": {"type": ["integer", "null"]}}},
+            "Message": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "direction": {"enum": ["in", "out", "note"]},
+                "sender": {"enum": ["customer", "bot", "agent", "system"]},
+                "text": {"type": "string"}, "created_at": {"type": "string"}}},
+            "Agent": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"},
+                "role": {"enum": ["agent", "manager", "admin"]},
+                "capacity": {"type": "integer"},
+                "status": {"enum": ["online", "away", "offline"]},
+                "open_conversations": {"type": "integer"}}},
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/v1/channels/http/messages": {"post": {
+            "summary": "Inbound customer message from any bridge (generic HTTP channel)",
+            "description": (
+                "No bearer token; protected by header X-Carebot-Secret when "
+                "CAREBOT_HTTP_CHANNEL_SECRET is set. The same message_id twice returns the "
+                "first result with duplicate=true and stores nothing."
+            ),
+            "security": [],
+            "requestBody": _body({
+                "user_id": {"type": "string", "maxLength": 128},
+                "message_id": {"type": "string", "maxLength": 128},
+                "text": {"type": "string", "maxLength": 4096},
+                "payload": {"type": "string", "maxLength": 200},
+                "name": {"type": "string", "maxLength": 200},
+            }, ["user_id", "message_id"]),
+            "responses": {
+                "200": _json({"type": "object", "properties": {
+                    "conversation_id": {"type": "integer"},
+                    "status": {"enum": ["bot", "queued", "assigned", "resolved"]},
+                    "duplicate": {"type": "boolean"},
+                    "replies": {"type": "array",
+                                "items": {"$ref": "#/components/schemas/Reply"}}}}),
+                **_errors(400, 403, 409, 413),
+            },
+        }},
+        "/api/v1/me": {"get": _op(
+            "The authenticated agent and their load", ANY, {"200": _json(AGENT)},
+        )},
+        "/api/v1/me/availability": {"put": _op(
+            "Go online, away or offline (online pulls waiting conversations)", ANY,
+            {"200": _json(AGENT)}, 400, 413,
+            requestBody=_body({"status": {"enum": ["online", "away", "offline"]}}, ["status"]),
+        )},
+        "/api/v1/conversations": {"get": _op(
+            "List conversations, newest activity first", ANY,
+            {"200": _json({"type": "object", "properties": {
+                "items": {"type": "array", "items": CONVERSATION},
+                "total": {"type": "integer"}, "limit": {"type": "integer"},
+                "offset": {"type": "integer"}}})},
+            400,
+            parameters=[
+                {"name": "status", "in": "query",
+                 "schema": {"enum": ["bot", "queued", "assigned", "resolved"]}},
+                {"name": "assignee", "in": "query", "schema": {"type": "integer"}},
+                {"name": "channel", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+                {"name": "offset", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "default": 0}},
+            ],
+        )},
+        "/api/v1/conversations/{conversation_id}": {"get": _op(
+            "One conversation: messages, touchpoint timeline, the customer's other conversations",
+            ANY, {"200": _json(CONVERSATION)}, 403, 404, parameters=CID,
+        )},
+        "/api/v1/conversations/{conversation_id}/reply": {"post": _op(
+            "Reply to the customer (delivered through the outbox)", ANY,
+            {"201": _json(MESSAGE, "stored and queued for delivery")}, 400, 403, 404, 409, 413,
+            parameters=CID, requestBody=_body({"text": {"type": "string"}}, ["text"]),
+        )},
+        "/api/v1/conversations/{conversation_id}/notes": {"post": _op(
+            "Private note, never sent to the customer", ANY,
+            {"201": _json(MESSAGE)}, 400, 403, 404, 413,
+            parameters=CID, requestBody=_body({"text": {"type": "string"}}, ["text"]),
+        )},
+        "/api/v1/conversations/{conversation_id}/claim": {"post": _op(
+            "Take a queued conversation (within your capacity)", ANY,
+            {"200": _json(CONVERSATION)}, 403, 404, 409, parameters=CID,
+        )},
+        "/api/v1/conversations/{conversation_id}/transfer": {"post": _op(
+            "Transfer to another agent, or to the queue with agent_id null (counts as a transfer)",
+            ANY, {"200": _json(CONVERSATION)}, 400, 403, 404, 409, parameters=CID,
+            requestBody=_body({"agent_id": {"type": ["integer", "null"]}}, ["agent_id"]),
+        )},
+        "/api/v1/conversations/{conversation_id}/handback": {"post": _op(
+            "Hand the conversation back to the bot", ANY,
+            {"200": _json(CONVERSATION)}, 403, 404, 409, parameters=CID,
+        )},
+        "/api/v1/conversations/{conversation_id}/resolve": {"post": _op(
+            "Resolve with a resolution code (e.g. answered, refund_issued, spam)", ANY,
+            {"200": _json(CONVERSATION)}, 400, 403, 404, 409, parameters=CID,
+            requestBody=_body({"code": {"type": "string", "maxLength": 64}}, ["code"]),
+        )},
+        "/api/v1/agents": {
+            "get": _op("Agents with their current load", "manager, admin",
+                       {"200": _json({"type": "object", "properties": {
+                           "items": {"type": "array", "items": AGENT}}})}, 403),
+            "post": _op(
+                "Create an agent; the response carries its token, shown only once", "admin",
+                {"201": _json(AGENT)}, 400, 403, 409,
+                requestBody=_body({
+                    "name": {"type": "string"},
+                    "role": {"enum": ["agent", "manager", "admin"]},
+                    "capacity": {"type": "integer"},
+                }, ["name"]),
+            ),
+        },
+        "/api/v1/events": {"get": _op(
+            "WebSocket of live events (message, queued, assigned, unassigned, agent_reply, note, "
+            "handback, resolved, availability, sla_breached): agents get their own "
+            "conversations' and queue events, managers and admins all",
+            ANY, {"101": {"description": "switching to WebSocket"}},
+        )},
+        "/api/v1/openapi.json": {"get": _op(
+            "This description", ANY, {"200": _json({"type": "object"})},
+        )},
+    },
+}
+
+
+@roles(*ALL_ROLES)
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json."""
+    return web.json_response(SPEC)

@@ -1,0 +1,364 @@
+"""Handoff and the agent console over HTTP: queue, assignment, replies, transfers, access."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carebot.care.clock import ManualClock
+from carebot.cli import main
+from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
+from carebot.settings import Settings
+from carebot.web.app import create_app
+from tests.helpers import Customer, bearer, make_agent
+
+Client = TestClient[Any, Any]
+
+
+class Console:
+    """One agent's view of the API."""
+
+    def __init__(self, client: Client, agent_id: int, token: str) -> None:
+        self.client = client
+        self.id = agent_id
+        self.headers = bearer(token)
+
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int = 200
+    ) -> Any:
+        resp = await self.client.request(method, path, json=body, headers=self.headers)
+        data = await resp.json()
+        assert resp.status == expect, (resp.status, data)
+        return data
+
+    async def online(self) -> Any:
+        return await self.call("PUT", "/api/v1/me/availability", {"status": "online"})
+
+    async def act(self, cid: int, action: str, body: Any = None, expect: int = 200) -> Any:
+        return await self.call("POST", f"/api/v1/conversations/{cid}/{action}", body, expect)
+
+
+@pytest.fixture
+def console_settings(settings: Settings) -> Settings:
+    return replace(settings, run_timers=False)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, console_settings: Settings, clock: ManualClock, starter_kb: None
+) -> Client:
+    return await aiohttp_client(create_app(console_settings, clock))  # type: ignore[no-any-return]
+
+
+async def agent(
+    client: Client, sessions: async_sessionmaker[AsyncSession], name: str, role: str = "agent",
+    **kw: Any,
+) -> Console:
+    agent_id, token = await make_agent(sessions, name, role, **kw)
+    return Console(client, agent_id, token)
+
+
+async def conv(sessions: async_sessionmaker[AsyncSession], cid: int) -> Conversation:
+    async with sessions() as session:
+        row = await session.get(Conversation, cid)
+        assert row is not None
+        return row
+
+
+async def test_full_loop_handoff_assign_reply_resolve(
+    client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> None:
+    alex = await agent(client, sessions, "Alex")
+    await alex.online()
+    data = await Customer(client, "u1", "Uma").say("I want to talk to a human")
+    cid = data["conversation_id"]
+    assert data["status"] == "assigned"
+    assert "Alex" in data["replies"][0]["text"]
+
+    clock.advance(seconds=40)
+    sent = await alex.act(cid, "reply", {"text": "Hi Uma, Alex here. How can I help?"}, 201)
+    assert sent["sender"] == "agent"
+    async with sessions() as session:
+        row = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.message_id == sent["id"])
+        )
+        assert row is not None
+        assert (row.recipient, row.status, row.text) == (
+            "u1", "pending", "Hi Uma, Alex here. How can I help?")
+
+    detail = await alex.call("GET", f"/api/v1/conversations/{cid}")
+    assert [m["sender"] for m in detail["messages"]] == ["customer", "bot", "agent"]
+    assert detail["customer"]["name"] == "Uma"
+
+    clock.advance(seconds=20)
+    done = await alex.act(cid, "resolve", {"code": "answered"})
+    assert (done["status"], done["resolved_by"], done["resolution_code"]) == (
+        "resolved", "agent", "answered")
+    row = await conv(sessions, cid)
+    assert row.first_human_response_ms == 40_000  # handoff -> first agent reply
+    async with sessions() as session:
+        kinds = list(await session.scalars(
+            select(Touchpoint.kind).where(Touchpoint.conversation_id == cid)
+            .order_by(Touchpoint.id)))
+        acting = list(await session.scalars(
+            select(Touchpoint.agent_id).where(
+                Touchpoint.conversation_id == cid,
+                Touchpoint.kind.in_(["agent_reply", "resolved"]))))
+    assert kinds == ["message_in", "handoff", "assigned", "agent_reply", "resolved"]
+    assert acting == [alex.id, alex.id]
+
+
+async def test_capacity_limit_and_refill_when_agent_frees_up(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    solo = await agent(client, sessions, "Solo", capacity=1)
+    await solo.online()
+    first = await Customer(client, "a").say("/human")
+    second = await Customer(client, "b").say("/human")
+    assert first["status"] == "assigned"
+    assert second["status"] == "queued"
+    assert "number 1 in the queue" in second["replies"][0]["text"]
+    # At capacity, claiming by hand is refused too.
+    await solo.act(second["conversation_id"], "claim", expect=409)
+
+    await solo.act(first["conversation_id"], "resolve", {"code": "answered"})
+    refilled = await conv(sessions, second["conversation_id"])
+    assert (refilled.status, refilled.assigned_agent_id) == ("assigned", solo.id)
+
+
+async def test_queue_is_served_oldest_first_when_an_agent_comes_online(
+    client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> None:
+    ids = []
+    for n, user in enumerate(["c1", "c2", "c3"], start=1):
+        data = await Customer(client, user).say("talk to a person please")
+        assert f"number {n} in the queue" in data["replies"][0]["text"]
+        ids.append(data["conversation_id"])
+        clock.advance(seconds=5)
+    pat = await agent(client, sessions, "Pat", capacity=2)
+    await pat.online()
+    statuses = [(await conv(sessions, i)).status for i in ids]
+    assert statuses == ["assigned", "assigned", "queued"]
+
+
+async def test_least_loaded_then_longest_idle_agent_gets_the_conversation(
+    client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> None:
+    from datetime import timedelta
+
+    start = clock()
+    busy = await agent(client, sessions, "Busy", status="online",
+                       idle_since=start - timedelta(hours=2))
+    fresh = await agent(client, sessions, "Fresh", status="online",
+                        idle_since=start - timedelta(minutes=1))
+    idle = await agent(client, sessions, "Idle", status="online",
+                       idle_since=start - timedelta(hours=1))
+    one = await Customer(client, "x1").say("/human")
+    assert (await conv(sessions, one["conversation_id"])).assigned_agent_id == busy.id
+    two = await Customer(client, "x2").say("/human")
+    assert (await conv(sessions, two["conversation_id"])).assigned_agent_id == idle.id
+    three = await Customer(client, "x3").say("/human")
+    assert (await conv(sessions, three["conversation_id"])).assigned_agent_id == fresh.id
+
+
+async def test_transfer_to_agent_and_to_queue_counts_and_raises_effort(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    amy = await agent(client, sessions, "Amy")
+    bob = await agent(client, sessions, "Bob")
+    await amy.online()
+    cid = (await Customer(client, "t1").say("/human"))["conversation_id"]
+    effort_before = (await conv(sessions, cid)).effort_score
+    # Bob cannot touch Amy's conversation.
+    await bob.act(cid, "transfer", {"agent_id": bob.id}, expect=403)
+    moved = await amy.act(cid, "transfer", {"agent_id": bob.id})
+    assert (moved["assigned_agent_id"], moved["transfers"]) == (bob.id, 1)
+    assert moved["effort_score"] == effort_before + 3
+    # Back to the queue: Bob is offline, so the only online agent with room, Amy, gets it.
+    queued = await bob.act(cid, "transfer", {"agent_id": None})
+    assert queued["transfers"] == 2
+    assert queued["assigned_agent_id"] == amy.id
+    await amy.act(cid, "transfer", {"agent_id": 999_999}, expect=404)
+    await amy.act(cid, "transfer", {"agent_id": "bob"}, expect=400)
+
+
+async def test_note_is_never_sent_and_handback_returns_to_the_bot(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    kim = await agent(client, sessions, "Kim")
+    await kim.online()
+    cust = Customer(client, "n1")
+    cid = (await cust.say("/human"))["conversation_id"]
+    note = await kim.act(cid, "notes", {"text": "VIP customer, be nice"}, 201)
+    assert note["direction"] == "note"
+    async with sessions() as session:
+        outbox_texts = list(await session.scalars(select(OutboxMessage.text)))
+    assert "VIP customer, be nice" not in outbox_texts
+
+    back = await kim.act(cid, "handback")
+    assert back["status"] == "bot"
+    answered = await cust.say("where is my order")
+    assert answered["status"] == "bot"
+    assert "Did this help?" in answered["replies"][0]["text"]
+
+
+async def test_agent_sees_own_and_queued_only_managers_see_all(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    ann = await agent(client, sessions, "Ann", capacity=1)
+    ben = await agent(client, sessions, "Ben")
+    boss = await agent(client, sessions, "Boss", "manager")
+    await ann.online()
+    mine = (await Customer(client, "v1").say("/human"))["conversation_id"]
+    waiting = (await Customer(client, "v2").say("/human"))["conversation_id"]
+    bot_only = (await Customer(client, "v3").say("where is my order"))["conversation_id"]
+
+    ann_ids = {c["id"] for c in (await ann.call("GET", "/api/v1/conversations"))["items"]}
+    ben_ids = {c["id"] for c in (await ben.call("GET", "/api/v1/conversations"))["items"]}
+    boss_ids = {c["id"] for c in (await boss.call("GET", "/api/v1/conversations"))["items"]}
+    assert ann_ids == {mine, waiting}
+    assert ben_ids == {waiting}
+    assert boss_ids == {mine, waiting, bot_only}
+    await ben.call("GET", f"/api/v1/conversations/{mine}", expect=403)
+
+    filtered = await boss.call("GET", "/api/v1/conversations?status=queued&assignee=&limit=1")
+    assert [c["id"] for c in filtered["items"]] == [waiting]
+    page = await boss.call("GET", "/api/v1/conversations?limit=2&offset=2")
+    assert page["total"] == 3 and len(page["items"]) == 1
+
+
+ENDPOINTS: list[tuple[str, str, Any, dict[str, int]]] = [
+    # method, path ({cid} = a queued conversation), body, expected status per role
+    ("GET", "/api/v1/me", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("PUT", "/api/v1/me/availability", {"status": "away"},
+     {"agent": 200, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/conversations", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/conversations/{cid}", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/conversations/{cid}/notes", {"text": "n"},
+     {"agent": 201, "manager": 201, "admin": 201}),
+    ("POST", "/api/v1/conversations/{cid}/reply", {"text": "r"},
+     {"agent": 409, "manager": 409, "admin": 409}),  # queued: must be claimed first
+    ("POST", "/api/v1/conversations/{cid}/claim", None,
+     {"agent": 200, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/conversations/{cid}/transfer", {"agent_id": None},
+     {"agent": 200, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/conversations/{cid}/handback", None,
+     {"agent": 200, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/conversations/{cid}/resolve", {"code": "answered"},
+     {"agent": 200, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/agents", None, {"agent": 403, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/agents", {"name": "new-{role}", "role": "agent"},
+     {"agent": 403, "manager": 403, "admin": 201}),
+    ("GET", "/api/v1/openapi.json", None, {"agent": 200, "manager": 200, "admin": 200}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), ENDPOINTS,
+                         ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+async def test_authz_matrix(
+    client: Client, sessions: async_sessionmaker[AsyncSession],
+    method: str, path: str, body: Any, expected: dict[str, int],
+) -> None:
+    for n, role in enumerate(["agent", "manager", "admin"]):
+        console = await agent(client, sessions, f"{role}-user", role)
+        cid = (await Customer(client, f"authz-{n}").say("/human"))["conversation_id"]
+        url = path.format(cid=cid)
+        payload = body
+        if isinstance(body, dict) and "name" in body:
+            payload = {**body, "name": body["name"].format(role=role)}
+        await console.call(method, url, payload, expect=expected[role])
+        # No token, a malformed header and a wrong token are all 401, as JSON.
+        for headers in ({}, {"Authorization": "Token abc"}, bearer("cbt_not-a-real-token")):
+            resp = await client.request(method, url, json=payload, headers=headers)
+            assert resp.status == 401
+            assert "error" in await resp.json()
+
+
+async def test_disabled_agent_token_stops_working(
+    client: Client, sessions: async_sessionmaker[AsyncSession], database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gone = await agent(client, sessions, "Gone")
+    await gone.call("GET", "/api/v1/me")
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", database_url)
+    assert await asyncio.to_thread(main, ["agents", "disable", "Gone"]) == 0
+    await gone.call("GET", "/api/v1/me", expect=401)
+
+
+async def test_bad_input(client: Client, sessions: async_sessionmaker[AsyncSession]) -> None:
+    lee = await agent(client, sessions, "Lee")
+    await lee.online()
+    cid = (await Customer(client, "bad1").say("/human"))["conversation_id"]
+    await lee.call("GET", "/api/v1/conversations/424242", expect=404)
+    await lee.call("GET", "/api/v1/conversations/abc", expect=404)
+    await lee.act(424242, "reply", {"text": "hi"}, expect=404)
+    await lee.act(cid, "reply", {}, expect=400)
+    await lee.act(cid, "reply", {"text": ""}, expect=400)
+    await lee.act(cid, "reply", {"text": "x" * 5000}, expect=413)
+    await lee.act(cid, "resolve", {"code": 7}, expect=400)
+    await lee.call("PUT", "/api/v1/me/availability", {"status": "sleeping"}, expect=400)
+    await lee.call("GET", "/api/v1/conversations?status=weird", expect=400)
+    await lee.call("GET", "/api/v1/conversations?limit=0", expect=400)
+    resp = await client.post(f"/api/v1/conversations/{cid}/reply", data=b"{oops",
+                             headers=lee.headers)
+    assert resp.status == 400
+    resp = await client.post(f"/api/v1/conversations/{cid}/notes", data=b"x" * 100_000,
+                             headers=lee.headers)
+    assert resp.status == 413
+    async with sessions() as session:
+        agent_msgs = list(await session.scalars(select(Message).where(Message.sender == "agent")))
+    assert agent_msgs == []
+
+
+async def test_websocket_pushes_assignment_and_customer_messages(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    zoe = await agent(client, sessions, "Zoe")
+    boss = await agent(client, sessions, "Chief", "manager")
+    other = await agent(client, sessions, "Other")
+    await zoe.online()
+    async with client.ws_connect("/api/v1/events", headers=zoe.headers) as ws, \
+            client.ws_connect("/api/v1/events", headers=boss.headers) as boss_ws, \
+            client.ws_connect("/api/v1/events", headers=other.headers) as other_ws:
+        for socket in (ws, boss_ws, other_ws):
+            assert (await socket.receive_json(timeout=5))["kind"] == "hello"
+        cust = Customer(client, "ws1")
+        cid = (await cust.say("/human"))["conversation_id"]
+        event = await ws.receive_json(timeout=5)
+        assert (event["kind"], event["conversation_id"]) == ("assigned", cid)
+        # The message that asked for a person is shown to the agent who got it.
+        event = await ws.receive_json(timeout=5)
+        assert (event["kind"], event["data"]["text"]) == ("message", "/human")
+        await cust.say("my parcel is lost")
+        event = await ws.receive_json(timeout=5)
+        assert (event["kind"], event["data"]["text"]) == ("message", "my parcel is lost")
+        assert (await boss_ws.receive_json(timeout=5))["kind"] == "assigned"
+        # An agent not concerned gets nothing of Zoe's conversation.
+        with pytest.raises(TimeoutError):
+            await other_ws.receive_json(timeout=0.3)
+    resp = await client.get("/api/v1/events")
+    assert resp.status == 401
+
+
+async def test_openapi_describes_exactly_the_api(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    viewer = await agent(client, sessions, "Viewer")
+    spec = await viewer.call("GET", "/api/v1/openapi.json")
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    served = set()
+    for route in client.server.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if path and path.startswith("/api/v1/") and route.method != "HEAD":
+            served.add((path, route.method))
+    assert served == documented
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            assert op["responses"], f"{path} has no responses"

@@ -1,0 +1,38 @@
+"""Several processes on PostgreSQL: an event caused in one reaches consoles on another."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carebot.care.clock import ManualClock
+from carebot.settings import Settings
+from carebot.web.app import create_app
+from carebot.web.fanout import PgNotifyHub
+from carebot.web.keys import EVENT_HUB
+from tests.helpers import Customer, bearer, make_agent
+
+
+async def test_event_from_one_process_reaches_an_agent_connected_to_another(
+    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("SQLite runs one process; cross-process fan-out is PostgreSQL's")
+    quiet = replace(settings, run_timers=False)
+    front = await aiohttp_client(create_app(quiet, clock))  # receives customer traffic
+    console = await aiohttp_client(create_app(quiet, clock))  # holds the agent's socket
+    hub = console.server.app[EVENT_HUB]
+    assert isinstance(hub, PgNotifyHub)
+    await asyncio.wait_for(hub.listening.wait(), 5)
+    agent_id, token = await make_agent(sessions, "Remote", status="online")
+    async with console.ws_connect("/api/v1/events", headers=bearer(token)) as ws:
+        assert (await ws.receive_json(timeout=5))["kind"] == "hello"
+        cid = (await Customer(front, "far-away").say("/human"))["conversation_id"]
+        event = await ws.receive_json(timeout=5)
+        assert (event["kind"], event["conversation_id"]) == ("assigned", cid)
+        assert event["agent_ids"] == [agent_id]
