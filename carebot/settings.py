@@ -45,6 +45,18 @@ class Settings:
     queue_sla_seconds: float = 300.0
     timer_interval_seconds: float = 10.0
     run_timers: bool = True
+
+    # Surveys after resolution: channels that get them (comma-separated; empty turns them off).
+    survey_channels: str = "telegram,http"
+    survey_delay_seconds: float = 0.0
+    survey_cooldown_days: float = 7.0
+    survey_expiry_hours: float = 72.0
+    survey_ces: bool = False
+    survey_comment: bool = True
+    survey_csat_text: str = "How satisfied are you with the help you got?"
+    survey_ces_text: str = "How easy was it to get your issue resolved?"
+    survey_comment_text: str = "Anything we could do better? Just type it, or press Skip."
+    survey_thanks_text: str = "Thank you for your feedback!"
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
 

@@ -110,7 +110,9 @@ async def test_full_loop_handoff_assign_reply_resolve(
             select(Touchpoint.agent_id).where(
                 Touchpoint.conversation_id == cid,
                 Touchpoint.kind.in_(["agent_reply", "resolved"]))))
-    assert kinds == ["message_in", "handoff", "assigned", "agent_reply", "resolved"]
+    assert kinds == [
+        "message_in", "handoff", "assigned", "agent_reply", "resolved", "survey_sent",
+    ]
     assert acting == [alex.id, alex.id]
 
 

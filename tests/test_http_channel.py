@@ -43,13 +43,16 @@ async def test_where_is_my_order_gets_the_faq_answer_and_yes_resolves(
 
     done = await anna.press("yes:order-status")
     assert done["status"] == "resolved"
+    thanks, survey = done["replies"]
+    assert thanks["text"].startswith("Glad I could help")
+    assert survey["text"] == "How satisfied are you with the help you got?"
     async with sessions() as session:
         conv = await session.get(Conversation, data["conversation_id"])
         assert conv is not None
         assert (conv.resolved_by, conv.bot_answers, conv.handoffs) == ("bot", 1, 0)
         assert conv.first_bot_response_ms is not None
     assert await touchpoint_kinds(sessions, data["conversation_id"]) == [
-        "message_in", "faq_answer", "message_in", "faq_feedback", "resolved",
+        "message_in", "faq_answer", "message_in", "faq_feedback", "resolved", "survey_sent",
     ]
 
 

@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import assignment, touchpoints
+from carebot.care import assignment, surveys, touchpoints
 from carebot.care.clock import ms_between
 from carebot.care.conversations import OPEN_STATUSES, resolve
 from carebot.care.events import Effects, Event
 from carebot.care.messages import OutboundMessage
 from carebot.care.outbox import enqueue
+from carebot.care.surveys import SurveyPolicy
 from carebot.db.models import Agent, Contact, Conversation, Message, Touchpoint
 
 STATUSES = ("bot", "queued", "assigned", "resolved")
@@ -294,7 +295,7 @@ async def hand_back(
 
 async def resolve_by_agent(
     session: AsyncSession, agent: Agent, conversation_id: int, code: str, now: datetime,
-    effects: Effects,
+    effects: Effects, survey_policy: SurveyPolicy,
 ) -> Conversation:
     """Resolve with a resolution code (e.g. `answered`, `refund_issued`, `spam`)."""
     conv = await load_for(session, agent, conversation_id, lock=True)
@@ -302,6 +303,12 @@ async def resolve_by_agent(
         raise ConsoleError(409, "conversation is already resolved")
     resolve(session, conv, now, by="agent", actor="agent", code=code, agent_id=agent.id)
     effects.emit(_status_event("resolved", conv, {"agent_id": agent.id, "code": code}))
+    question = await surveys.on_resolved(session, conv, now, survey_policy)
+    if question is not None:
+        contact = await session.get(Contact, conv.contact_id)
+        assert contact is not None
+        await enqueue(session, conv, contact.external_id, question, now, sender="system")
+        effects.outbox_pending = True
     await _refill(session, now, effects)
     return conv
 

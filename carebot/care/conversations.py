@@ -39,21 +39,26 @@ async def find_or_create_contact(
     return contact
 
 
-async def current_conversation(
-    session: AsyncSession, contact: Contact, now: datetime, reopen_window: timedelta
-) -> Conversation:
-    """The contact's open conversation; a recently resolved one is reopened, else a new one starts.
-
-    The row is locked (FOR UPDATE on PostgreSQL) so concurrent messages of one customer
-    are applied one after another.
-    """
-    conv = await session.scalar(
+async def latest_conversation(session: AsyncSession, contact: Contact) -> Conversation | None:
+    """The contact's most recent conversation, locked (FOR UPDATE on PostgreSQL) so concurrent
+    messages of one customer are applied one after another."""
+    return await session.scalar(
         select(Conversation)
         .where(Conversation.contact_id == contact.id)
         .order_by(Conversation.id.desc())
         .limit(1)
         .with_for_update()
     )
+
+
+async def current_conversation(
+    session: AsyncSession,
+    contact: Contact,
+    conv: Conversation | None,
+    now: datetime,
+    reopen_window: timedelta,
+) -> Conversation:
+    """The open conversation: `conv` (the latest) if open, reopened if recently resolved, or new."""
     if conv is not None and conv.status in OPEN_STATUSES:
         return conv
     if (

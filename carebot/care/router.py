@@ -10,14 +10,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care import assignment, intents, replies, touchpoints
+from carebot.care import assignment, intents, replies, surveys, touchpoints
 from carebot.care.clock import Clock, ms_between
-from carebot.care.conversations import current_conversation, find_or_create_contact, resolve
+from carebot.care.conversations import (
+    current_conversation,
+    find_or_create_contact,
+    latest_conversation,
+    resolve,
+)
 from carebot.care.events import Effects, Event
 from carebot.care.faq import Candidate, FaqDoc
 from carebot.care.faq_index import FaqIndex
 from carebot.care.messages import Button, InboundMessage, OutboundMessage, RouteResult
 from carebot.care.outbox import enqueue
+from carebot.care.surveys import SurveyPolicy
 from carebot.db.models import Contact, Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -51,11 +57,13 @@ class Router:
         index: FaqIndex,
         policy: RoutingPolicy,
         clock: Clock,
+        survey_policy: SurveyPolicy | None = None,
     ) -> None:
         self.sessions = sessions
         self.index = index
         self.policy = policy
         self.clock = clock
+        self.surveys = survey_policy or SurveyPolicy()
 
     async def handle(self, msg: InboundMessage) -> tuple[RouteResult, Effects]:
         """Route one message; a redelivered message returns its first result and changes nothing."""
@@ -84,7 +92,14 @@ class Router:
         contact = await find_or_create_contact(
             session, msg.channel, msg.user_id, msg.display_name, received
         )
-        conv = await current_conversation(session, contact, received, self.policy.reopen_window)
+        latest = await latest_conversation(session, contact)
+        if latest is not None and latest.status == "resolved":
+            answered = await self._survey_answer(session, latest, contact, msg, received, effects)
+            if answered is not None:
+                return answered
+        conv = await current_conversation(
+            session, contact, latest, received, self.policy.reopen_window
+        )
         inbound = Message(
             conversation_id=conv.id,
             channel=msg.channel,
@@ -133,6 +148,41 @@ class Router:
                 )
             )
         return RouteResult(conv.id, conv.status, tuple(r.message for r in out))
+
+    async def _survey_answer(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        contact: Contact,
+        msg: InboundMessage,
+        received: datetime,
+        effects: Effects,
+    ) -> RouteResult | None:
+        """Record the message as an answer to the resolved conversation's survey, if it is one."""
+        inbound = Message(
+            conversation_id=conv.id, channel=msg.channel, external_id=msg.message_id,
+            direction="in", sender="customer", text=msg.text, payload=msg.payload,
+            created_at=received,
+        )
+        session.add(inbound)
+        await session.flush()
+        replies_out = await surveys.answer(
+            session, conv, msg.text, msg.payload, received, self.surveys, inbound.id
+        )
+        if replies_out is None:
+            # Not an answer: the message is routed normally (it reopens help).
+            await session.delete(inbound)
+            await session.flush()
+            return None
+        inbound.status_after = conv.status
+        for reply in replies_out:
+            await enqueue(
+                session, conv, contact.external_id, reply, received, sender="system",
+                in_reply_to=inbound.id, delivered_inline=msg.reply_inline,
+            )
+            if not msg.reply_inline:
+                effects.outbox_pending = True
+        return RouteResult(conv.id, conv.status, tuple(replies_out))
 
     async def _decide(
         self,
@@ -252,7 +302,11 @@ class Router:
         if helpful:
             resolve(session, conv, at, by="bot", actor="customer")
             effects.emit(Event("resolved", conv.id, data={"resolved_by": "bot"}))
-            return [_Reply(OutboundMessage(replies.GLAD), "resolved")]
+            out = [_Reply(OutboundMessage(replies.GLAD), "resolved")]
+            question = await surveys.on_resolved(session, conv, at, self.surveys)
+            if question is not None:
+                out.append(_Reply(question, "survey"))
+            return out
         conv.failed_bot_turns += 1
         return await self._hand_off(
             session, conv, at, effects, "not_helpful", details={"faq_id": faq_id}

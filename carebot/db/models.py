@@ -208,3 +208,34 @@ class OutboxMessage(Base):
     external_message_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class Survey(Base):
+    """A post-resolution survey (CSAT 1-5 or CES 1-7) sent to the customer in the chat."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        Index("ix_surveys_customer_sent_at", "customer_id", "sent_at"),
+        Index("ix_surveys_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))  # csat / ces
+    scale: Mapped[int] = mapped_column(Integer)  # highest score: 5 for CSAT, 7 for CES
+    # scheduled -> sent -> answered | expired; cancelled when the rules say no at send time.
+    status: Mapped[str] = mapped_column(String(16))
+    # While sent: what the customer's next message answers ("score", then "comment").
+    awaiting: Mapped[str | None] = mapped_column(String(16))
+    # Who resolved the conversation, as it was when the survey was created.
+    resolved_by: Mapped[str | None] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    due_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    score: Mapped[int | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -16,6 +16,7 @@ from carebot.care.faq_index import FaqIndex
 from carebot.care.hub import EventHub
 from carebot.care.knowledge import enabled_docs, knowledge_version
 from carebot.care.router import Router, RoutingPolicy
+from carebot.care.surveys import SurveyPolicy
 from carebot.channels import http as http_channel
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.settings import Settings
@@ -99,6 +100,18 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
             reopen_window=timedelta(hours=settings.reopen_window_hours),
         ),
         app[CLOCK],
+        SurveyPolicy(
+            channels=frozenset(c.strip() for c in settings.survey_channels.split(",") if c.strip()),
+            delay=timedelta(seconds=settings.survey_delay_seconds),
+            cooldown=timedelta(days=settings.survey_cooldown_days),
+            expiry=timedelta(hours=settings.survey_expiry_hours),
+            ces_enabled=settings.survey_ces,
+            comment_enabled=settings.survey_comment,
+            csat_text=settings.survey_csat_text,
+            ces_text=settings.survey_ces_text,
+            comment_text=settings.survey_comment_text,
+            thanks_text=settings.survey_thanks_text,
+        ),
     )
     task = asyncio.create_task(_watch_knowledge(app, version))
     yield

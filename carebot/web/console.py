@@ -15,7 +15,7 @@ from carebot.care.events import Effects
 from carebot.db.models import Agent
 from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
 from carebot.web.errors import ApiError, read_json_object
-from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
+from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS
 from carebot.web.publish import publish_effects
 
 T = TypeVar("T")
@@ -172,7 +172,10 @@ async def resolve(request: web.Request) -> web.Response:
     code = _text_field(body, "code", console.MAX_RESOLUTION_CODE).strip()
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     conv = await _run(
-        request, lambda s, e: console.resolve_by_agent(s, agent, cid, code, now, e)
+        request,
+        lambda s, e: console.resolve_by_agent(
+            s, agent, cid, code, now, e, request.app[ROUTER].surveys
+        ),
     )
     return web.json_response(console.conversation_summary(conv))
 

@@ -8,16 +8,20 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from carebot.care import surveys
 from carebot.care.events import Effects
 from carebot.care.timers import flag_sla_breaches, resolve_timeouts
-from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
+from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS
 from carebot.web.publish import publish_effects
 
 log = logging.getLogger(__name__)
 
 
 async def tick(app: web.Application) -> tuple[int, int]:
-    """One timer pass; returns (conversations timed out, SLA breaches flagged)."""
+    """One timer pass; returns (conversations timed out, SLA breaches flagged).
+
+    Delayed surveys are sent and overdue ones expired in the same pass.
+    """
     settings, now = app[SETTINGS], app[CLOCK]()
     effects = Effects()
     async with app[SESSIONS].begin() as session:
@@ -27,6 +31,9 @@ async def tick(app: web.Application) -> tuple[int, int]:
         breached = await flag_sla_breaches(
             session, now, timedelta(seconds=settings.queue_sla_seconds), effects
         )
+        policy = app[ROUTER].surveys
+        await surveys.send_due(session, now, policy, effects)
+        await surveys.expire_due(session, now)
     await publish_effects(app, effects)
     return timed_out, breached
 
