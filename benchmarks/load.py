@@ -1,0 +1,316 @@
+"""Load benchmark: inbound messages/s through the HTTP channel, verified afterwards.
+
+    .venv/bin/python benchmarks/load.py [--seconds 20] [--concurrency 64]
+        [--database-url postgresql+asyncpg://…/carebot_load --workers 2]
+
+Starts carebot (`carebot serve`, SQLite in a temp dir by default; the PostgreSQL database
+given is wiped) with the starter knowledge base, and a bare aiohttp JSON echo server; drives
+each from a separate process with `--concurrency` senders for `--seconds`; prints messages/s,
+p50/p99/max latency, errors and the carebot / bare ratio; then checks in the database that
+every accepted message is stored exactly once with its touchpoint, and prints the service's
+RSS at start and end.
+
+Traffic: many customers, each a short session — an FAQ question (from the starter query set,
+paraphrased and misspelled), then "Yes", a follow-up question, or a request for a person —
+with unique message ids, plus 5% redeliveries of an already-sent message (which must come back
+as duplicates and store nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MESSAGES = "/api/v1/channels/http/messages"
+
+
+# --- the bare server -------------------------------------------------------------------------
+
+
+def run_echo(port: int) -> None:
+    """A bare aiohttp JSON handler: the ceiling for any aiohttp service on this machine."""
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"conversation_id": 1, "status": "bot", "echo": body})
+
+    app = web.Application()
+    app.router.add_post(MESSAGES, handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# --- the load driver -------------------------------------------------------------------------
+
+
+def _questions() -> tuple[list[str], list[str]]:
+    faq, other = [], []
+    with open(ROOT / "tests/data/starter_queries.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            (faq if row["expected"] else other).append(row["text"])
+    return faq, other
+
+
+async def drive(url: str, seconds: float, concurrency: int, seed: int, tag: str) -> dict[str, Any]:
+    """Send realistic traffic for `seconds`; return latencies, counts and accepted ids."""
+    faq, other = _questions()
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    accepted: list[str] = []
+    duplicates_ok = 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def post(body: dict[str, Any]) -> dict[str, Any] | None:
+            started = time.perf_counter()
+            try:
+                async with http.post(url + MESSAGES, json=body) as resp:
+                    data: dict[str, Any] = await resp.json()
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    if resp.status != 200:
+                        errors[str(resp.status)] = errors.get(str(resp.status), 0) + 1
+                        return None
+                    return data
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return None
+
+        async def sender(n: int) -> None:
+            nonlocal duplicates_ok
+            session_no = 0
+            while time.monotonic() < deadline:
+                session_no += 1
+                user = f"{tag}-u{n}-{session_no}"
+                sent: list[dict[str, Any]] = []
+                steps = rng.choice([1, 2, 2, 3])
+                for step in range(steps):
+                    if time.monotonic() >= deadline:
+                        return
+                    body: dict[str, Any] = {"user_id": user, "message_id": f"{user}-m{step}"}
+                    roll = rng.random()
+                    last = sent[-1]["reply"] if sent else None
+                    if step > 0 and last and last.get("replies") and roll < 0.5:
+                        buttons = last["replies"][0].get("buttons") or []
+                        if buttons:
+                            body["payload"] = buttons[0]["payload"]  # "Yes" or first suggestion
+                        else:
+                            body["text"] = rng.choice(faq)
+                    elif roll < 0.1:
+                        body["text"] = "I want to talk to a person"
+                    elif roll < 0.15:
+                        body["text"] = rng.choice(other)
+                    else:
+                        body["text"] = rng.choice(faq)
+                    reply = await post(body)
+                    if reply is not None:
+                        accepted.append(body["message_id"])
+                        sent.append({"body": body, "reply": reply})
+                    if sent and rng.random() < 0.05:
+                        # A redelivery: same id again, must be a duplicate.
+                        again = await post(sent[-1]["body"])
+                        if again is not None and again.get("duplicate", True):
+                            duplicates_ok += 1
+                        elif again is not None:
+                            errors["duplicate_not_recognised"] = (
+                                errors.get("duplicate_not_recognised", 0) + 1
+                            )
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender(n) for n in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return {
+        "elapsed": elapsed,
+        "requests": len(latencies),
+        "latencies": latencies,
+        "errors": errors,
+        "accepted": accepted,
+        "duplicates_ok": duplicates_ok,
+    }
+
+
+def run_driver(args: argparse.Namespace) -> None:
+    result = asyncio.run(drive(args.url, args.seconds, args.concurrency, args.seed, args.tag))
+    Path(args.out).write_text(json.dumps(result))
+
+
+# --- the orchestration -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_up(url: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"service at {url} did not come up")
+
+
+def _rss_mb(pid: int) -> float:
+    total = 0
+    pids = [pid, *_children(pid)]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    return [int(x) for x in out.split()]
+
+
+def _drive_subprocess(url: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    subprocess.run(
+        [sys.executable, __file__, "--role", "drive", "--url", url, "--seconds",
+         str(args.seconds), "--concurrency", str(args.concurrency), "--seed", str(args.seed),
+         "--tag", tag, "--out", str(out)],
+        check=True,
+    )
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def _report(name: str, r: dict[str, Any]) -> float:
+    from benchmarks._service import percentile
+
+    lat = r["latencies"] or [0.0]
+    rate = r["requests"] / r["elapsed"]
+    print(f"{name:<8} {rate:>9.0f} msg/s   p50 {percentile(lat, 50):6.1f} ms   "
+          f"p99 {percentile(lat, 99):6.1f} ms   max {max(lat):7.1f} ms   "
+          f"requests {r['requests']}   errors {r['errors'] or 0}")
+    return rate
+
+
+async def _verify(database_url: str, accepted: list[str]) -> None:
+    from sqlalchemy import func, select
+
+    from carebot.db.engine import make_engine
+    from carebot.db.models import Message, Touchpoint
+
+    engine = make_engine(database_url)
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
+        distinct = await conn.scalar(
+            select(func.count(func.distinct(Message.external_id))).where(Message.direction == "in")
+        )
+        inbound_ids = select(Message.id).where(Message.direction == "in").scalar_subquery()
+        logged = await conn.scalar(
+            select(func.count(func.distinct(Touchpoint.message_id))).where(
+                Touchpoint.message_id.in_(inbound_ids),
+                Touchpoint.kind.in_(["message_in", "survey_answered", "survey_comment"]),
+            )
+        )
+    await engine.dispose()
+    unique_accepted = len(set(accepted))
+    ok = stored == distinct == unique_accepted == logged
+    print(f"verify   accepted {unique_accepted}, stored {stored} (distinct ids {distinct}), "
+          f"with touchpoint {logged}: {'OK, none lost or doubled' if ok else 'MISMATCH'}")
+    if not ok:
+        raise SystemExit(1)
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    from benchmarks._service import fresh_database
+
+    database_url = fresh_database(args.database_url)
+    kind = "postgresql" if args.database_url else "sqlite"
+    env = {
+        **os.environ,
+        "CAREBOT_DATABASE_URL": database_url,
+        "CAREBOT_LOG_LEVEL": "WARNING",
+        "CAREBOT_RUN_TIMERS": "false",
+    }
+    echo_port, port = _free_port(), _free_port()
+    echo = subprocess.Popen([sys.executable, __file__, "--role", "echo", "--port", str(echo_port)])
+    serve_cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
+    if args.workers > 1:
+        serve_cmd += ["--workers", str(args.workers)]
+    service = subprocess.Popen(serve_cmd, env=env, cwd=ROOT)
+    try:
+        _wait_up(f"http://127.0.0.1:{port}/healthz")
+        time.sleep(1)  # the echo server has no health route; it starts in well under this
+        rss_start = _rss_mb(service.pid)
+        print(f"carebot on {kind}, {args.workers} process(es); {args.concurrency} senders for "
+              f"{args.seconds:.0f} s each run")
+        bare = _drive_subprocess(f"http://127.0.0.1:{echo_port}", args, "echo")
+        ours = _drive_subprocess(f"http://127.0.0.1:{port}", args, "load")
+        rss_end = _rss_mb(service.pid)
+        bare_rate = _report("bare", bare)
+        our_rate = _report("carebot", ours)
+        print(f"ratio    carebot / bare = {our_rate / bare_rate:.1%}")
+        print(f"rss      carebot {rss_start:.0f} MB at start, {rss_end:.0f} MB at end")
+        print(f"dupes    {ours['duplicates_ok']} redeliveries answered as duplicates")
+    finally:
+        for proc in (service, echo):
+            proc.send_signal(signal.SIGINT)
+        for proc in (service, echo):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    asyncio.run(_verify(database_url, ours["accepted"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--role", choices=["orchestrate", "echo", "drive"], default="orchestrate")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--database-url", help="PostgreSQL URL (its schema is wiped)")
+    parser.add_argument("--workers", type=int, default=1, help="carebot processes")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--url")
+    parser.add_argument("--tag", default="load")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.role == "echo":
+        run_echo(args.port)
+    elif args.role == "drive":
+        run_driver(args)
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
