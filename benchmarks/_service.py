@@ -10,12 +10,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import text
 
 from carebot.care.clock import system_clock
 from carebot.care.knowledge import import_knowledge, load_knowledge
 from carebot.db.engine import make_engine, make_sessionmaker
-from carebot.db.migrate import upgrade
+from carebot.db.migrate import upgrade, wipe_postgres_schema
 from carebot.settings import Settings
 from carebot.web.app import create_app
 
@@ -27,15 +26,7 @@ def fresh_database(url: str | None) -> str:
     if url is None:
         url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='carebot-bench-')}/bench.db"
     else:
-
-        async def wipe() -> None:
-            engine = make_engine(url)
-            async with engine.begin() as conn:
-                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-            await engine.dispose()
-
-        asyncio.run(wipe())
+        wipe_postgres_schema(url)
     upgrade(url)
 
     async def seed() -> None:

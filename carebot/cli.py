@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        # Alembic narrates every plugin at INFO; its migrations still print at WARNING.
+        logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
         result: int = args.func(settings, args)
         return result
     except (CliError, SettingsError) as exc:

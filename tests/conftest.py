@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from carebot.care.clock import ManualClock
 from carebot.care.knowledge import import_knowledge, load_knowledge
 from carebot.db.engine import make_engine, make_sessionmaker
-from carebot.db.migrate import upgrade
+from carebot.db.migrate import upgrade, wipe_postgres_schema
 from carebot.db.models import Base
 from carebot.settings import Settings
 
@@ -52,24 +52,13 @@ def pg_url() -> str | None:
     if not url:
         return None
     try:
-        _reset_pg_schema(url)
+        wipe_postgres_schema(url)
         upgrade(url)
     except Exception as exc:
         if os.environ.get("CAREBOT_TEST_REQUIRE_POSTGRES"):
             raise
         pytest.skip(f"PostgreSQL at {PG_ENV} is unreachable ({exc}); {PG_SKIP_MESSAGE}")
     return url
-
-
-def _reset_pg_schema(url: str) -> None:
-    async def run() -> None:
-        engine = make_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from carebot.care.messages import InboundMessage
 from carebot.care.router import DuplicateIdConflict
-from carebot.web.errors import ApiError, read_json_object
+from carebot.web.errors import ApiError, read_json_object, text_field
 from carebot.web.keys import ROUTER, SETTINGS
 from carebot.web.publish import publish_effects
 
@@ -69,9 +69,4 @@ def parse_message(body: dict[str, Any], max_text: int) -> InboundMessage:
 
 
 def _required_id(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(400, f"'{key}' is required and must be a non-empty string")
-    if len(value) > MAX_ID:
-        raise ApiError(400, f"'{key}' must be at most {MAX_ID} characters")
-    return value
+    return text_field(body, key, MAX_ID, too_long_status=400)

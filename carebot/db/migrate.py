@@ -27,3 +27,23 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 def downgrade(database_url: str, revision: str) -> None:
     """Take the schema down to `revision` (used by migration tests)."""
     command.downgrade(alembic_config(database_url), revision)
+
+
+def wipe_postgres_schema(database_url: str) -> None:
+    """Drop and recreate the `public` schema (tests and benchmarks on a throwaway database)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from carebot.db.engine import make_engine
+
+    async def run() -> None:
+        engine = make_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +14,7 @@ from carebot.care.assignment import agent_load
 from carebot.care.events import Effects
 from carebot.db.models import Agent
 from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
-from carebot.web.errors import ApiError, read_json_object
+from carebot.web.errors import ApiError, read_json_object, text_field
 from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS
 from carebot.web.publish import publish_effects
 
@@ -55,15 +55,6 @@ def _int_query(
         raise ApiError(400, f"query parameter '{name}' must be an integer") from None
     if not lo <= value <= hi:
         raise ApiError(400, f"query parameter '{name}' must be between {lo} and {hi}")
-    return value
-
-
-def _text_field(body: dict[str, Any], key: str, limit: int) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(400, f"'{key}' is required and must be non-empty text")
-    if len(value) > limit:
-        raise ApiError(413, f"'{key}' is longer than {limit} characters")
     return value
 
 
@@ -117,7 +108,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def reply(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/reply {"text"}: message the customer."""
     body = await read_json_object(request)
-    text = _text_field(body, "text", request.app[SETTINGS].max_text_chars)
+    text = text_field(body, "text", request.app[SETTINGS].max_text_chars)
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     message = await _run(
         request, lambda s, e: console.reply(s, agent, cid, text, now, e)
@@ -129,7 +120,7 @@ async def reply(request: web.Request) -> web.Response:
 async def add_note(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/notes {"text"}: a private note, never sent."""
     body = await read_json_object(request)
-    text = _text_field(body, "text", request.app[SETTINGS].max_text_chars)
+    text = text_field(body, "text", request.app[SETTINGS].max_text_chars)
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     message = await _run(request, lambda s, e: console.note(s, agent, cid, text, now, e))
     return web.json_response(console.message_dict(message), status=201)
@@ -169,7 +160,7 @@ async def hand_back(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/resolve {"code": str}."""
     body = await read_json_object(request)
-    code = _text_field(body, "code", console.MAX_RESOLUTION_CODE).strip()
+    code = text_field(body, "code", console.MAX_RESOLUTION_CODE).strip()
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     conv = await _run(
         request,
@@ -207,7 +198,7 @@ async def get_agents(request: web.Request) -> web.Response:
 async def post_agent(request: web.Request) -> web.Response:
     """POST /api/v1/agents {"name", "role", "capacity"}: create an agent (admins); token once."""
     body = await read_json_object(request)
-    name = _text_field(body, "name", 100)
+    name = text_field(body, "name", 100)
     role = body.get("role", "agent")
     capacity = body.get("capacity", 3)
     if role not in ROLES:

@@ -64,3 +64,15 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
+
+
+def text_field(
+    body: dict[str, Any], key: str, limit: int, *, too_long_status: int = 413
+) -> str:
+    """A required, non-blank string field of at most `limit` characters, or a 400/413 ApiError."""
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, f"'{key}' is required and must be a non-empty string")
+    if len(value) > limit:
+        raise ApiError(too_long_status, f"'{key}' must be at most {limit} characters")
+    return value
