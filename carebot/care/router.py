@@ -159,6 +159,9 @@ class Router:
         effects: Effects,
     ) -> RouteResult | None:
         """Record the message as an answer to the resolved conversation's survey, if it is one."""
+        is_button = (msg.payload or "").startswith(surveys.PAYLOAD_PREFIX)
+        if not is_button and await surveys.pending(session, conv) is None:
+            return None
         inbound = Message(
             conversation_id=conv.id, channel=msg.channel, external_id=msg.message_id,
             direction="in", sender="customer", text=msg.text, payload=msg.payload,
