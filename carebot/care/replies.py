@@ -36,6 +36,10 @@ UNSUPPORTED = (
     "Sorry, I can only read text messages. Please type your question, or send /human to "
     "talk to a person."
 )
+PRIVATE_ONLY = (
+    "Hi! I can only help in a private chat, so your details stay between us. Please write to "
+    "me directly: {link}"
+)
 
 
 def answer(doc: FaqDoc) -> OutboundMessage:
@@ -59,6 +63,11 @@ def suggestions(docs: list[FaqDoc]) -> OutboundMessage:
 def greeting() -> OutboundMessage:
     """The welcome message, with a way to reach a person."""
     return OutboundMessage(GREETING, (Button("Talk to a person", HANDOFF),))
+
+
+def private_only(link: str) -> OutboundMessage:
+    """The answer to a message in a group chat: support happens in a private chat."""
+    return OutboundMessage(PRIVATE_ONLY.format(link=link))
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -190,7 +190,11 @@ class OutboxMessage(Base):
     """A message to deliver; the sender worker claims pending rows and retries with backoff."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        # The worker keeps each chat's messages in order: it looks up a recipient's unsent rows.
+        Index("ix_outbox_channel_recipient_status", "channel", "recipient", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
@@ -204,10 +208,29 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
+    # The claim that holds a `sending` row: a worker whose lease expired (and whose row another
+    # worker claimed again) can no longer record an outcome for it.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     external_message_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class ChannelReceipt(Base):
+    """An inbound update that is noted but not routed (an edited message, a group message).
+
+    Routed messages are recognised on redelivery by `messages`; these have no message row, so
+    their channel id is kept here and a redelivery changes nothing.
+    """
+
+    __tablename__ = "channel_receipts"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
 
 
 class Survey(Base):

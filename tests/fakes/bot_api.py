@@ -342,6 +342,23 @@ class FakeBotAPI:
         """
         self._custom[method.lower()] = handler
 
+    def remove_handler(self, method: str) -> None:
+        """Serve ``method`` with the built-in behaviour again (undoes `set_handler`)."""
+        self._custom.pop(method.lower(), None)
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Make calls of ``method`` wait, unanswered, until the returned event is set; then
+        they are served normally. Simulates a request that reached the server and hangs."""
+        release = asyncio.Event()
+        builtin = self._methods[method.lower()][1]
+
+        async def held(params: dict[str, Any]) -> Any:
+            await release.wait()
+            return await builtin(params)
+
+        self.set_handler(method, held)
+        return release
+
     def add_file(
         self, file_id: str, content: bytes, *, file_path: str | None = None
     ) -> dict[str, Any]:

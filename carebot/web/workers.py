@@ -1,0 +1,114 @@
+"""Background delivery in the app's lifetime: the channels' senders and the outbox worker.
+
+All are `cleanup_ctx` entries; `create_app` lists the channels first, so on shutdown the outbox
+worker stops (finishing its sends in flight) before the senders it uses disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from functools import partial
+
+from aiohttp import web
+
+from carebot.care.outbox import DeliveryPolicy, OutboxWorker, Sender
+from carebot.channels.http import CHANNEL as HTTP_CHANNEL
+from carebot.channels.http_delivery import HttpCallbackSender
+from carebot.channels.telegram import TelegramChannel, build_application
+from carebot.settings import Settings
+from carebot.web.keys import (
+    CLOCK,
+    INBOUND,
+    OUTBOX_SENDERS,
+    OUTBOX_WAKE,
+    OUTBOX_WORKER,
+    SESSIONS,
+    SETTINGS,
+    TELEGRAM,
+)
+from carebot.web.publish import publish_effects
+
+log = logging.getLogger(__name__)
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    """The outbox worker's policy from the settings."""
+    return DeliveryPolicy(
+        batch_size=settings.outbox_batch_size,
+        max_attempts=settings.outbox_max_attempts,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        backoff=timedelta(seconds=settings.outbox_backoff_seconds),
+        backoff_max=timedelta(seconds=settings.outbox_backoff_max_seconds),
+        poll_interval=settings.outbox_poll_seconds,
+    )
+
+
+def outbox_senders(app: web.Application) -> dict[str, Sender]:
+    """The app's sender registry (created on first use)."""
+    if OUTBOX_SENDERS not in app:
+        app[OUTBOX_SENDERS] = {}
+    return app[OUTBOX_SENDERS]
+
+
+async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect the Telegram bot when a token is set; poll for updates in polling mode."""
+    settings = app[SETTINGS]
+    if not settings.telegram_token:
+        log.info("Telegram channel off: CAREBOT_TELEGRAM_TOKEN is not set")
+        yield
+        return
+    poll = settings.telegram_mode == "polling" and settings.run_worker
+    if settings.telegram_mode == "polling" and not settings.run_worker:
+        log.info("Telegram polling is left to `carebot worker` (CAREBOT_RUN_WORKER is off)")
+    channel = TelegramChannel(
+        build_application(settings),
+        route=app[INBOUND].submit,
+        publish=partial(publish_effects, app),
+        sessions=app[SESSIONS],
+        clock=app[CLOCK],
+        senders=outbox_senders(app),
+        poll=poll,
+    )
+    app[TELEGRAM] = channel
+    await channel.start()
+    yield
+    await channel.stop()
+
+
+async def http_callback_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deliver the HTTP channel's queued messages to its bridge when a callback URL is set."""
+    settings = app[SETTINGS]
+    if not settings.http_channel_callback_url:
+        yield
+        return
+    sender = HttpCallbackSender(
+        settings.http_channel_callback_url, settings.http_channel_secret
+    )
+    await sender.start()
+    outbox_senders(app)[HTTP_CHANNEL] = sender
+    yield
+    outbox_senders(app).pop(HTTP_CHANNEL, None)
+    await sender.close()
+
+
+async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the outbox worker in this process unless CAREBOT_RUN_WORKER is off."""
+    settings = app[SETTINGS]
+    if not settings.run_worker:
+        log.info("outbox worker off in this process (CAREBOT_RUN_WORKER is off): run "
+                 "`carebot worker` to deliver queued messages")
+        yield
+        return
+    wake = asyncio.Event()
+    app[OUTBOX_WAKE] = wake
+    worker = OutboxWorker(
+        app[SESSIONS], outbox_senders(app), app[CLOCK], delivery_policy(settings),
+        wake=wake, publish=partial(publish_effects, app),
+    )
+    app[OUTBOX_WORKER] = worker
+    worker.start()
+    yield
+    await worker.stop()
