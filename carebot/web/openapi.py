@@ -10,6 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from carebot.web.auth import ALL_ROLES, roles
+from carebot.web.openapi_stats import SCHEMAS as STATS_SCHEMAS
+from carebot.web.openapi_stats import STATS_PATHS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 CONVERSATION = {"$ref": "#/components/schemas/Conversation"}
@@ -206,6 +208,10 @@ SPEC: dict[str, Any] = {
         )},
     },
 }
+
+# The statistics endpoints and their metric definitions live in their own module.
+SPEC["components"]["schemas"].update(STATS_SCHEMAS)
+SPEC["paths"].update(STATS_PATHS)
 
 
 @roles(*ALL_ROLES)

@@ -1,0 +1,805 @@
+"""Resolution statistics for managers, computed with SQL from conversations and touchpoints.
+
+Definitions (they are part of the product; the README and the API description repeat them).
+A period is [from, to) in UTC instants, computed from local dates in the requested time zone.
+Filters (channel, agent, FAQ, tag) select conversations; every metric is then computed over
+the selected conversations only. Each metric is anchored on one timestamp:
+
+* **opened cohort** — conversations whose `opened_at` is in the period: `opened`,
+  `unique_customers`, bot involvement, answered by FAQ, handoff rate, first response times.
+* **resolved cohort** — conversations whose current `resolved_at` is in the period (a reopened
+  conversation counts once, when it was last resolved; one still open is not resolved):
+  `resolved`, confirmed / assumed bot resolutions, containment, resolution time, handle time,
+  first contact resolution, reopen rate, transfers and effort per conversation.
+* **events in the period** — touchpoints whose `created_at` is in the period: `reopened`
+  (distinct conversations), SLA breaches, handoffs by reason, queue waits (assignments from
+  the queue), FAQ answers and feedback, knowledge gaps.
+* **surveys sent in the period** (`sent_at`): CSAT and CES, answered or not.
+
+Durations are milliseconds with count, total, mean, median and p90 (linear interpolation
+between the closest ranks, as PostgreSQL's percentile_cont).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from carebot.care.knowledge_gaps import DEFAULT_THRESHOLD, GapQuestion, cluster
+from carebot.care.stats_period import Bucket, Period, buckets
+from carebot.care.stats_sql import Distribution, Sql, distributions, ratio
+from carebot.db.models import Agent, Conversation, FaqEntry, Survey, Touchpoint
+
+C = Conversation
+T = Touchpoint
+S = Survey
+
+# Touchpoints that start or end an agent's hold on a conversation (handle time segments).
+SEGMENT_KINDS = ("assigned", "transfer", "handback", "resolved")
+# Touchpoints that open or close a stay in the queue (queue waits).
+QUEUE_KINDS = ("handoff", "transfer", "assigned", "handback", "resolved")
+# The bot's decisions after a customer message: an FAQ answer is "followed by a handoff" when
+# the next of these in its conversation is a handoff.
+BOT_TURN_KINDS = ("faq_answer", "faq_suggest", "handoff", "resolved")
+GAP_REASONS = ("no_match", "failed_turns")
+CSAT_POSITIVE = 4  # CSAT 4-5 counts as satisfied
+CES_EASY = 5  # CES 5-7 counts as easy
+DEFAULT_GAP_SAMPLE = 5000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which conversations the statistics cover (all when every field is None)."""
+
+    channel: str | None = None
+    agent_id: int | None = None
+    faq_id: str | None = None
+    tag: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (only the filters that are set)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    """A period, filters and the thresholds some definitions need."""
+
+    period: Period
+    filters: Filters = field(default_factory=Filters)
+    # First contact resolution: no new conversation from the customer within this window.
+    repeat_window: timedelta = timedelta(days=7)
+    # Queue SLA, reported with the breaches (breaches themselves are recorded by the timer).
+    sla_seconds: float = 300.0
+
+
+class Scope:
+    """The query's predicates, built once per request (the tag filter needs a lookup)."""
+
+    def __init__(self, query: StatsQuery, sql: Sql, preds: list[ColumnElement[bool]]) -> None:
+        self.query = query
+        self.period = query.period
+        self.sql = sql
+        self.preds = preds
+
+    @classmethod
+    async def build(cls, session: AsyncSession, query: StatsQuery) -> Scope:
+        """Resolve the filters into predicates on `conversations`."""
+        sql = Sql.of(session)
+        if not sql.sqlite:
+            # The window functions sort a few hundred thousand rows at most; let PostgreSQL do
+            # that in memory instead of spilling to disk (this transaction only).
+            await session.execute(text("SET LOCAL work_mem = '64MB'"))
+        f = query.filters
+        preds: list[ColumnElement[bool]] = []
+        if f.channel is not None:
+            preds.append(C.channel == f.channel)
+        if f.agent_id is not None:
+            preds.append(C.assigned_agent_id == f.agent_id)
+        if f.faq_id is not None or f.tag is not None:
+            faq_ids = await _faq_ids(session, f.faq_id, f.tag)
+            if not faq_ids:
+                preds.append(false())
+            else:
+                preds.append(C.id.in_(
+                    select(T.conversation_id).where(T.kind == "faq_answer", T.faq_id.in_(faq_ids))
+                ))
+        return cls(query, sql, preds)
+
+    def during(self, column: Any) -> ColumnElement[bool]:
+        """The timestamp is in the period."""
+        return and_(column >= self.period.start, column < self.period.end)
+
+    def opened(self) -> list[ColumnElement[bool]]:
+        """Conversations of the opened cohort."""
+        return [self.during(C.opened_at), *self.preds]
+
+    def resolved(self) -> list[ColumnElement[bool]]:
+        """Conversations of the resolved cohort."""
+        return [self.during(C.resolved_at), *self.preds]
+
+    def selected(self, column: Any) -> list[ColumnElement[bool]]:
+        """`column` (a conversation id) belongs to a selected conversation."""
+        if not self.preds:
+            return []
+        return [column.in_(select(C.id).where(*self.preds))]
+
+    def repeat_contact(self) -> ColumnElement[bool]:
+        """The customer opened another conversation (any channel) after this one opened and
+        within the repeat window after its resolution."""
+        later = aliased(Conversation)
+        window_ms = int(self.query.repeat_window.total_seconds() * 1000)
+        return exists().where(
+            later.customer_id == C.customer_id,
+            later.id != C.id,
+            later.opened_at > C.opened_at,
+            self.sql.within_ms(C.resolved_at, later.opened_at, window_ms),
+        )
+
+    def first_contact_resolution(self) -> ColumnElement[bool]:
+        """Resolved, never reopened and no repeat contact."""
+        return and_(C.reopen_count == 0, ~self.repeat_contact())
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+async def _faq_ids(session: AsyncSession, faq_id: str | None, tag: str | None) -> list[str]:
+    # faq_entries is small (the knowledge base), so the tag match runs in Python.
+    rows = await session.execute(select(FaqEntry.id, FaqEntry.tags))
+    wanted = tag.casefold() if tag is not None else None
+    ids = []
+    for fid, tags in rows:
+        if faq_id is not None and fid != faq_id:
+            continue
+        if wanted is not None and wanted not in {str(t).casefold() for t in tags or ()}:
+            continue
+        ids.append(fid)
+    if faq_id is not None and tag is None and not ids:
+        ids.append(faq_id)  # an FAQ since removed from the knowledge base still has answers
+    return ids
+
+
+# --- the building blocks shared by summary, time series, agents and FAQs ---------------------
+
+
+def handle_segments(scope: Scope, conversations: Select[Any]) -> Select[Any]:
+    """(conversation_id, agent_id, ms) for each closed assignment of the given conversations.
+
+    An assignment runs from its `assigned` touchpoint to the next of assigned / transfer /
+    handback / resolved in the same conversation (LEAD over the touchpoint log).
+    """
+    bounds = (
+        select(
+            T.conversation_id,
+            T.kind,
+            T.agent_id,
+            T.created_at,
+            func.lead(T.created_at)
+            .over(partition_by=T.conversation_id, order_by=T.id)
+            .label("ended_at"),
+        )
+        .where(T.kind.in_(SEGMENT_KINDS), T.conversation_id.in_(conversations))
+        .subquery("bounds")
+    )
+    return select(
+        bounds.c.conversation_id,
+        bounds.c.agent_id,
+        scope.sql.ms_between(bounds.c.created_at, bounds.c.ended_at).label("ms"),
+    ).where(bounds.c.kind == "assigned", bounds.c.ended_at.is_not(None))
+
+
+def handle_per_conversation(scope: Scope) -> Select[Any]:
+    """(conversation_id, v): handle time of each conversation of the resolved cohort."""
+    segs = handle_segments(scope, select(C.id).where(*scope.resolved())).subquery("segs")
+    return select(segs.c.conversation_id, func.sum(segs.c.ms).label("v")).group_by(
+        segs.c.conversation_id
+    )
+
+
+def queue_waits(scope: Scope, conversations: Select[Any] | None = None) -> Select[Any]:
+    """(conversation_id, created_at, v): each assignment from the queue.
+
+    Without `conversations`: the assignments made in the period (of selected conversations);
+    with it: every assignment of those conversations.
+
+    `wait_ms` of an `assigned` touchpoint runs from the queue entry (handoff or transfer to the
+    queue); an assignment made by a direct transfer to a named agent never waited in the queue
+    and is left out (the touchpoint before it is that transfer).
+    """
+    by_period = conversations is None
+    if conversations is None:
+        assigned = aliased(Touchpoint)
+        conversations = select(assigned.conversation_id).where(
+            assigned.kind == "assigned", scope.during(assigned.created_at),
+            *scope.selected(assigned.conversation_id),
+        )
+    to_agent = case((T.kind == "transfer", T.details["to_agent_id"].as_integer()))
+    log = (
+        select(
+            T.conversation_id,
+            T.kind,
+            T.created_at,
+            T.wait_ms,
+            func.lag(T.kind).over(partition_by=T.conversation_id, order_by=T.id).label("prev"),
+            func.lag(to_agent)
+            .over(partition_by=T.conversation_id, order_by=T.id)
+            .label("prev_to"),
+        )
+        .where(T.kind.in_(QUEUE_KINDS), T.conversation_id.in_(conversations))
+        .subquery("log")
+    )
+    direct = and_(log.c.prev == "transfer", log.c.prev_to.is_not(None))
+    stmt = select(log.c.conversation_id, log.c.created_at, log.c.wait_ms.label("v")).where(
+        log.c.kind == "assigned", ~direct
+    )
+    return stmt.where(scope.during(log.c.created_at)) if by_period else stmt
+
+
+# --- summary --------------------------------------------------------------------------------
+
+
+async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
+    """Every headline metric for the period and filters (see the module docstring)."""
+    scope = await Scope.build(session, query)
+
+    opened = (await session.execute(select(
+        func.count(),
+        func.count(C.customer_id.distinct()),
+        _count_if(C.first_bot_response_ms.is_not(None)),
+        _count_if(C.bot_answers > 0),
+        _count_if(C.handoffs > 0),
+    ).where(*scope.opened()))).one()
+    n_opened, customers, involved, by_faq, handed_off = (int(v or 0) for v in opened)
+
+    resolved = (await session.execute(select(
+        func.count(),
+        _count_if(C.resolved_by == "bot"),
+        _count_if(C.resolved_by == "timeout"),
+        _count_if(C.resolved_by == "agent"),
+        _count_if(C.handoffs == 0),
+        _count_if(C.reopen_count > 0),
+        func.coalesce(func.sum(C.transfers), 0),
+        func.coalesce(func.sum(C.effort_score), 0),
+    ).where(*scope.resolved()))).one()
+    n_resolved, confirmed, assumed, by_agent, contained, reopened_res, transfers, effort = (
+        int(v or 0) for v in resolved
+    )
+    fcr = int(await session.scalar(
+        select(func.count()).where(*scope.resolved(), scope.first_contact_resolution())
+    ) or 0)
+
+    dists = await distributions(session, _summary_values(scope), ["g"])
+
+    def dist(name: str) -> dict[str, Any]:
+        return dists.get((name,), Distribution.empty()).as_dict()
+
+    reasons: dict[str, int] = {}
+    reopened_convs = sla_breaches = 0
+    for kind, reason, n, convs in await _event_counts(session, scope):
+        if kind == "handoff":
+            reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + int(n)
+        elif kind == "reopened":
+            reopened_convs += int(convs)
+        elif kind == "sla_breached":
+            sla_breaches += int(n)
+
+    surveys = await _survey_counts(session, scope)
+    csat, ces = surveys.get("csat", _NO_SURVEYS), surveys.get("ces", _NO_SURVEYS)
+    return {
+        "period": period_dict(query),
+        "volume": {
+            "opened": n_opened,
+            "resolved": n_resolved,
+            "reopened": reopened_convs,
+            "unique_customers": customers,
+        },
+        "bot": {
+            "involved": involved,
+            "involvement_rate": ratio(involved, n_opened),
+            "answered_by_faq": by_faq,
+            "answered_by_faq_rate": ratio(by_faq, n_opened),
+            "handed_off": handed_off,
+            "handoff_rate": ratio(handed_off, n_opened),
+            "handoffs_by_reason": dict(sorted(reasons.items())),
+            "confirmed_resolutions": confirmed,
+            "assumed_resolutions": assumed,
+            "contained": contained,
+            "containment_rate": ratio(contained, n_resolved),
+        },
+        "agents": {"resolved": by_agent},
+        "first_response_ms": {"bot": dist("bot_first_response"),
+                              "human": dist("human_first_response")},
+        "resolution_time_ms": dist("resolution_time"),
+        "handle_time_ms": dist("handle_time"),
+        "queue_wait_ms": dist("queue_wait"),
+        "first_contact_resolution": {
+            "count": fcr,
+            "rate": ratio(fcr, n_resolved),
+            "repeat_window_days": query.repeat_window.total_seconds() / 86400,
+        },
+        "reopen": {"resolved_after_reopen": reopened_res, "rate": ratio(reopened_res, n_resolved)},
+        "transfers": {"total": transfers, "per_conversation": ratio(transfers, n_resolved)},
+        "effort": {"total": effort, "per_conversation": ratio(effort, n_resolved)},
+        "csat": _survey_dict(csat, "satisfied"),
+        "ces": _survey_dict(ces, "easy"),
+        "sla": {"breaches": sla_breaches, "sla_seconds": query.sla_seconds},
+    }
+
+
+def _summary_values(scope: Scope) -> CompoundSelect[Any]:
+    """(g, v) rows for every duration the summary reports, in one UNION ALL."""
+    sql = scope.sql
+    handle = handle_per_conversation(scope).subquery("handle")
+    waits = queue_waits(scope).subquery("waits")
+    return union_all(
+        select(literal("bot_first_response").label("g"), C.first_bot_response_ms.label("v"))
+        .where(*scope.opened()),
+        select(literal("human_first_response"), C.first_human_response_ms)
+        .where(*scope.opened()),
+        select(literal("resolution_time"), sql.ms_between(C.opened_at, C.resolved_at))
+        .where(*scope.resolved()),
+        select(literal("handle_time"), handle.c.v),
+        select(literal("queue_wait"), waits.c.v),
+    )
+
+
+async def _event_counts(session: AsyncSession, scope: Scope) -> Sequence[Any]:
+    """(kind, handoff reason, touchpoints, conversations) for the counted events."""
+    events = (
+        select(
+            T.kind.label("kind"),
+            case((T.kind == "handoff", T.details["reason"].as_string())).label("reason"),
+            T.conversation_id,
+        )
+        .where(
+            T.kind.in_(("handoff", "reopened", "sla_breached")),
+            scope.during(T.created_at),
+            *scope.selected(T.conversation_id),
+        )
+        .subquery("events")
+    )
+    rows = await session.execute(
+        select(
+            events.c.kind, events.c.reason, func.count(),
+            func.count(events.c.conversation_id.distinct()),
+        ).group_by(events.c.kind, events.c.reason)
+    )
+    return rows.all()
+
+
+@dataclass(frozen=True)
+class _SurveyCounts:
+    sent: int
+    answered: int
+    good: int
+    score_sum: int
+
+
+_NO_SURVEYS = _SurveyCounts(0, 0, 0, 0)
+
+
+def _survey_good() -> ColumnElement[bool]:
+    return and_(
+        S.status == "answered",
+        case((S.kind == "ces", S.score >= CES_EASY), else_=S.score >= CSAT_POSITIVE),
+    )
+
+
+async def _survey_counts(session: AsyncSession, scope: Scope) -> dict[str, _SurveyCounts]:
+    rows = await session.execute(
+        select(
+            S.kind,
+            func.count(),
+            _count_if(S.status == "answered"),
+            _count_if(_survey_good()),
+            func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
+        )
+        .where(scope.during(S.sent_at), *scope.selected(S.conversation_id))
+        .group_by(S.kind)
+    )
+    return {kind: _SurveyCounts(*(int(v) for v in rest)) for kind, *rest in rows}
+
+
+def _survey_dict(s: _SurveyCounts, good: str) -> dict[str, Any]:
+    return {
+        "sent": s.sent,
+        "answered": s.answered,
+        "response_rate": ratio(s.answered, s.sent),
+        good: s.good,
+        f"{good}_rate": ratio(s.good, s.answered),
+        "mean": round(s.score_sum / s.answered, 4) if s.answered else None,
+    }
+
+
+def period_dict(query: StatsQuery) -> dict[str, Any]:
+    """The period and filters as reported back (instants in the requested time zone)."""
+    p = query.period
+    return {
+        "from": p.local(p.start).isoformat(),
+        "to": p.local(p.end).isoformat(),
+        "tz": p.tz_name,
+        "filters": query.filters.as_dict(),
+    }
+
+
+# --- time series ----------------------------------------------------------------------------
+
+
+async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dict[str, Any]:
+    """The main counts and rates per local day or week, every bucket present (zeros too)."""
+    slots = buckets(query.period, unit)
+    scope = await Scope.build(session, query)
+    sql = scope.sql
+    per: dict[str, dict[str, Any]] = {b.label: {} for b in slots}
+
+    def bucket_of(column: Any) -> ColumnElement[str]:
+        return sql.local_bucket(column, query.period, unit).label("b")
+
+    opened = select(
+        bucket_of(C.opened_at),
+        case((C.handoffs > 0, 1), else_=0).label("handed_off"),
+        case((C.first_bot_response_ms.is_not(None), 1), else_=0).label("involved"),
+    ).where(*scope.opened()).subquery("o")
+    for b, n, handed, involved in await session.execute(
+        select(opened.c.b, func.count(), func.sum(opened.c.handed_off),
+               func.sum(opened.c.involved)).group_by(opened.c.b)
+    ):
+        per[b].update(opened=int(n), handed_off=int(handed or 0), bot_involved=int(involved or 0))
+
+    resolved = select(
+        bucket_of(C.resolved_at),
+        case((C.resolved_by == "bot", 1), else_=0).label("confirmed"),
+        case((C.resolved_by == "timeout", 1), else_=0).label("assumed"),
+        case((C.handoffs == 0, 1), else_=0).label("contained"),
+        case((scope.first_contact_resolution(), 1), else_=0).label("fcr"),
+    ).where(*scope.resolved()).subquery("r")
+    for b, n, confirmed, assumed, contained, fcr in await session.execute(
+        select(resolved.c.b, func.count(), func.sum(resolved.c.confirmed),
+               func.sum(resolved.c.assumed), func.sum(resolved.c.contained),
+               func.sum(resolved.c.fcr)).group_by(resolved.c.b)
+    ):
+        per[b].update(resolved=int(n), confirmed_resolutions=int(confirmed or 0),
+                      assumed_resolutions=int(assumed or 0), contained=int(contained or 0),
+                      fcr=int(fcr or 0))
+
+    events = select(bucket_of(T.created_at), T.kind, T.conversation_id).where(
+        T.kind.in_(("reopened", "sla_breached")), scope.during(T.created_at),
+        *scope.selected(T.conversation_id),
+    ).subquery("e")
+    for b, kind, n, convs in await session.execute(
+        select(events.c.b, events.c.kind, func.count(),
+               func.count(events.c.conversation_id.distinct())).group_by(events.c.b,
+                                                                       events.c.kind)
+    ):
+        if kind == "reopened":
+            per[b]["reopened"] = int(convs)
+        else:
+            per[b]["sla_breaches"] = int(n)
+
+    csat = select(
+        bucket_of(S.sent_at),
+        case((S.status == "answered", 1), else_=0).label("answered"),
+        case((_survey_good(), 1), else_=0).label("good"),
+        case((S.status == "answered", S.score), else_=0).label("score"),
+    ).where(S.kind == "csat", scope.during(S.sent_at), *scope.selected(S.conversation_id)
+            ).subquery("s")
+    for b, sent, answered, good, scores in await session.execute(
+        select(csat.c.b, func.count(), func.sum(csat.c.answered), func.sum(csat.c.good),
+               func.sum(csat.c.score)).group_by(csat.c.b)
+    ):
+        per[b].update(csat=_survey_dict(
+            _SurveyCounts(int(sent), int(answered or 0), int(good or 0), int(scores or 0)),
+            "satisfied",
+        ))
+
+    values: CompoundSelect[Any] = union_all(
+        select(literal("bot_first_response").label("g"), bucket_of(C.opened_at),
+               C.first_bot_response_ms.label("v")).where(*scope.opened()),
+        select(literal("human_first_response"), bucket_of(C.opened_at),
+               C.first_human_response_ms).where(*scope.opened()),
+        select(literal("resolution_time"), bucket_of(C.resolved_at),
+               sql.ms_between(C.opened_at, C.resolved_at)).where(*scope.resolved()),
+    )
+    dists = await distributions(session, values, ["g", "b"])
+    return {
+        "period": period_dict(query),
+        "bucket": unit,
+        "series": [_bucket_row(query.period, b, per[b.label], dists) for b in slots],
+    }
+
+
+def _bucket_row(
+    period: Period, b: Bucket, counts: dict[str, Any], dists: dict[tuple[Any, ...], Distribution]
+) -> dict[str, Any]:
+    opened, resolved = counts.get("opened", 0), counts.get("resolved", 0)
+    handed, contained, fcr = (counts.get(k, 0) for k in ("handed_off", "contained", "fcr"))
+
+    def median(name: str) -> float | None:
+        d = dists.get((name, b.label))
+        return round(d.median, 1) if d is not None and d.median is not None else None
+
+    return {
+        "bucket": b.label,
+        "from": period.local(b.start).isoformat(),
+        "to": period.local(b.end).isoformat(),
+        "opened": opened,
+        "resolved": resolved,
+        "reopened": counts.get("reopened", 0),
+        "bot_involved": counts.get("bot_involved", 0),
+        "handed_off": handed,
+        "handoff_rate": ratio(handed, opened),
+        "confirmed_resolutions": counts.get("confirmed_resolutions", 0),
+        "assumed_resolutions": counts.get("assumed_resolutions", 0),
+        "contained": contained,
+        "containment_rate": ratio(contained, resolved),
+        "fcr": fcr,
+        "fcr_rate": ratio(fcr, resolved),
+        "sla_breaches": counts.get("sla_breaches", 0),
+        "csat": counts.get("csat", _survey_dict(_NO_SURVEYS, "satisfied")),
+        "median_first_response_ms": {"bot": median("bot_first_response"),
+                                     "human": median("human_first_response")},
+        "median_resolution_time_ms": median("resolution_time"),
+    }
+
+
+# --- per agent ------------------------------------------------------------------------------
+
+
+async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
+    """One row per agent who resolved, handled, first answered or was rated in the period.
+
+    * resolved — conversations of the resolved cohort whose assigned agent at resolution is
+      the agent (bot and timeout resolutions have none);
+    * first response — conversations of the opened cohort whose first agent reply was the
+      agent's: their human first response time (handoff → first agent reply);
+    * handle time — the agent's own assignments in conversations of the resolved cohort,
+      summed per conversation (a transferred conversation counts for both agents);
+    * CSAT — CSAT surveys sent in the period that snapshot the agent as the resolver.
+    """
+    scope = await Scope.build(session, query)
+    rows: dict[int, dict[str, Any]] = {}
+
+    def row(agent_id: int) -> dict[str, Any]:
+        return rows.setdefault(agent_id, {"agent_id": agent_id, "resolved": 0})
+
+    for agent_id, n in await session.execute(
+        select(C.assigned_agent_id, func.count())
+        .where(*scope.resolved(), C.assigned_agent_id.is_not(None))
+        .group_by(C.assigned_agent_id)
+    ):
+        if agent_id is not None:
+            row(agent_id)["resolved"] = int(n)
+
+    firsts = (
+        select(
+            T.conversation_id,
+            T.agent_id,
+            func.row_number().over(partition_by=T.conversation_id, order_by=T.id).label("rn"),
+        )
+        .where(T.kind == "agent_reply",
+               T.conversation_id.in_(select(C.id).where(*scope.opened())))
+        .subquery("firsts")
+    )
+    first_values = (
+        select(firsts.c.agent_id.label("a"), C.first_human_response_ms.label("v"))
+        .select_from(firsts)
+        .join(C, C.id == firsts.c.conversation_id)
+        .where(firsts.c.rn == 1)
+        .subquery("first_values")
+    )
+    segs = handle_segments(scope, select(C.id).where(*scope.resolved())).subquery("segs")
+    handle_values = (
+        select(segs.c.agent_id.label("a"), func.sum(segs.c.ms).label("v"))
+        .group_by(segs.c.agent_id, segs.c.conversation_id)
+        .subquery("handle_values")
+    )
+    dists = await distributions(
+        session,
+        union_all(
+            select(literal("first_response").label("g"), first_values.c.a, first_values.c.v),
+            select(literal("handle_time"), handle_values.c.a, handle_values.c.v),
+        ),
+        ["g", "a"],
+    )
+
+    csat = await session.execute(
+        select(
+            S.agent_id,
+            func.count(),
+            _count_if(S.status == "answered"),
+            _count_if(_survey_good()),
+            func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
+        )
+        .where(S.kind == "csat", S.agent_id.is_not(None), scope.during(S.sent_at),
+               *scope.selected(S.conversation_id))
+        .group_by(S.agent_id)
+    )
+    surveys = {aid: _SurveyCounts(*(int(v) for v in rest)) for aid, *rest in csat}
+    ids = set(rows) | {a for _g, a in dists} | set(surveys)
+    names: dict[int, str] = {}
+    if ids:
+        for agent_id, name in await session.execute(
+            select(Agent.id, Agent.name).where(Agent.id.in_(ids))
+        ):
+            names[agent_id] = name
+    items = []
+    for agent_id in sorted(ids, key=lambda a: (names.get(a, ""), a)):
+        item = row(agent_id)
+        item["name"] = names.get(agent_id)
+        item["first_response_ms"] = dists.get(
+            ("first_response", agent_id), Distribution.empty()).as_dict()
+        item["handle_time_ms"] = dists.get(
+            ("handle_time", agent_id), Distribution.empty()).as_dict()
+        item["csat"] = _survey_dict(surveys.get(agent_id, _NO_SURVEYS), "satisfied")
+        items.append(item)
+    items.sort(key=lambda i: (-i["resolved"], i["name"] or "", i["agent_id"]))
+    return {"period": period_dict(query), "items": items}
+
+
+# --- per FAQ --------------------------------------------------------------------------------
+
+
+async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
+    """One row per FAQ answered (or rated) in the period, the most answered first.
+
+    * answered — `faq_answer` touchpoints in the period;
+    * helpful / not_helpful — "Did this help?" Yes / No in the period;
+    * followed_by_handoff — answers in the period after which the bot's next step in that
+      conversation was a handoff (a weak answer: the customer still needed a person);
+    * CSAT after — CSAT surveys sent in the period on conversations that got this answer
+      before the survey.
+    """
+    scope = await Scope.build(session, query)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(faq_id: str) -> dict[str, Any]:
+        return rows.setdefault(faq_id, {
+            "faq_id": faq_id, "answered": 0, "helpful": 0, "not_helpful": 0,
+            "followed_by_handoff": 0,
+        })
+
+    answer = aliased(Touchpoint)
+    turns = (
+        select(
+            T.kind, T.faq_id, T.created_at,
+            func.lead(T.kind).over(partition_by=T.conversation_id, order_by=T.id).label("next"),
+        )
+        .where(
+            T.kind.in_(BOT_TURN_KINDS),
+            T.conversation_id.in_(select(answer.conversation_id).where(
+                answer.kind == "faq_answer", scope.during(answer.created_at))),
+            *scope.selected(T.conversation_id),
+        )
+        .subquery("turns")
+    )
+    for faq_id, n, weak in await session.execute(
+        select(turns.c.faq_id, func.count(), _count_if(turns.c.next == "handoff"))
+        .where(turns.c.kind == "faq_answer", scope.during(turns.c.created_at))
+        .group_by(turns.c.faq_id)
+    ):
+        row(faq_id).update(answered=int(n), followed_by_handoff=int(weak))
+
+    feedback = select(
+        T.faq_id, case((T.details["helpful"].as_boolean(), 1), else_=0).label("yes")
+    ).where(
+        T.kind == "faq_feedback", T.faq_id.is_not(None), scope.during(T.created_at),
+        *scope.selected(T.conversation_id),
+    ).subquery("fb")
+    for faq_id, n, yes in await session.execute(
+        select(feedback.c.faq_id, func.count(), func.sum(feedback.c.yes))
+        .group_by(feedback.c.faq_id)
+    ):
+        row(faq_id).update(helpful=int(yes or 0), not_helpful=int(n) - int(yes or 0))
+
+    # Each (FAQ, survey) pair once, however often the FAQ was answered before the survey.
+    after = (
+        select(T.faq_id, S.id, S.status, S.score)
+        .join(S, and_(S.conversation_id == T.conversation_id, T.created_at <= S.sent_at))
+        .where(T.kind == "faq_answer", S.kind == "csat", scope.during(S.sent_at),
+               *scope.selected(S.conversation_id))
+        .distinct()
+        .subquery("after")
+    )
+    csat: dict[str, _SurveyCounts] = {}
+    for faq_id, sent, answered, good, scores in await session.execute(
+        select(
+            after.c.faq_id,
+            func.count(),
+            _count_if(after.c.status == "answered"),
+            _count_if(and_(after.c.status == "answered", after.c.score >= CSAT_POSITIVE)),
+            func.coalesce(func.sum(case((after.c.status == "answered", after.c.score),
+                                        else_=0)), 0),
+        ).group_by(after.c.faq_id)
+    ):
+        csat[faq_id] = _SurveyCounts(int(sent), int(answered), int(good), int(scores))
+        row(faq_id)
+
+    entries = {
+        fid: (question, tags) for fid, question, tags in await session.execute(
+            select(FaqEntry.id, FaqEntry.question, FaqEntry.tags).where(FaqEntry.id.in_(rows))
+        )
+    } if rows else {}
+    items = []
+    for faq_id, item in rows.items():
+        question, tags = entries.get(faq_id, (None, []))
+        items.append({
+            **item,
+            "question": question,
+            "tags": list(tags or []),
+            "helpful_rate": ratio(item["helpful"], item["helpful"] + item["not_helpful"]),
+            "handoff_rate": ratio(item["followed_by_handoff"], item["answered"]),
+            "csat_after": _survey_dict(csat.get(faq_id, _NO_SURVEYS), "satisfied"),
+        })
+    items.sort(key=lambda i: (-i["answered"], i["faq_id"]))
+    return {"period": period_dict(query), "items": items}
+
+
+# --- knowledge gaps -------------------------------------------------------------------------
+
+
+async def knowledge_gaps(
+    session: AsyncSession,
+    query: StatsQuery,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    sample: int = DEFAULT_GAP_SAMPLE,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """Questions that ended in a handoff because the bot had no answer, grouped by similarity.
+
+    The texts of `no_match` and `failed_turns` handoffs in the period (the latest `sample` of
+    them) are fetched with SQL and clustered in Python (see carebot.care.knowledge_gaps).
+    """
+    scope = await Scope.build(session, query)
+    reason = T.details["reason"].as_string()
+    question = T.details["text"].as_string()
+    rows = (await session.execute(
+        select(question, T.created_at, reason, T.details["top_faq_id"].as_string())
+        .where(T.kind == "handoff", scope.during(T.created_at), reason.in_(GAP_REASONS),
+               question.is_not(None), *scope.selected(T.conversation_id))
+        .order_by(T.id.desc())
+        .limit(sample + 1)
+    )).all()
+    truncated = len(rows) > sample
+    questions = [GapQuestion(t, at, r, top) for t, at, r, top in rows[:sample] if t and t.strip()]
+    clusters = await asyncio.to_thread(cluster, questions, threshold)
+    p = query.period
+    return {
+        "period": period_dict(query),
+        "questions": len(questions),
+        "truncated": truncated,
+        "similarity_threshold": threshold,
+        "clusters": [
+            {
+                "question": c.question,
+                "count": c.count,
+                "examples": c.examples,
+                "last_seen": p.local(c.last_seen).isoformat() if c.last_seen else None,
+                "reasons": dict(sorted(c.reasons.items())),
+                "nearest_faqs": [f for f, _n in c.nearest_faqs.most_common(3)],
+            }
+            for c in clusters[:limit]
+        ],
+    }

@@ -1,0 +1,220 @@
+"""The per-conversation CSV export: one row per conversation with every field the summary uses.
+
+A conversation is exported when it was opened or resolved in the period (and matches the
+filters), so a spreadsheet can recompute both cohorts of the summary: filter on
+`opened_in_period` or `resolved_in_period`. Rows come in pages of conversation ids (keyset
+pagination, each page its own short transaction), so an export of any size holds neither the
+whole result in memory nor a database connection for the length of a slow download.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carebot.care.stats import (
+    C,
+    S,
+    Scope,
+    StatsQuery,
+    T,
+    handle_segments,
+    queue_waits,
+)
+from carebot.care.stats_period import Period
+
+PAGE_SIZE = 2000
+
+# (column, meaning) — the meanings are repeated in the API description.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("conversation_id", "id"),
+    ("customer_id", "the customer (one per person, across channels)"),
+    ("channel", "where the conversation happened"),
+    ("status", "bot, queued, assigned or resolved at export time"),
+    ("opened_at", "when it was opened (ISO 8601 in the requested time zone)"),
+    ("resolved_at", "when it was last resolved; empty while open"),
+    ("opened_in_period", "1 when opened in the period (opened cohort)"),
+    ("resolved_in_period", "1 when last resolved in the period (resolved cohort)"),
+    ("resolved_by", "bot (customer said Yes), timeout (assumed) or agent"),
+    ("resolution_code", "the agent's resolution code"),
+    ("bot_resolution", "confirmed (resolved_by bot), assumed (timeout) or empty"),
+    ("assigned_agent_id", "the agent who had it last (kept after resolution)"),
+    ("first_agent_id", "the agent who sent the first agent reply"),
+    ("customer_messages", "messages from the customer"),
+    ("bot_answers", "FAQ answers the bot gave"),
+    ("agent_messages", "replies from agents"),
+    ("bot_involved", "1 when the bot answered or offered suggestions"),
+    ("answered_by_faq", "1 when the bot gave at least one FAQ answer"),
+    ("faq_ids", "FAQs answered, ';'-separated"),
+    ("handoffs", "handoffs to a person"),
+    ("handed_off", "1 when handed off at least once"),
+    ("contained", "1 when resolved without any handoff; empty while open"),
+    ("transfers", "transfers between agents or back to the queue"),
+    ("reopen_count", "times reopened"),
+    ("effort_score", "touchpoint effort summed"),
+    ("first_bot_response_ms", "inbound message to the bot's first reply"),
+    ("first_human_response_ms", "handoff to the first agent reply"),
+    ("resolution_time_ms", "opened to resolved; empty while open"),
+    ("handle_time_ms", "assigned to resolved/transferred/handed back, summed over assignments"),
+    ("queue_wait_ms", "time waited in the queue before assignments, summed"),
+    ("queue_stays", "assignments from the queue"),
+    ("sla_breaches", "queue stays longer than the SLA"),
+    ("fcr", "1 first contact resolution, 0 not; empty while open"),
+    ("csat_surveys_sent", "CSAT surveys sent"),
+    ("csat_score", "the latest answered CSAT score (1-5)"),
+    ("ces_score", "the latest answered CES score (1-7)"),
+)
+HEADER = [name for name, _meaning in COLUMNS]
+
+
+def _page_query(scope: Scope, page: Any) -> Select[Any]:
+    """Every export column for the conversations of `page` (a CTE of ids), by id."""
+    sql = scope.sql
+    ids = select(page.c.id)
+    segs = handle_segments(scope, ids).subquery("segs")
+    handle = (
+        select(segs.c.conversation_id, func.sum(segs.c.ms).label("ms"))
+        .group_by(segs.c.conversation_id)
+        .subquery("handle")
+    )
+    waits_src = queue_waits(scope, ids).subquery("waits_src")
+    waits = (
+        select(waits_src.c.conversation_id, func.sum(waits_src.c.v).label("ms"),
+               func.count().label("n"))
+        .group_by(waits_src.c.conversation_id)
+        .subquery("waits")
+    )
+    events = (
+        select(
+            T.conversation_id,
+            func.sum(case((T.kind == "sla_breached", 1), else_=0)).label("sla"),
+            sql.group_concat(case((T.kind == "faq_answer", T.faq_id))).label("faqs"),
+        )
+        .where(T.kind.in_(("sla_breached", "faq_answer")), T.conversation_id.in_(ids))
+        .group_by(T.conversation_id)
+        .subquery("events")
+    )
+    replies = select(
+        T.conversation_id, T.agent_id,
+        func.row_number().over(partition_by=T.conversation_id, order_by=T.id).label("rn"),
+    ).where(T.kind == "agent_reply", T.conversation_id.in_(ids)).subquery("replies")
+    first_agent = (
+        select(replies.c.conversation_id, replies.c.agent_id)
+        .where(replies.c.rn == 1)
+        .subquery("first_agent")
+    )
+    ranked = select(
+        S.conversation_id, S.kind, S.score,
+        func.row_number().over(partition_by=(S.conversation_id, S.kind),
+                               order_by=S.id.desc()).label("rn"),
+    ).where(S.status == "answered", S.conversation_id.in_(ids)).subquery("ranked")
+    scores = (
+        select(
+            ranked.c.conversation_id,
+            func.max(case((ranked.c.kind == "csat", ranked.c.score))).label("csat"),
+            func.max(case((ranked.c.kind == "ces", ranked.c.score))).label("ces"),
+        )
+        .where(ranked.c.rn == 1)
+        .group_by(ranked.c.conversation_id)
+        .subquery("scores")
+    )
+    sent = (
+        select(S.conversation_id, func.count().label("n"))
+        .where(S.kind == "csat", S.sent_at.is_not(None), S.conversation_id.in_(ids))
+        .group_by(S.conversation_id)
+        .subquery("sent")
+    )
+    resolved = C.resolved_at.is_not(None)
+    return (
+        select(
+            C.id, C.customer_id, C.channel, C.status, C.opened_at, C.resolved_at,
+            case((scope.during(C.opened_at), 1), else_=0),
+            case((and_(resolved, scope.during(C.resolved_at)), 1), else_=0),
+            C.resolved_by, C.resolution_code, C.assigned_agent_id, first_agent.c.agent_id,
+            C.customer_messages, C.bot_answers, C.agent_messages,
+            events.c.faqs, C.handoffs, C.transfers, C.reopen_count, C.effort_score,
+            C.first_bot_response_ms, C.first_human_response_ms,
+            case((resolved, sql.ms_between(C.opened_at, C.resolved_at))),
+            handle.c.ms, waits.c.ms, waits.c.n, events.c.sla,
+            case((resolved, case((scope.first_contact_resolution(), 1), else_=0))),
+            sent.c.n, scores.c.csat, scores.c.ces,
+        )
+        .outerjoin(handle, handle.c.conversation_id == C.id)
+        .outerjoin(waits, waits.c.conversation_id == C.id)
+        .outerjoin(events, events.c.conversation_id == C.id)
+        .outerjoin(first_agent, first_agent.c.conversation_id == C.id)
+        .outerjoin(scores, scores.c.conversation_id == C.id)
+        .outerjoin(sent, sent.c.conversation_id == C.id)
+        .join(page, page.c.id == C.id)
+        .order_by(C.id)
+    )
+
+
+def _when(period: Period, value: datetime | None) -> str:
+    return period.local(value).isoformat() if value is not None else ""
+
+
+def _num(value: Any) -> str:
+    return "" if value is None else str(int(value))
+
+
+def _row(period: Period, r: Any) -> list[str]:
+    (cid, customer, channel, status, opened_at, resolved_at, opened_in, resolved_in,
+     resolved_by, code, agent, first_agent, customer_msgs, bot_answers, agent_msgs, faqs,
+     handoffs, transfers, reopens, effort, bot_ms, human_ms, resolution_ms, handle_ms,
+     wait_ms, stays, sla, fcr, surveys, csat, ces) = r
+    resolved = resolved_at is not None
+    bot_resolution = {"bot": "confirmed", "timeout": "assumed"}.get(resolved_by or "", "")
+    return [
+        str(cid), str(customer), channel, status, _when(period, opened_at),
+        _when(period, resolved_at), str(opened_in), str(resolved_in), resolved_by or "",
+        code or "", bot_resolution, _num(agent), _num(first_agent), str(customer_msgs),
+        str(bot_answers), str(agent_msgs), "1" if bot_ms is not None else "0",
+        "1" if bot_answers else "0", ";".join(sorted(set((faqs or "").split(",")) - {""})),
+        str(handoffs), "1" if handoffs else "0",
+        ("1" if handoffs == 0 else "0") if resolved else "", str(transfers), str(reopens),
+        str(effort), _num(bot_ms), _num(human_ms), _num(resolution_ms),
+        _num(handle_ms),
+        _num(wait_ms or 0), _num(stays or 0), _num(sla or 0), _num(fcr),
+        _num(surveys or 0), _num(csat), _num(ces),
+    ]
+
+
+async def export_csv(
+    sessions: async_sessionmaker[AsyncSession], query: StatsQuery, page_size: int = PAGE_SIZE
+) -> AsyncIterator[str]:
+    """The CSV text in chunks (header first, then one chunk per page of conversations)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    yield buffer.getvalue()
+    async with sessions() as session:
+        scope = await Scope.build(session, query)
+    p = query.period
+    last = 0
+    while True:
+        page = (
+            select(C.id)
+            .where(or_(scope.during(C.opened_at), scope.during(C.resolved_at)),
+                   C.id > last, *scope.preds)
+            .order_by(C.id)
+            .limit(page_size)
+            .cte("page")
+        )
+        async with sessions() as session:
+            rows = (await session.execute(_page_query(scope, page))).all()
+        if not rows:
+            return
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(_row(p, r) for r in rows)
+        yield buffer.getvalue()
+        last = rows[-1][0]
+        if len(rows) < page_size:
+            return
