@@ -64,17 +64,23 @@ class Router:
         self.policy = policy
         self.clock = clock
         self.surveys = survey_policy or SurveyPolicy()
+        # How many FAQ candidates a decision looks at.
+        self.match_limit = max(3, policy.max_suggestions)
 
-    async def handle(self, msg: InboundMessage) -> tuple[RouteResult, Effects]:
-        """Route one message; a redelivered message returns its first result and changes nothing."""
+    async def handle(
+        self, msg: InboundMessage, candidates: list[Candidate] | None = None
+    ) -> tuple[RouteResult, Effects]:
+        """Route one message; a redelivered message returns its first result and changes nothing.
+
+        `candidates` are the message's FAQ matches when the caller already has them."""
         for attempt in range(3):
             effects = Effects()
             try:
                 async with self.sessions.begin() as session:
-                    earlier = await _earlier_result(session, msg)
+                    earlier = await earlier_result(session, msg)
                     if earlier is not None:
                         return earlier, Effects()
-                    result = await self._route(session, msg, effects)
+                    result = await self._route(session, msg, effects, candidates)
                 return result, effects
             except IntegrityError:
                 # Lost a race: the same message (or the same new customer) was stored by a
@@ -86,8 +92,14 @@ class Router:
         raise AssertionError("unreachable")
 
     async def _route(
-        self, session: AsyncSession, msg: InboundMessage, effects: Effects
+        self,
+        session: AsyncSession,
+        msg: InboundMessage,
+        effects: Effects,
+        candidates: list[Candidate] | None = None,
     ) -> RouteResult:
+        """Route a message in the caller's transaction; `candidates` are its FAQ matches when
+        the caller already computed them (the inbound batcher matches before it writes)."""
         received = self.clock()
         contact = await find_or_create_contact(
             session, msg.channel, msg.user_id, msg.display_name, received
@@ -121,7 +133,7 @@ class Router:
             details={"payload": msg.payload} if msg.payload else None,
         )
 
-        out = await self._decide(session, conv, msg, received, effects)
+        out = await self._decide(session, conv, msg, received, effects, candidates)
 
         replied_at = self.clock()
         for reply in out:
@@ -194,6 +206,7 @@ class Router:
         msg: InboundMessage,
         received: datetime,
         effects: Effects,
+        candidates: list[Candidate] | None = None,
     ) -> list[_Reply]:
         text = msg.text.strip()
         cmd = intents.command(text) if text else None
@@ -236,7 +249,8 @@ class Router:
             # A stale or unknown button: treat it like a question we could not match.
             return await self._hand_off(session, conv, received, effects, "unknown_button")
 
-        candidates = await self.index.match(text, limit=max(3, self.policy.max_suggestions))
+        if candidates is None:
+            candidates = await self.index.match(text, limit=self.match_limit)
         top = candidates[0] if candidates else None
         if top is not None and top.score >= self.policy.answer_threshold:
             doc = self.index.docs_by_id.get(top.faq_id)
@@ -345,7 +359,7 @@ class Router:
                        "handoff")]
 
 
-async def _earlier_result(session: AsyncSession, msg: InboundMessage) -> RouteResult | None:
+async def earlier_result(session: AsyncSession, msg: InboundMessage) -> RouteResult | None:
     """The stored result of an inbound message already processed, if this is a redelivery."""
     inbound = await session.scalar(
         select(Message).where(

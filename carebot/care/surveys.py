@@ -48,11 +48,15 @@ class SurveyPolicy:
 
 
 def _buttons(survey: Survey) -> tuple[Button, ...]:
-    labels = {1: "1 😞", 3: "3 😐", 5: "5 😀"} if survey.kind == "csat" else {1: "1 hard",
-                                                                             7: "7 easy"}
+    return question_buttons(survey.id, survey.kind, survey.scale)
+
+
+def question_buttons(survey_id: int, kind: str, scale: int) -> tuple[Button, ...]:
+    """The score buttons of a survey question (also built by the inbound batcher)."""
+    labels = {1: "1 😞", 3: "3 😐", 5: "5 😀"} if kind == "csat" else {1: "1 hard", 7: "7 easy"}
     return tuple(
-        Button(labels.get(n, str(n)), f"{PAYLOAD_PREFIX}{survey.id}:{n}")
-        for n in range(1, survey.scale + 1)
+        Button(labels.get(n, str(n)), f"{PAYLOAD_PREFIX}{survey_id}:{n}")
+        for n in range(1, scale + 1)
     )
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from carebot.care.messages import InboundMessage
 from carebot.care.router import DuplicateIdConflict
 from carebot.web.errors import ApiError, read_json_object, text_field
-from carebot.web.keys import ROUTER, SETTINGS
+from carebot.web.keys import INBOUND, SETTINGS
 from carebot.web.publish import publish_effects
 
 CHANNEL = "http"
@@ -30,7 +30,7 @@ async def post_message(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     msg = parse_message(body, settings.max_text_chars)
     try:
-        result, effects = await request.app[ROUTER].handle(msg)
+        result, effects = await request.app[INBOUND].submit(msg)
     except DuplicateIdConflict as exc:
         raise ApiError(409, str(exc)) from None
     await publish_effects(request.app, effects)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,6 +28,16 @@ def make_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(
         database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
     )
+
+
+def make_sync_sqlite_engine(url: URL) -> Engine:
+    """A blocking engine on the same SQLite file, for work that runs in one thread in one go
+    (the inbound batch writer): one connection, the same pragmas."""
+    engine = create_engine(
+        url.set(drivername="sqlite"), pool_size=1, max_overflow=0, pool_timeout=60
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

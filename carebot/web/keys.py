@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.care.clock import Clock
-from carebot.care.faq_index import FaqIndex
+from carebot.care.faq_index import FaqIndex, MatcherBuilder
 from carebot.care.hub import EventHub
+from carebot.care.inbound_batch import InboundBatcher
+from carebot.care.outbox import OutboxWorker, Sender
 from carebot.care.router import Router
 from carebot.settings import Settings
+
+if TYPE_CHECKING:  # the channel module imports these keys
+    from carebot.channels.telegram import TelegramChannel
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 FAQ_INDEX = web.AppKey("faq_index", FaqIndex)
+MATCHER_BUILDER: web.AppKey[MatcherBuilder] = web.AppKey("matcher_builder")
 ROUTER = web.AppKey("router", Router)
 EVENT_HUB = web.AppKey("event_hub", EventHub)
 OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
+INBOUND = web.AppKey("inbound", InboundBatcher)
+# Outbox senders by channel; a channel registers its sender once it is connected.
+OUTBOX_SENDERS: web.AppKey[dict[str, Sender]] = web.AppKey("outbox_senders")
+OUTBOX_WORKER = web.AppKey("outbox_worker", OutboxWorker)
+TELEGRAM: web.AppKey[TelegramChannel] = web.AppKey("telegram")
