@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -60,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default CAREBOT_PORT)")
     serve.add_argument("--no-migrate", action="store_true",
                        help="do not apply migrations on start")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port (PostgreSQL only; default 1)")
     serve.set_defaults(func=_serve)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
@@ -71,6 +75,22 @@ def _parser() -> argparse.ArgumentParser:
     imp = kb.add_parser("import", help="validate and load knowledge/*.yaml into the database")
     imp.add_argument("path", nargs="?", help="file or directory (default CAREBOT_KNOWLEDGE_DIR)")
     imp.set_defaults(func=_kb_import)
+    ev = kb.add_parser("eval", help="measure the FAQ matcher on labelled questions")
+    ev.add_argument("--kb", required=True, metavar="DIR_OR_FILE", help="knowledge YAML")
+    ev.add_argument("--queries", required=True, metavar="FILE.csv",
+                    help="CSV with columns text,expected (empty expected: should hand off)")
+    ev.add_argument("--answer-threshold", type=float,
+                    help="default CAREBOT_ANSWER_THRESHOLD")
+    ev.add_argument("--suggest-threshold", type=float,
+                    help="default CAREBOT_SUGGEST_THRESHOLD")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=_kb_eval)
+    conv = kb.add_parser("from-csv", help="turn a text,category CSV into a knowledge file")
+    conv.add_argument("csv", metavar="FILE.csv")
+    conv.add_argument("out", metavar="OUT.yaml")
+    conv.add_argument("--per-faq", type=int, metavar="N",
+                      help="keep the first N texts of each category (default all)")
+    conv.set_defaults(func=_kb_from_csv)
 
     agents = sub.add_parser("agents", help="support agents").add_subparsers(metavar="ACTION")
     add = agents.add_parser("add", help="create an agent and print its token (shown once)")
@@ -83,6 +103,39 @@ def _parser() -> argparse.ArgumentParser:
     dis = agents.add_parser("disable", help="disable an agent; their token stops working")
     dis.add_argument("name", help="agent name or id")
     dis.set_defaults(func=_agents_disable)
+
+    worker = sub.add_parser(
+        "worker", help="deliver the outbox (and poll Telegram in polling mode) without the "
+                       "web server"
+    )
+    worker.set_defaults(func=_worker)
+
+    tg = sub.add_parser("telegram", help="the Telegram bot").add_subparsers(metavar="ACTION")
+    hook = tg.add_parser("set-webhook", help="have Telegram post updates to URL, with "
+                                             "CAREBOT_TELEGRAM_WEBHOOK_SECRET as secret token")
+    hook.add_argument("url", help="https://your.host/telegram/webhook")
+    hook.add_argument("--drop-pending-updates", action="store_true",
+                      help="discard updates Telegram has queued so far")
+    hook.set_defaults(func=_telegram_set_webhook)
+    tg.add_parser("delete-webhook", help="remove the webhook (for polling mode)").set_defaults(
+        func=_telegram_delete_webhook
+    )
+    tg.add_parser("info", help="the bot's name and webhook state").set_defaults(
+        func=_telegram_info
+    )
+
+    st = sub.add_parser("stats", help="resolution statistics for a period, as a table")
+    st.add_argument("--from", dest="start", metavar="DATE",
+                    help="first local day YYYY-MM-DD or an ISO date-time (default: 30 days ago)")
+    st.add_argument("--to", dest="end", metavar="DATE",
+                    help="last local day, inclusive, or an ISO date-time (default: today)")
+    st.add_argument("--tz", default="UTC", help="IANA time zone for days (default UTC)")
+    st.add_argument("--channel", help="only this channel")
+    st.add_argument("--agent", type=int, metavar="ID", help="only this assigned agent")
+    st.add_argument("--faq", metavar="ID", help="only conversations answered with this FAQ")
+    st.add_argument("--tag", help="only conversations answered with an FAQ with this tag")
+    st.add_argument("--json", action="store_true", help="print the summary as JSON")
+    st.set_defaults(func=_stats)
     return parser
 
 
@@ -97,13 +150,79 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.db.migrate import upgrade
     from carebot.web.app import create_app
 
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers > 1 and settings.is_sqlite:
+        raise CliError(
+            "--workers > 1 needs PostgreSQL: SQLite allows one writer, so carebot on SQLite "
+            "runs as one process (set CAREBOT_DATABASE_URL=postgresql+asyncpg://…)"
+        )
     if not args.no_migrate:
         upgrade(settings.database_url)
     host = args.host or settings.host
     port = args.port or settings.port
-    log.info("carebot listening on http://%s:%d", host, port)
-    web.run_app(create_app(settings), host=host, port=port, print=None)
-    return 0
+    log.info("carebot listening on http://%s:%d (%d process(es))", host, port, args.workers)
+    if args.workers == 1:
+        web.run_app(create_app(settings), host=host, port=port, print=None,
+                    loop=_new_event_loop())
+        return 0
+    return _serve_workers(settings, host, port, args.workers)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (markedly less overhead per request), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _serve_worker(settings: Settings, host: str, port: int) -> None:
+    from aiohttp import web
+
+    from carebot.web.app import create_app
+
+    # A spawned worker starts with a fresh interpreter: set its logging up like main() does.
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SO_REUSEPORT: the kernel spreads incoming connections over the worker processes.
+    web.run_app(create_app(settings), host=host, port=port, print=None, reuse_port=True,
+                loop=_new_event_loop())
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> int:
+    """Run `workers` copies of the service on one port; stop them all on SIGINT/SIGTERM."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")  # a clean interpreter per worker
+    # Only the first process runs the outbox worker and Telegram polling (one getUpdates
+    # consumer per bot token); every process serves HTTP.
+    procs = [
+        ctx.Process(
+            target=_serve_worker,
+            args=(settings if n == 0 else dataclasses.replace(settings, run_worker=False),
+                  host, port),
+            name=f"carebot-{n}",
+        )
+        for n in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGINT)  # aiohttp shuts down gracefully on SIGINT
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for proc in procs:
+        proc.join()
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
+    return 1 if failed else 0
 
 
 def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,6 +230,61 @@ def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
     upgrade(settings.database_url, args.revision)
     print(f"database at revision {args.revision}")
+    return 0
+
+
+def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from carebot.care.kb_eval import METRIC_KEYS, evaluate, format_report, read_queries
+    from carebot.care.knowledge import KnowledgeError, load_knowledge
+    from carebot.care.matcher import build_matcher
+
+    answer = settings.answer_threshold if args.answer_threshold is None else args.answer_threshold
+    suggest = (
+        settings.suggest_threshold if args.suggest_threshold is None else args.suggest_threshold
+    )
+    if not 0.0 <= suggest <= answer <= 1.0:
+        raise CliError(f"need 0 <= suggest threshold ({suggest}) <= answer threshold ({answer})"
+                       " <= 1")
+    try:
+        docs = [loaded.doc for loaded in load_knowledge(Path(args.kb))]
+        queries = read_queries(args.queries)
+    except (KnowledgeError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: {exc.strerror}") from None
+    if not queries:
+        raise CliError(f"{args.queries}: no queries")
+    known = {d.id for d in docs}
+    unknown = sorted({e for _, e in queries if e is not None and e not in known})
+    if unknown:
+        raise CliError(f"{args.queries}: expected ids not in the knowledge base: "
+                       f"{', '.join(unknown[:10])}")
+    metrics = evaluate(build_matcher(docs), queries, answer, suggest)
+    if args.json:
+        # JSON has no NaN: a metric without data (e.g. no out-of-scope queries) is null.
+        out = {k: None if math.isnan(metrics[k]) else metrics[k] for k in METRIC_KEYS}
+        print(json.dumps(out))
+    else:
+        print(format_report(metrics, f"FAQ matcher on {args.queries} "
+                                     f"(answer >= {answer}, hand off < {suggest})"))
+    return 0
+
+
+def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.care.kb_eval import csv_to_knowledge
+
+    if args.per_faq is not None and args.per_faq < 1:
+        raise CliError("--per-faq must be at least 1")
+    try:
+        count = csv_to_knowledge(args.csv, args.out, args.per_faq)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: {exc.strerror}") from None
+    print(f"wrote {count} entries to {args.out}")
     return 0
 
 
@@ -196,6 +370,100 @@ def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
         agent.disabled = True
         agent.status = "offline"
         print(f"agent {agent.name} disabled")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+    import signal
+
+    from aiohttp import web
+
+    from carebot.web.app import create_app
+
+    async def run() -> int:
+        app = create_app(dataclasses.replace(settings, run_worker=True))
+        # Starting the app's cleanup contexts without a site: database, channels and workers,
+        # no HTTP listener.
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        polling = settings.telegram_token and settings.telegram_mode == "polling"
+        log.info("carebot worker running: outbox delivery%s", " and Telegram polling"
+                 if polling else "")
+        try:
+            await stop.wait()
+        finally:
+            log.info("carebot worker stopping")
+            await runner.cleanup()
+        return 0
+
+    return run_async(run)
+
+
+def _telegram_admin(
+    settings: Settings, action: Callable[[Settings], Coroutine[Any, Any, str]]
+) -> int:
+    from carebot.channels.telegram import TelegramSetupError
+
+    async def run() -> int:
+        try:
+            print(await action(settings))
+        except TelegramSetupError as exc:
+            raise CliError(str(exc)) from None
+        return 0
+
+    return run_async(run)
+
+
+def _telegram_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels.telegram import set_webhook
+
+    return _telegram_admin(
+        settings, lambda s: set_webhook(s, args.url, drop_pending=args.drop_pending_updates)
+    )
+
+
+def _telegram_delete_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels.telegram import delete_webhook
+
+    return _telegram_admin(settings, delete_webhook)
+
+
+def _telegram_info(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels.telegram import webhook_info
+
+    return _telegram_admin(settings, webhook_info)
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from datetime import timedelta
+
+    from carebot.care import stats
+    from carebot.care.clock import system_clock
+    from carebot.care.stats_period import StatsInputError, parse_period
+    from carebot.care.stats_report import render_summary
+
+    try:
+        period = parse_period(args.start, args.end, args.tz, system_clock())
+    except StatsInputError as exc:
+        raise CliError(str(exc)) from None
+    query = stats.StatsQuery(
+        period,
+        stats.Filters(channel=args.channel, agent_id=args.agent, faq_id=args.faq, tag=args.tag),
+        repeat_window=timedelta(days=settings.stats_repeat_window_days),
+        sla_seconds=settings.queue_sla_seconds,
+    )
+
+    async def work(session: AsyncSession) -> int:
+        summary = await stats.summary(session, query)
+        print(json.dumps(summary, indent=2) if args.json else render_summary(summary))
         return 0
 
     return _with_session(settings, work)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 PREFIX = "CAREBOT_"
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class SettingsError(ValueError):
@@ -27,8 +29,8 @@ class Settings:
 
     # Matcher scores are calibrated probabilities that the top FAQ is right; the defaults
     # are the ones carebot.care.matcher derives from cross-validation (see its docstring).
-    answer_threshold: float = 0.6
-    suggest_threshold: float = 0.25
+    answer_threshold: float = 0.5
+    suggest_threshold: float = 0.3
     max_suggestions: int = 3
     # Consecutive bot turns that did not help before the bot gives up and hands off.
     max_failed_bot_turns: int = 2
@@ -37,12 +39,18 @@ class Settings:
     # How often a process checks whether the knowledge base changed (multi-process installs).
     kb_refresh_seconds: float = 30.0
 
-    http_channel_secret: str = ""
+    http_channel_secret: str = field(default="", repr=False)
+    # Where agent replies and surveys for HTTP-channel customers are POSTed (empty: not sent;
+    # they wait in the outbox until a URL is set).
+    http_channel_callback_url: str = ""
 
     # A bot conversation whose customer stays silent this long is resolved as `timeout`.
     bot_timeout_minutes: float = 30.0
     # Queued longer than this is an SLA breach (a touchpoint and an event to managers).
     queue_sla_seconds: float = 300.0
+    # Stats: a resolved conversation is a first contact resolution only if the customer opens
+    # no new conversation (any channel) within this many days of the resolution.
+    stats_repeat_window_days: float = 7.0
     timer_interval_seconds: float = 10.0
     run_timers: bool = True
 
@@ -60,6 +68,31 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
 
+    # Telegram: the channel is off without a token. Polling suits development and small
+    # installs; webhook mode takes updates at POST /telegram/webhook (`carebot telegram
+    # set-webhook URL` registers it with the secret). Secrets never appear in repr or logs.
+    telegram_token: str = field(default="", repr=False)
+    telegram_mode: str = "polling"
+    telegram_webhook_secret: str = field(default="", repr=False)
+    # The Bot API endpoint the token is appended to; empty means Telegram's own
+    # (https://api.telegram.org/bot). Tests point it at a fake, installs at a local Bot API server.
+    telegram_base_url: str = ""
+    # Longest wait for one Bot API call (sending a message, answering a button press).
+    telegram_timeout_seconds: float = 10.0
+
+    # The outbox worker delivers queued replies. `carebot serve` runs it (and Telegram polling)
+    # unless this is off, e.g. when a separate `carebot worker` process does.
+    run_worker: bool = True
+    outbox_poll_seconds: float = 1.0
+    outbox_batch_size: int = 50
+    # Delivery attempts before a message is marked failed.
+    outbox_max_attempts: int = 12
+    # A claimed message is reclaimed by another worker after this long (crash recovery).
+    outbox_lease_seconds: float = 60.0
+    # Retry delays: this, doubling per attempt up to the maximum, with jitter.
+    outbox_backoff_seconds: float = 1.0
+    outbox_backoff_max_seconds: float = 600.0
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.suggest_threshold <= self.answer_threshold <= 1.0:
             raise SettingsError(
@@ -68,6 +101,40 @@ class Settings:
             )
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
+        self._check_telegram_and_outbox()
+        if self.http_channel_callback_url and not self.http_channel_callback_url.startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError(
+                "CAREBOT_HTTP_CHANNEL_CALLBACK_URL must be an http:// or https:// URL, got "
+                f"{self.http_channel_callback_url!r}"
+            )
+
+    def _check_telegram_and_outbox(self) -> None:
+        if self.telegram_mode not in {"polling", "webhook"}:
+            raise SettingsError(
+                f"CAREBOT_TELEGRAM_MODE must be polling or webhook, got {self.telegram_mode!r}"
+            )
+        if self.telegram_webhook_secret and not _WEBHOOK_SECRET.fullmatch(
+            self.telegram_webhook_secret
+        ):
+            raise SettingsError(
+                "CAREBOT_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ "
+                "and - (Telegram's rule)"
+            )
+        if self.telegram_token and self.telegram_mode == "webhook" and not (
+            self.telegram_webhook_secret
+        ):
+            raise SettingsError(
+                "CAREBOT_TELEGRAM_MODE=webhook needs CAREBOT_TELEGRAM_WEBHOOK_SECRET, or anyone "
+                "could post fake updates (e.g. python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+        for name in ("outbox_poll_seconds", "outbox_batch_size", "outbox_max_attempts",
+                     "outbox_lease_seconds", "outbox_backoff_seconds",
+                     "outbox_backoff_max_seconds", "telegram_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -2,27 +2,66 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.care.agents import create_agent
+from carebot.care.clock import Clock
+from carebot.care.faq import FaqDoc
+from carebot.care.matcher import Matcher, build_matcher
 from carebot.db.models import Touchpoint
+from carebot.settings import Settings
+from carebot.web import app as web_app
 from tests.conftest import START
 
 MESSAGES = "/api/v1/channels/http/messages"
 
 
+class SharedMatchers:
+    """A matcher builder that builds each distinct set of FAQ entries once.
+
+    Matchers are immutable and deterministic, so tests may share them; without this every
+    test app would spend a second building the same starter-KB matcher.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[tuple[FaqDoc, ...], Matcher] = {}
+
+    def __call__(self, docs: Sequence[FaqDoc]) -> Matcher:
+        key = tuple(docs)
+        with self._lock:  # builds run in worker threads; build each key once
+            if key not in self._built:
+                self._built[key] = build_matcher(key)
+            return self._built[key]
+
+
+MATCHERS = SharedMatchers()
+
+
+def create_app(settings: Settings, clock: Clock) -> web.Application:
+    """The real app factory, with matchers shared across the test session."""
+    return web_app.create_app(settings, clock, matcher_builder=MATCHERS)
+
+
 class Customer:
     """A customer on the HTTP channel, numbering their own message ids."""
 
-    def __init__(self, client: TestClient[Any, Any], user_id: str, name: str = "") -> None:
+    def __init__(
+        self, client: TestClient[Any, Any], user_id: str, name: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.user_id = user_id
         self.name = name
+        self.headers = headers or {}
         self.sent = 0
 
     async def say(self, text: str, *, message_id: str | None = None) -> dict[str, Any]:
@@ -37,7 +76,7 @@ class Customer:
         self.sent += 1
         body = {"user_id": self.user_id, "message_id": message_id or f"{self.user_id}-{self.sent}",
                 "name": self.name, **body}
-        resp = await self.client.post(MESSAGES, json=body)
+        resp = await self.client.post(MESSAGES, json=body, headers=self.headers)
         data: dict[str, Any] = await resp.json()
         assert resp.status == 200, data
         return data

@@ -15,8 +15,7 @@ from carebot.care.clock import ManualClock
 from carebot.cli import main
 from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
 from carebot.settings import Settings
-from carebot.web.app import create_app
-from tests.helpers import Customer, bearer, make_agent
+from tests.helpers import Customer, bearer, create_app, make_agent
 
 Client = TestClient[Any, Any]
 

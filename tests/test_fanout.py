@@ -11,10 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.care.clock import ManualClock
 from carebot.settings import Settings
-from carebot.web.app import create_app
 from carebot.web.fanout import PgNotifyHub
 from carebot.web.keys import EVENT_HUB
-from tests.helpers import Customer, bearer, make_agent
+from tests.helpers import Customer, bearer, create_app, make_agent
 
 
 async def test_event_from_one_process_reaches_an_agent_connected_to_another(

@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carebot.care.clock import ManualClock
 from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
 from carebot.settings import Settings
-from carebot.web.app import create_app
-from tests.helpers import MESSAGES, Customer, button_payloads, touchpoint_kinds
+from tests.helpers import MESSAGES, Customer, button_payloads, create_app, touchpoint_kinds
 
 Client = TestClient[Any, Any]
 

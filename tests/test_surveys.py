@@ -13,9 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carebot.care.clock import ManualClock
 from carebot.db.models import Conversation, OutboxMessage, Survey, Touchpoint
 from carebot.settings import Settings
-from carebot.web.app import create_app
 from carebot.web.timers import tick
-from tests.helpers import Customer, bearer, button_payloads, make_agent
+from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
 
 Client = TestClient[Any, Any]
 CSAT = "How satisfied are you with the help you got?"

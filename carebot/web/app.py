@@ -12,40 +12,72 @@ from aiohttp import web
 from sqlalchemy import text
 
 from carebot.care.clock import Clock, system_clock
-from carebot.care.faq_index import FaqIndex
+from carebot.care.faq_index import FaqIndex, MatcherBuilder
 from carebot.care.hub import EventHub
+from carebot.care.inbound_batch import InboundBatcher
 from carebot.care.knowledge import enabled_docs, knowledge_version
+from carebot.care.matcher import build_matcher
 from carebot.care.router import Router, RoutingPolicy
 from carebot.care.surveys import SurveyPolicy
 from carebot.channels import http as http_channel
+from carebot.channels import telegram as telegram_channel
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.settings import Settings
 from carebot.web import console
+from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
 from carebot.web.events import events_ws
 from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
-from carebot.web.keys import CLOCK, ENGINE, EVENT_HUB, FAQ_INDEX, ROUTER, SESSIONS, SETTINGS
+from carebot.web.keys import (
+    CLOCK,
+    ENGINE,
+    EVENT_HUB,
+    FAQ_INDEX,
+    INBOUND,
+    MATCHER_BUILDER,
+    ROUTER,
+    SESSIONS,
+    SETTINGS,
+)
 from carebot.web.openapi import openapi_json
 from carebot.web.timers import run_timers
+from carebot.web.workers import http_callback_ctx, outbox_ctx, telegram_ctx
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, clock: Clock = system_clock) -> web.Application:
-    """Build the service: HTTP routes plus database, knowledge index and workers as cleanup_ctx."""
+def create_app(
+    settings: Settings,
+    clock: Clock = system_clock,
+    *,
+    matcher_builder: MatcherBuilder = build_matcher,
+) -> web.Application:
+    """Build the service: HTTP routes plus database, knowledge index and workers as cleanup_ctx.
+
+    `matcher_builder` turns FAQ entries into a matcher; tests pass one that reuses matchers
+    already built for the same entries, since a build takes about a second.
+    """
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[MATCHER_BUILDER] = matcher_builder
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_events)
     app.cleanup_ctx.append(_knowledge)
+    app.cleanup_ctx.append(_inbound)
     app.cleanup_ctx.append(_timers)
+    # Channels before the outbox: on shutdown the worker stops before the senders disconnect.
+    app.cleanup_ctx.append(telegram_ctx)
+    app.cleanup_ctx.append(http_callback_ctx)
+    app.cleanup_ctx.append(outbox_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
+    app.router.add_post(telegram_channel.WEBHOOK_PATH, telegram_channel.webhook)
     console.add_routes(app)
+    stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     return app
@@ -86,7 +118,7 @@ async def _timers(app: web.Application) -> AsyncIterator[None]:
 
 async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    index = FaqIndex()
+    index = FaqIndex(app[MATCHER_BUILDER])
     app[FAQ_INDEX] = index
     version = await _refresh_index(app, None)
     app[ROUTER] = Router(
@@ -118,6 +150,16 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _inbound(app: web.Application) -> AsyncIterator[None]:
+    # One writer per process commits concurrent inbound messages together (group commit).
+    hub = app[EVENT_HUB]
+    batcher = InboundBatcher(app[ROUTER], app[ENGINE], publish=hub.publish)
+    await batcher.start()
+    app[INBOUND] = batcher
+    yield
+    await batcher.stop()
 
 
 async def _refresh_index(app: web.Application, seen: tuple[int, str] | None) -> tuple[int, str]:
