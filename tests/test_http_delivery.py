@@ -64,7 +64,7 @@ async def _reply_from_agent(
     client: Client, sessions: async_sessionmaker[AsyncSession], text: str
 ) -> int:
     """Hand a customer to an online agent who replies; return the reply's outbox row id."""
-    agent_id, token = await make_agent(sessions, "Alex")
+    _, token = await make_agent(sessions, "Alex")
     headers = bearer(token)
     await client.put("/api/v1/me/availability", json={"status": "online"}, headers=headers)
     customer = Customer(client, "u-42", "Uma", headers={"X-Carebot-Secret": "bridge-secret"})

@@ -86,7 +86,8 @@ def test_kb_eval_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     ("content", "message"),
     [
         ("question,answer\nhi,order-status\n", "header must have columns 'text' and 'expected'"),
-        ("text,expected\nwhere is my order,no-such-faq\n", "not in the knowledge base: no-such-faq"),
+        ("text,expected\nwhere is my order,no-such-faq\n",
+         "not in the knowledge base: no-such-faq"),
         ("text,expected\n", "no queries"),
         ("text,expected\n,order-status\n", ":2: empty text"),
     ],
