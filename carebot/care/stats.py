@@ -23,7 +23,7 @@ between the closest ranks, as PostgreSQL's percentile_cont).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -53,6 +53,8 @@ from carebot.db.models import Agent, Conversation, FaqEntry, Survey, Touchpoint
 C = Conversation
 T = Touchpoint
 S = Survey
+
+WORK_MEM = "64MB"  # per statement sort memory for the stats queries (PostgreSQL)
 
 # Touchpoints that start or end an agent's hold on a conversation (handle time segments).
 SEGMENT_KINDS = ("assigned", "transfer", "handback", "resolved")
@@ -109,7 +111,7 @@ class Scope:
         if not sql.sqlite:
             # The window functions sort a few hundred thousand rows at most; let PostgreSQL do
             # that in memory instead of spilling to disk (this transaction only).
-            await session.execute(text("SET LOCAL work_mem = '64MB'"))
+            await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         f = query.filters
         preds: list[ColumnElement[bool]] = []
         if f.channel is not None:
@@ -264,36 +266,52 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     """Every headline metric for the period and filters (see the module docstring)."""
     scope = await Scope.build(session, query)
 
-    opened = (await session.execute(select(
-        func.count(),
-        func.count(C.customer_id.distinct()),
-        _count_if(C.first_bot_response_ms.is_not(None)),
-        _count_if(C.bot_answers > 0),
-        _count_if(C.handoffs > 0),
-    ).where(*scope.opened()))).one()
-    n_opened, customers, involved, by_faq, handed_off = (int(v or 0) for v in opened)
+    async def counts(s: AsyncSession) -> tuple[Any, Any, int, dict[tuple[Any, ...], Distribution]]:
+        opened = (await s.execute(select(
+            func.count(),
+            func.count(C.customer_id.distinct()),
+            _count_if(C.first_bot_response_ms.is_not(None)),
+            _count_if(C.bot_answers > 0),
+            _count_if(C.handoffs > 0),
+        ).where(*scope.opened()))).one()
+        resolved = (await s.execute(select(
+            func.count(),
+            _count_if(C.resolved_by == "bot"),
+            _count_if(C.resolved_by == "timeout"),
+            _count_if(C.resolved_by == "agent"),
+            _count_if(C.handoffs == 0),
+            _count_if(C.reopen_count > 0),
+            func.coalesce(func.sum(C.transfers), 0),
+            func.coalesce(func.sum(C.effort_score), 0),
+        ).where(*scope.resolved()))).one()
+        fcr = int(await s.scalar(
+            select(func.count()).where(*scope.resolved(), scope.first_contact_resolution())
+        ) or 0)
+        return opened, resolved, fcr, await distributions(s, _conversation_times(scope), ["g"])
 
-    resolved = (await session.execute(select(
-        func.count(),
-        _count_if(C.resolved_by == "bot"),
-        _count_if(C.resolved_by == "timeout"),
-        _count_if(C.resolved_by == "agent"),
-        _count_if(C.handoffs == 0),
-        _count_if(C.reopen_count > 0),
-        func.coalesce(func.sum(C.transfers), 0),
-        func.coalesce(func.sum(C.effort_score), 0),
-    ).where(*scope.resolved()))).one()
+    async def handle(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
+        per_conv = handle_per_conversation(scope).subquery("handle")
+        return await distributions(
+            s, select(literal("handle_time").label("g"), per_conv.c.v.label("v")), ["g"]
+        )
+
+    async def waits(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
+        stays = queue_waits(scope).subquery("waits")
+        return await distributions(
+            s, select(literal("queue_wait").label("g"), stays.c.v.label("v")), ["g"]
+        )
+
+    (opened, resolved, fcr, dists), handle_dist, wait_dist = await _concurrently(
+        session, scope, counts, handle, waits
+    )
+    n_opened, customers, involved, by_faq, handed_off = (int(v or 0) for v in opened)
     n_resolved, confirmed, assumed, by_agent, contained, reopened_res, transfers, effort = (
         int(v or 0) for v in resolved
     )
-    fcr = int(await session.scalar(
-        select(func.count()).where(*scope.resolved(), scope.first_contact_resolution())
-    ) or 0)
-
-    dists = await distributions(session, _summary_values(scope), ["g"])
+    all_dists: dict[tuple[Any, ...], Distribution] = {**dists, **handle_dist, **wait_dist}
 
     def dist(name: str) -> dict[str, Any]:
-        return dists.get((name,), Distribution.empty()).as_dict()
+        return all_dists.get((name,), Distribution.empty()).as_dict()
 
     reasons: dict[str, int] = {}
     reopened_convs = sla_breaches = 0
@@ -348,11 +366,9 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     }
 
 
-def _summary_values(scope: Scope) -> CompoundSelect[Any]:
-    """(g, v) rows for every duration the summary reports, in one UNION ALL."""
+def _conversation_times(scope: Scope) -> CompoundSelect[Any]:
+    """(g, v) rows of the durations kept on the conversations, in one UNION ALL."""
     sql = scope.sql
-    handle = handle_per_conversation(scope).subquery("handle")
-    waits = queue_waits(scope).subquery("waits")
     return union_all(
         select(literal("bot_first_response").label("g"), C.first_bot_response_ms.label("v"))
         .where(*scope.opened()),
@@ -360,9 +376,26 @@ def _summary_values(scope: Scope) -> CompoundSelect[Any]:
         .where(*scope.opened()),
         select(literal("resolution_time"), sql.ms_between(C.opened_at, C.resolved_at))
         .where(*scope.resolved()),
-        select(literal("handle_time"), handle.c.v),
-        select(literal("queue_wait"), waits.c.v),
     )
+
+
+async def _concurrently(
+    session: AsyncSession, scope: Scope, *works: Callable[[AsyncSession], Awaitable[Any]]
+) -> list[Any]:
+    """Run independent read queries; on PostgreSQL each on its own connection, in parallel.
+
+    The handle-time and queue-wait queries each sort a window over the touchpoint log; run
+    one after the other they dominate the summary's time on a large history.
+    """
+    if scope.sql.sqlite:  # one file, one writer: nothing to gain from more connections
+        return [await work(session) for work in works]
+
+    async def own(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+        async with AsyncSession(session.bind) as other:
+            await other.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+            return await work(other)
+
+    return list(await asyncio.gather(*(own(work) for work in works)))
 
 
 async def _event_counts(session: AsyncSession, scope: Scope) -> Sequence[Any]:

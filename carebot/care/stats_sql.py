@@ -150,6 +150,8 @@ async def distributions(
     """
     vals = values.subquery("vals")
     gcols = [vals.c[g] for g in groups]
+    if not Sql.of(session).sqlite:
+        return await _pg_distributions(session, vals, gcols)
     n = func.count().over(partition_by=gcols or None)
     rn = func.row_number().over(partition_by=gcols or None, order_by=vals.c.v) - 1
     ranked = (
@@ -181,6 +183,33 @@ async def distributions(
             pct.append(lo_v + (hi_v - lo_v) * frac)
         total_n = int(_number(total))
         out[key] = Distribution(count, total_n, total_n / count, pct[0], pct[1])
+    return out
+
+
+async def _pg_distributions(
+    session: AsyncSession, vals: Any, gcols: list[Any]
+) -> dict[tuple[Any, ...], Distribution]:
+    # PostgreSQL's ordered-set aggregate sorts each group once, several times faster than
+    # ranking every row with window functions; it interpolates exactly as the SQLite path.
+    pcts = [
+        func.percentile_cont(num / den).within_group(vals.c.v)
+        for num, den in PERCENTILES.values()
+    ]
+    stmt = select(*gcols, func.count(vals.c.v), func.sum(vals.c.v), *pcts).where(
+        vals.c.v.is_not(None)
+    )
+    if gcols:
+        stmt = stmt.group_by(*gcols)
+    out: dict[tuple[Any, ...], Distribution] = {}
+    for row in await session.execute(stmt):
+        key = tuple(row[: len(gcols)])
+        count, total, median, p90 = row[len(gcols):]
+        if not count:
+            continue
+        total_n = int(_number(total))
+        out[key] = Distribution(
+            int(count), total_n, total_n / int(count), _number(median), _number(p90)
+        )
     return out
 
 
