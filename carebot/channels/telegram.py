@@ -31,7 +31,7 @@ import hmac
 import logging
 import re
 import warnings
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -561,12 +561,20 @@ class TelegramSetupError(Exception):
     """A Telegram administration step failed; the message says what to do."""
 
 
-def _admin_bot(settings: Settings) -> Bot:
+@contextlib.asynccontextmanager
+async def _admin_bot(settings: Settings) -> AsyncIterator[Bot]:
+    """A connected bot for one admin command; Telegram's refusals become readable errors."""
     if not settings.telegram_token:
         raise TelegramSetupError("CAREBOT_TELEGRAM_TOKEN is not set (get a token from @BotFather)")
     quiet_http_logs()
     bot: Bot = build_application(settings).bot
-    return bot
+    try:
+        async with bot:
+            yield bot
+    except InvalidToken:
+        raise TelegramSetupError("Telegram rejected CAREBOT_TELEGRAM_TOKEN") from None
+    except TelegramError as exc:
+        raise TelegramSetupError(f"Telegram said: {exc.message}") from None
 
 
 async def set_webhook(settings: Settings, url: str, *, drop_pending: bool = False) -> str:
@@ -578,19 +586,13 @@ async def set_webhook(settings: Settings, url: str, *, drop_pending: bool = Fals
         )
     if not url.startswith("https://"):
         raise TelegramSetupError(f"Telegram needs an https:// URL, got {url!r}")
-    bot = _admin_bot(settings)
-    try:
-        async with bot:
-            await bot.set_webhook(
-                url, secret_token=settings.telegram_webhook_secret,
-                allowed_updates=ALLOWED_UPDATES, drop_pending_updates=drop_pending,
-            )
-            info = await bot.get_webhook_info()
-            name = bot.username
-    except InvalidToken:
-        raise TelegramSetupError("Telegram rejected CAREBOT_TELEGRAM_TOKEN") from None
-    except TelegramError as exc:
-        raise TelegramSetupError(f"Telegram said: {exc.message}") from None
+    async with _admin_bot(settings) as bot:
+        await bot.set_webhook(
+            url, secret_token=settings.telegram_webhook_secret,
+            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=drop_pending,
+        )
+        info = await bot.get_webhook_info()
+        name = bot.username
     note = "" if url.rstrip("/").endswith(WEBHOOK_PATH) else (
         f" (carebot serves the webhook at {WEBHOOK_PATH}: is the URL right?)"
     )
@@ -599,29 +601,17 @@ async def set_webhook(settings: Settings, url: str, *, drop_pending: bool = Fals
 
 async def delete_webhook(settings: Settings) -> str:
     """Remove the bot's webhook (polling needs that); a summary line."""
-    bot = _admin_bot(settings)
-    try:
-        async with bot:
-            await bot.delete_webhook()
-            name = bot.username
-    except InvalidToken:
-        raise TelegramSetupError("Telegram rejected CAREBOT_TELEGRAM_TOKEN") from None
-    except TelegramError as exc:
-        raise TelegramSetupError(f"Telegram said: {exc.message}") from None
+    async with _admin_bot(settings) as bot:
+        await bot.delete_webhook()
+        name = bot.username
     return f"@{name}: webhook removed; updates can be polled"
 
 
 async def webhook_info(settings: Settings) -> str:
     """The bot's name and webhook state, for `carebot telegram info`."""
-    bot = _admin_bot(settings)
-    try:
-        async with bot:
-            info = await bot.get_webhook_info()
-            name = bot.username
-    except InvalidToken:
-        raise TelegramSetupError("Telegram rejected CAREBOT_TELEGRAM_TOKEN") from None
-    except TelegramError as exc:
-        raise TelegramSetupError(f"Telegram said: {exc.message}") from None
+    async with _admin_bot(settings) as bot:
+        info = await bot.get_webhook_info()
+        name = bot.username
     lines = [f"bot: @{name}", f"webhook: {info.url or '(none: polling)'}",
              f"pending updates: {info.pending_update_count}"]
     if info.last_error_message:
