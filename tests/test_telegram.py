@@ -428,6 +428,11 @@ async def test_the_bot_token_never_reaches_the_logs(
     caplog.set_level(logging.DEBUG, logger="httpx")  # as if someone debugged the HTTP client
     api.push_update(private("where is my order", 306))
     await api.wait_for_sent(1)
+
+    async def logged() -> bool:  # httpx logs once it has read the fake's response
+        return "/sendMessage" in caplog.text
+
+    await eventually(logged, what="httpx to log the sendMessage call")
     assert "/bot<token>/sendMessage" in caplog.text  # httpx logged the URL, redacted
     assert api.token.split(":")[1] not in caplog.text
 
