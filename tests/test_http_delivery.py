@@ -152,6 +152,6 @@ async def test_bridge_refusal_fails_the_message_once_with_a_touchpoint(
     assert len(fake.calls) == 1  # a refusal is final: no retry loop
 
 
-def test_callback_url_must_be_http(settings: Settings) -> None:
+def test_callback_url_must_be_http() -> None:
     with pytest.raises(SettingsError, match="CAREBOT_HTTP_CHANNEL_CALLBACK_URL"):
-        replace(settings, http_channel_callback_url="ftp://bridge/")
+        Settings.from_env({"CAREBOT_HTTP_CHANNEL_CALLBACK_URL": "ftp://bridge/"})

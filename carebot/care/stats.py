@@ -382,7 +382,8 @@ def _conversation_times(scope: Scope) -> CompoundSelect[Any]:
 async def _concurrently(
     session: AsyncSession, scope: Scope, *works: Callable[[AsyncSession], Awaitable[Any]]
 ) -> list[Any]:
-    """Run independent read queries; on PostgreSQL each on its own connection, in parallel.
+    """Run independent read queries; on PostgreSQL in parallel, the first on `session` and
+    each other one on a connection of its own.
 
     The handle-time and queue-wait queries each sort a window over the touchpoint log; run
     one after the other they dominate the summary's time on a large history.
@@ -395,7 +396,8 @@ async def _concurrently(
             await other.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
             return await work(other)
 
-    return list(await asyncio.gather(*(own(work) for work in works)))
+    first, *rest = works
+    return list(await asyncio.gather(first(session), *(own(work) for work in rest)))
 
 
 async def _event_counts(session: AsyncSession, scope: Scope) -> Sequence[Any]:
