@@ -8,7 +8,8 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ log = logging.getLogger("carebot")
 
 class CliError(Exception):
     """A problem to report to the user as one readable line, exit status 2."""
+
+
+@contextmanager
+def _input_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Report bad input files (`kinds`, or unreadable/unwritable paths) as one CLI line."""
+    try:
+        yield
+    except kinds as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: {exc.strerror}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -248,13 +260,9 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     if not 0.0 <= suggest <= answer <= 1.0:
         raise CliError(f"need 0 <= suggest threshold ({suggest}) <= answer threshold ({answer})"
                        " <= 1")
-    try:
+    with _input_errors(KnowledgeError, ValueError):
         docs = [loaded.doc for loaded in load_knowledge(Path(args.kb))]
         queries = read_queries(args.queries)
-    except (KnowledgeError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"{exc.filename}: {exc.strerror}") from None
     if not queries:
         raise CliError(f"{args.queries}: no queries")
     known = {d.id for d in docs}
@@ -278,12 +286,8 @@ def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.per_faq is not None and args.per_faq < 1:
         raise CliError("--per-faq must be at least 1")
-    try:
+    with _input_errors(ValueError):
         count = csv_to_knowledge(args.csv, args.out, args.per_faq)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"{exc.filename}: {exc.strerror}") from None
     print(f"wrote {count} entries to {args.out}")
     return 0
 

@@ -131,3 +131,15 @@ def test_kb_from_csv_builds_a_knowledge_file_that_imports(
     assert [d.doc.id for d in load_knowledge(out)] == ["card-arrival", "top-up"]
     assert main(["kb", "from-csv", str(source), str(out), "--per-faq", "0"]) == 2
     assert "--per-faq must be at least 1" in capsys.readouterr().err
+
+
+def test_kb_from_csv_names_an_unwritable_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "labelled.csv"
+    source.write_text("text,category\nwhere is my card,card_arrival\n")
+    out = tmp_path / "no-such-dir" / "kb.yaml"
+    assert main(["kb", "from-csv", str(source), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "No such file or directory" in err
+    assert not out.parent.exists()
