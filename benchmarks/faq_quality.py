@@ -1,6 +1,6 @@
 """FAQ matcher quality and latency on BANKING77 (each intent = one FAQ).
 
-Usage: .venv/bin/python benchmarks/faq_quality.py [--data DIR] [--quick]
+Usage: .venv/bin/python benchmarks/faq_quality.py [--data DIR] [--quick] [--embedding-model M]
 
 Runs (training texts are an intent's phrasings, test texts are customer queries):
   (a) full      all 77 intents, all training phrasings
@@ -11,6 +11,8 @@ Runs (training texts are an intent's phrasings, test texts are customer queries)
                 10,000 FAQs / 100,000 phrasings (BANKING77 texts recombined with generated
                 product names, deterministic)
 
+The matcher uses the sentence encoder `--embedding-model` names (like CAREBOT_EMBEDDING_MODEL:
+"auto", the default, is the packaged all-MiniLM-L6-v2; "off" measures lexical matching only).
 Thresholds are the matcher's defaults, which were derived from training-data cross-validation;
 the script also re-derives them from run (a)'s cross-validation (training split only).
 """
@@ -30,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from carebot.care.embedding_model import load_encoder  # noqa: E402
 from carebot.care.faq import FaqDoc  # noqa: E402
 from carebot.care.kb_eval import (  # noqa: E402
     docs_from_entries,
@@ -41,6 +44,7 @@ from carebot.care.matcher import (  # noqa: E402
     DEFAULT_ANSWER_THRESHOLD,
     DEFAULT_SUGGEST_THRESHOLD,
     Matcher,
+    TextEncoder,
     build_matcher,
     derive_thresholds,
 )
@@ -83,9 +87,9 @@ def _drop(res_a: dict[str, float], value: float) -> str:
     return f"drop vs a's top-1 {drop:.1f} pt (<= 3 pt)  {'OK' if drop <= 3 else 'MISSED'}"
 
 
-def _build(docs: Sequence[FaqDoc]) -> tuple[Matcher, float]:
+def _build(docs: Sequence[FaqDoc], encoder: TextEncoder | None) -> tuple[Matcher, float]:
     start = time.perf_counter()
-    matcher = build_matcher(docs)
+    matcher = build_matcher(docs, encoder=encoder)
     return matcher, time.perf_counter() - start
 
 
@@ -134,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BANKING77 directory")
     parser.add_argument("--quick", action="store_true", help="fast smoke run (subsampled)")
+    parser.add_argument("--embedding-model", default="auto",
+                        help='"auto" (packaged model), "off" (lexical only) or a model directory')
     args = parser.parse_args(argv)
+    encoder = load_encoder(args.embedding_model)
+    print(f"sentence embeddings: {'on' if encoder else 'off'}", flush=True)
     train = read_labelled_texts(args.data / "train.csv")
     test = read_labelled_texts(args.data / "test.csv")
     every = 5 if args.quick else 1
@@ -144,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # (a) full KB
     docs_a = _docs(train, None, set())
-    m_a, build_a = _build(docs_a)
+    m_a, build_a = _build(docs_a, encoder)
     res_a = evaluate(m_a, _queries(test, docs_a, every), ans, sug)
     cv_ans, cv_sug = derive_thresholds(m_a.calibration)
     rows += [
@@ -161,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # (b) 10 phrasings per FAQ
     docs_b = _docs(train, 10, set())
-    m_b, build_b = _build(docs_b)
+    m_b, build_b = _build(docs_b, encoder)
     res_b = evaluate(m_b, _queries(test, docs_b, every), ans, sug)
     rows += [
         ("b 10/faq", "build", f"{build_b:.1f} s ({m_b.mode})", ""),
@@ -173,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (c) out of scope
     left_out = set(sorted(train)[::OOS_EVERY])
     docs_c = _docs(train, None, left_out)
-    m_c, _ = _build(docs_c)
+    m_c, _ = _build(docs_c, encoder)
     queries_c = _queries(test, docs_c, every)
     res_c = evaluate(m_c, queries_c, ans, sug)
     oos_scores, in_scores, in_right = _scores(m_c, queries_c)
@@ -206,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     n_faqs = 2_000 if args.quick else 10_000
     big = synthetic_kb(train, n_faqs, 10)
-    m_d, build_d = _build(big)
+    m_d, build_d = _build(big, encoder)
     rng = random.Random(7)
     flat = [t for texts in test.values() for t in texts]
     big_q = [

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.care.embedding_model import EmbeddingModelError
 from carebot.settings import Settings, SettingsError
 
 log = logging.getLogger("carebot")
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
         result: int = args.func(settings, args)
         return result
-    except (CliError, SettingsError) as exc:
+    except (CliError, SettingsError, EmbeddingModelError) as exc:
         print(f"carebot: error: {exc}", file=sys.stderr)
         return 2
     except DBAPIError as exc:
@@ -249,6 +250,7 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     import json
     import math
 
+    from carebot.care.embedding_model import load_encoder
     from carebot.care.kb_eval import METRIC_KEYS, evaluate, format_report, read_queries
     from carebot.care.knowledge import KnowledgeError, load_knowledge
     from carebot.care.matcher import build_matcher
@@ -270,7 +272,8 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"{args.queries}: expected ids not in the knowledge base: "
                        f"{', '.join(unknown[:10])}")
-    metrics = evaluate(build_matcher(docs), queries, answer, suggest)
+    matcher = build_matcher(docs, encoder=load_encoder(settings.embedding_model))
+    metrics = evaluate(matcher, queries, answer, suggest)
     if args.json:
         # JSON has no NaN: a metric without data (e.g. no out-of-scope queries) is null.
         out = {k: None if math.isnan(metrics[k]) else metrics[k] for k in METRIC_KEYS}

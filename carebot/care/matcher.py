@@ -69,12 +69,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -82,8 +83,8 @@ from sklearn.svm import LinearSVC
 from carebot.care.faq import Candidate, FaqDoc
 from carebot.care.textnorm import normalize
 
-DEFAULT_ANSWER_THRESHOLD = 0.50
-DEFAULT_SUGGEST_THRESHOLD = 0.30
+DEFAULT_ANSWER_THRESHOLD = 0.45
+DEFAULT_SUGGEST_THRESHOLD = 0.35
 
 # Assumed share of incoming questions that no FAQ answers; it sets the calibrator's prior.
 OUT_OF_SCOPE_SHARE = 0.2
@@ -116,7 +117,14 @@ _EXACT_ROWS = 12_000  # above this, phrasing similarities only for a shortlist o
 _SHORTLIST = 100
 _SEED = 20_240_601
 
-_N_FEATURES = 11
+_N_FEATURES = 11  # lexical calibrator features
+_N_EMB_FEATURES = 4  # added when the matcher has a sentence encoder
+# With an encoder, a query whose lexical P(right) reaches this skips the embedding (which
+# costs ~10 ms of CPU): the embedding features rarely overturn so sure a lexical answer.
+_LEXICAL_SURE = 0.95
+# Embedding a KB text costs ~4 ms of CPU at build time: above this many texts (~2 minutes)
+# the matcher stays lexical, so a huge KB still rebuilds in reasonable time.
+_MAX_EMBEDDED_TEXTS = 30_000
 _STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
 _BACKGROUND_DOCS = 100
 _BACKGROUND_DOC = " ".join(sorted(_STOP_WORDS))
@@ -307,6 +315,8 @@ class _Index:
     centroids_t: sp.csr_matrix  # features x local entries
     coef_t: FloatArray | None  # features x local entries (linear mode)
     intercept: FloatArray | None
+    emb_rows: FloatArray | None  # phrasings x embedding dims (with a sentence encoder)
+    emb_centroids: FloatArray | None  # local entries x embedding dims, L2-normalised
 
     @property
     def n_entries(self) -> int:
@@ -324,9 +334,10 @@ def _build_index(
     rows: IntArray,
     linear: bool,
     hidden: int,
+    emb: FloatArray | None = None,
 ) -> _Index:
     """Index the given rows (must be sorted by owner) and, in linear mode, fit the SVC;
-    `hidden` is the global number of the off-topic entry."""
+    `hidden` is the global number of the off-topic entry, `emb` all texts' embeddings."""
     sub = x[rows]
     own = owner[rows]
     entry_of, starts = np.unique(own, return_index=True)
@@ -353,6 +364,12 @@ def _build_index(
             icpt = np.array([-icpt[0], icpt[0]], dtype=np.float32)
         coef_t = np.ascontiguousarray(coef.T)
         intercept = icpt
+    emb_rows: FloatArray | None = None
+    emb_centroids: FloatArray | None = None
+    if emb is not None:
+        emb_rows = np.ascontiguousarray(emb[rows])
+        sums = np.add.reduceat(emb_rows, starts, axis=0)
+        emb_centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return _Index(
         entry_of=entry_of.astype(np.int64),
         starts=starts.astype(np.int64),
@@ -367,6 +384,8 @@ def _build_index(
         centroids_t=sp.csr_matrix(centroids.T),
         coef_t=coef_t,
         intercept=intercept,
+        emb_rows=emb_rows,
+        emb_centroids=emb_centroids,
     )
 
 
@@ -379,7 +398,8 @@ class _Scored:
 
 
 def _score(index: _Index, v: sp.csr_matrix, queries: Sequence[str], k: int) -> _Scored:
-    """Primary scores, top-k candidates and calibration features for a batch of queries."""
+    """Primary scores, top-k candidates and lexical calibration features for a batch of
+    queries."""
     n_q = v.shape[0]
     k = min(k, index.n_entries)
     n_rows = index.n_rows
@@ -497,8 +517,52 @@ def _candidate_features(
     )
 
 
+def _with_embedding_features(index: _Index, scored: _Scored, q_emb: FloatArray) -> F64Array:
+    """The lexical features of `scored` followed by the candidates' embedding features."""
+    assert index.emb_rows is not None and index.emb_centroids is not None
+    n_q, k, _ = scored.features.shape
+    out = np.zeros((n_q, k, _N_FEATURES + _N_EMB_FEATURES), dtype=np.float64)
+    out[:, :, :_N_FEATURES] = scored.features
+    step = max(1, _DENSE_BUDGET // index.n_rows)
+    for lo in range(0, n_q, step):
+        hi = min(n_q, lo + step)
+        knn = np.maximum.reduceat(q_emb[lo:hi] @ index.emb_rows.T, index.starts, axis=1)
+        cent = q_emb[lo:hi] @ index.emb_centroids.T
+        for r in range(hi - lo):
+            out[lo + r, :, _N_FEATURES:] = _embedding_features(
+                scored.candidates[lo + r], knn[r], cent[r]
+            )
+    return out
+
+
+def _embedding_features(top: IntArray, knn: FloatArray, cent: FloatArray) -> F64Array:
+    """Sentence-embedding cosines of the candidates: nearest phrasing and centroid, each with
+    its gap to the best other entry of the whole index (not only the candidates), so a
+    paraphrase the lexical ranking missed still shows as a rival."""
+    return np.stack(
+        [knn[top], _gap_over_all(knn, top), cent[top], _gap_over_all(cent, top)], axis=1
+    ).astype(np.float64)
+
+
+def _gap_over_all(values: FloatArray, top: IntArray) -> F64Array:
+    """values[top] minus the best value among all other entries."""
+    if len(values) == 1:
+        return values[top].astype(np.float64)
+    two = np.argpartition(-values, 1)[:2]
+    first, second = (two[0], two[1]) if values[two[0]] >= values[two[1]] else (two[1], two[0])
+    others_best = np.where(top == first, values[second], values[first])
+    out: F64Array = (values[top] - others_best).astype(np.float64)
+    return out
+
+
 def _end(index: _Index, e: int) -> int:
     return int(index.starts[e + 1]) if e + 1 < index.n_entries else index.n_rows
+
+
+class TextEncoder(Protocol):
+    """Sentence embeddings: one L2-normalised float32 row per text (see `embeddings`)."""
+
+    def encode(self, texts: Sequence[str]) -> FloatArray: ...
 
 
 @dataclass(frozen=True)
@@ -524,6 +588,8 @@ class Matcher:
         intercept: float,
         mode: Literal["linear", "similarity", "empty"],
         calibration: Sequence[CalibrationSample] = (),
+        encoder: TextEncoder | None = None,
+        lexical: tuple[F64Array, float] | None = None,
     ) -> None:
         self._ids = tuple(ids)
         self._featurizer = featurizer
@@ -532,6 +598,17 @@ class Matcher:
         self._intercept = intercept
         self.mode = mode
         self.calibration = tuple(calibration)
+        # Only an index built with embeddings has a calibrator that expects their features.
+        self._encoder = encoder if index is not None and index.emb_rows is not None else None
+        # With an encoder, (coef, intercept) expect the embedding features too; `lexical` is
+        # the calibrator over the lexical features alone, which decides whether to embed.
+        self._lexical = (coef, intercept) if lexical is None else lexical
+        self._spellings = sorted(index.vocabulary) if index is not None else []
+
+    @property
+    def uses_embeddings(self) -> bool:
+        """True when scores include sentence-embedding features."""
+        return self._encoder is not None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -548,13 +625,38 @@ class Matcher:
         scored = _score(self._index, v, [query], max(_CANDIDATES, limit) + 1)
         entries = self._index.entry_of[scored.candidates[0]]
         valid = entries < len(self._ids)
-        probs = _probabilities(scored.features[0], self._coef, self._intercept, valid)
+        probs = _probabilities(scored.features[0], *self._lexical, valid)
+        if self._encoder is not None and probs.max() < _LEXICAL_SURE:
+            q_emb = self._encoder.encode([_respell(query, self._index.vocabulary, self._spellings)])
+            feats = _with_embedding_features(self._index, scored, q_emb)
+            probs = _probabilities(feats[0], self._coef, self._intercept, valid)
         order = np.argsort(-probs, kind="stable")[: min(limit, int(valid.sum()))]
         entries = entries[order]
         return [
             Candidate(faq_id=self._ids[int(e)], score=float(probs[i]))
             for e, i in zip(entries, order, strict=True)
         ]
+
+
+def _respell(query: str, vocabulary: frozenset[str], spellings: Sequence[str]) -> str:
+    """Replace words the KB never uses by a KB word one typo away (two for long words).
+
+    For the sentence encoder only: "oder" is a German word to it, while the character
+    n-grams of the lexical model absorb typos by themselves. KB texts never change here, so
+    the calibrator's cross-validation sees the same inputs as before.
+    """
+    words = query.split()
+    changed = False
+    for i, w in enumerate(words):
+        if len(w) < 4 or w in vocabulary or not w.isalpha():
+            continue
+        best = process.extractOne(
+            w, spellings, scorer=Levenshtein.distance, score_cutoff=1 if len(w) < 8 else 2
+        )
+        if best is not None:
+            words[i] = best[0]
+            changed = True
+    return " ".join(words) if changed else query
 
 
 def _probabilities(
@@ -637,27 +739,43 @@ def _prepare(docs: Sequence[FaqDoc], mode: Mode) -> _Prepared | None:
     )
 
 
-def build_matcher(docs: Sequence[FaqDoc], *, mode: Mode = "auto") -> Matcher:
+def build_matcher(
+    docs: Sequence[FaqDoc], *, mode: Mode = "auto", encoder: TextEncoder | None = None
+) -> Matcher:
     """Build a matcher for the given entries (CPU-bound; run it in a worker thread).
 
     `mode` forces the ranking model ("linear" or "similarity"); "auto" picks by KB size.
-    Raises ValueError on duplicate ids. Entries whose texts normalise to nothing are counted
-    by `len()` but can never match.
+    With an `encoder`, the calibrator also sees sentence-embedding similarities (KBs large
+    enough to cross-validate, since the fixed small-KB calibrator has no coefficients for
+    them, and up to `_MAX_EMBEDDED_TEXTS` texts). Raises ValueError on duplicate ids.
+    Entries whose texts normalise to nothing are counted by `len()` but can never match.
     """
     ids = [d.id for d in docs]
     prep = _prepare(docs, mode)
     if prep is None:
         return Matcher(ids, None, None, _PRIOR_COEF, _PRIOR_INTERCEPT, "empty")
     all_rows = np.arange(len(prep.texts), dtype=np.int64)
-    index = _build_index(prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry)
     mode_name: Literal["linear", "similarity"] = "linear" if prep.linear else "similarity"
     if not prep.can_cv:
+        index = _build_index(
+            prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry
+        )
         return Matcher(ids, prep.featurizer, index, _PRIOR_COEF, _PRIOR_INTERCEPT, mode_name)
-    feats, labels, weights, meta = _cross_validate(prep)
+    emb = (
+        encoder.encode(prep.texts)
+        if encoder is not None and len(prep.texts) <= _MAX_EMBEDDED_TEXTS else None
+    )
+    index = _build_index(
+        prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry, emb
+    )
+    feats, labels, weights, meta = _cross_validate(prep, emb)
     coef, intercept = _fit_calibrator(feats, labels, weights)
-    calibration = _calibration_samples(feats, meta, coef, intercept)
+    lexical = None
+    if emb is not None:
+        lexical = _fit_calibrator(feats[:, :, :_N_FEATURES], labels, weights)
+    calibration = _calibration_samples(feats, meta, (coef, intercept), lexical)
     return Matcher(
-        ids, prep.featurizer, index, coef, intercept, mode_name, calibration
+        ids, prep.featurizer, index, coef, intercept, mode_name, calibration, encoder, lexical
     )
 
 
@@ -696,7 +814,9 @@ class _QueryMeta:
     valid: npt.NDArray[np.bool_]  # (queries, k): candidate is a real entry
 
 
-def _cross_validate(prep: _Prepared) -> tuple[F64Array, F64Array, F64Array, _QueryMeta]:
+def _cross_validate(
+    prep: _Prepared, emb: FloatArray | None
+) -> tuple[F64Array, F64Array, F64Array, _QueryMeta]:
     """Candidate features and labels of held-out texts; (queries, k) weights, 0 for the
     hidden off-topic entry's rows, which the calibrator must not learn from."""
     rng = np.random.default_rng(_SEED + 1)
@@ -730,7 +850,9 @@ def _cross_validate(prep: _Prepared) -> tuple[F64Array, F64Array, F64Array, _Que
         queries = np.concatenate([in_q, out_q, off_q]).astype(np.int64)
         if len(queries) == 0:
             continue
-        index = _build_index(prep.x, owner, prep.texts, train, prep.linear, prep.off_entry)
+        index = _build_index(
+            prep.x, owner, prep.texts, train, prep.linear, prep.off_entry, emb
+        )
         scored = _score(index, prep.x[queries], [prep.texts[i] for i in queries], _CANDIDATES)
         global_cands = index.entry_of[scored.candidates]
         is_oos = np.zeros(len(queries), dtype=bool)
@@ -738,7 +860,10 @@ def _cross_validate(prep: _Prepared) -> tuple[F64Array, F64Array, F64Array, _Que
         is_off = np.zeros(len(queries), dtype=bool)
         is_off[len(in_q) + len(out_q) :] = True
         labels = (global_cands == owner[queries][:, None]) & ~is_oos[:, None]
-        all_feats.append(scored.features)
+        all_feats.append(
+            scored.features if emb is None
+            else _with_embedding_features(index, scored, emb[queries])
+        )
         all_labels.append(labels.astype(np.float64))
         all_valid.append(global_cands != prep.off_entry)
         oos_flags.append(is_oos)
@@ -775,7 +900,10 @@ def _fit_calibrator(
     y = labels.reshape(-1)
     w = weights.reshape(-1)
     if y.min() == y.max():
-        return _PRIOR_COEF, _PRIOR_INTERCEPT
+        # Nothing to learn from; the prior has no say on embedding features, if any.
+        prior = np.zeros(flat.shape[1], dtype=np.float64)
+        prior[: len(_PRIOR_COEF)] = _PRIOR_COEF
+        return prior, _PRIOR_INTERCEPT
     mean = np.average(flat, axis=0, weights=w)
     scale = np.sqrt(np.average((flat - mean) ** 2, axis=0, weights=w))
     scale[scale < 1e-9] = 1.0
@@ -787,11 +915,21 @@ def _fit_calibrator(
 
 
 def _calibration_samples(
-    feats: F64Array, meta: _QueryMeta, coef: F64Array, intercept: float
+    feats: F64Array,
+    meta: _QueryMeta,
+    calibrator: tuple[F64Array, float],
+    lexical: tuple[F64Array, float] | None,
 ) -> list[CalibrationSample]:
+    """Each query's top score as `Matcher.match` computes it (lexical first, embeddings
+    only when the lexical calibrator is unsure)."""
     out: list[CalibrationSample] = []
     for q in range(feats.shape[0]):
-        probs = _probabilities(feats[q], coef, intercept, meta.valid[q])
+        if lexical is None:
+            probs = _probabilities(feats[q], *calibrator, meta.valid[q])
+        else:
+            probs = _probabilities(feats[q, :, :_N_FEATURES], *lexical, meta.valid[q])
+            if probs.max() < _LEXICAL_SURE:
+                probs = _probabilities(feats[q], *calibrator, meta.valid[q])
         order = np.argsort(-probs, kind="stable")
         right = int(meta.right[q])
         rank = int(np.flatnonzero(order == right)[0]) if right >= 0 else -1

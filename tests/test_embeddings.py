@@ -1,0 +1,74 @@
+"""The sentence encoder behind the matcher: what it computes, how it is configured, and how
+a bad configuration is reported."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from carebot import cli
+from carebot.care.clock import ManualClock
+from carebot.care.embedding_model import EmbeddingModelError, load_encoder
+from carebot.care.embeddings import MiniLmEncoder
+from carebot.settings import Settings
+from carebot.web import app as web_app
+from tests.conftest import KNOWLEDGE, ROOT
+
+
+@pytest.fixture(scope="module")
+def encoder() -> MiniLmEncoder:
+    loaded = load_encoder("auto")
+    assert loaded is not None, "make setup installs the model package (requirements-model.txt)"
+    return loaded
+
+
+def test_paraphrases_are_closer_than_unrelated_questions(encoder: MiniLmEncoder) -> None:
+    vecs = encoder.encode([
+        "where is my parcel", "my parcel has not arrived", "how do I reset my password",
+    ])
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    same, unrelated = float(vecs[0] @ vecs[1]), float(vecs[0] @ vecs[2])
+    assert same > 0.5 > unrelated
+
+
+def test_batching_and_odd_texts_do_not_change_results(encoder: MiniLmEncoder) -> None:
+    texts = ["", "🙂🙂", "Ça coûte combien ?", "refund " * 400, "WHERE IS MY ORDER",
+             "where is my order"]
+    batch = encoder.encode(texts, batch_size=2)
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    assert np.allclose(batch, one_by_one, atol=1e-5)
+    assert np.allclose(batch[4], batch[5], atol=1e-6)  # the model is uncased
+    assert np.isfinite(batch).all()
+
+
+def test_off_means_lexical_only_and_a_bad_directory_is_a_clear_error(tmp_path: Path) -> None:
+    assert load_encoder("off") is None
+    with pytest.raises(EmbeddingModelError, match=r"CAREBOT_EMBEDDING_MODEL=.*cannot load"):
+        load_encoder(str(tmp_path))
+
+
+def test_cli_reports_a_bad_model_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAREBOT_EMBEDDING_MODEL", str(tmp_path / "missing"))
+    queries = ROOT / "tests/data/starter_queries.csv"
+    assert cli.main(["kb", "eval", "--kb", str(KNOWLEDGE), "--queries", str(queries)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("carebot: error: CAREBOT_EMBEDDING_MODEL=") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("auto", True), ("off", False)])
+async def test_health_says_whether_the_service_matches_with_embeddings(
+    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None,
+    setting: str, expected: bool,
+) -> None:
+    # The real factory (no shared test matchers): the service loads the model itself.
+    app = web_app.create_app(replace(settings, embedding_model=setting), clock)
+    client = await aiohttp_client(app)
+    health = await (await client.get("/healthz")).json()
+    assert health["sentence_embeddings"] is expected
