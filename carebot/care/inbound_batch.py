@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,7 +57,6 @@ from carebot.db.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
-MATCH_CACHE_SIZE = 4096
 
 _T = Base.metadata.tables
 CUSTOMERS: Table = _T["customers"]
@@ -160,10 +158,6 @@ class InboundBatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        # Customers ask the same few questions over and over: recent match results, per index
-        # version (a rebuilt knowledge base empties it).
-        self._cache: OrderedDict[str, tuple[Candidate, ...]] = OrderedDict()
-        self._cache_version = -1
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -201,35 +195,16 @@ class InboundBatcher:
         return await future
 
     async def _match(self, batch: Sequence[_Pending]) -> None:
-        """Match the batch's questions: cached ones at once, the rest in one worker thread."""
-        index = self.router.index
-        if index.version != self._cache_version:
-            self._cache.clear()
-            self._cache_version = index.version
-        todo: dict[str, list[_Pending]] = {}
-        for p in batch:
-            text = p.msg.text.strip()
-            if not text or not _may_need_match(p.msg, text):
-                continue
-            key = text.casefold()
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                p.candidates = list(cached)
-            else:
-                todo.setdefault(key, []).append(p)
+        """Match the batch's questions (the index caches repeated ones; the rest are matched
+        in one worker-thread hop)."""
+        todo = [p for p in batch if _may_need_match(p.msg)]
         if not todo:
             return
-        limit = self.router.match_limit
-        texts = list(todo)
-        # CPU-bound: off the event loop, and one thread hop for the whole batch.
-        found = await asyncio.to_thread(lambda: [index.match_sync(t, limit) for t in texts])
-        for key, candidates in zip(texts, found, strict=True):
-            for p in todo[key]:
-                p.candidates = list(candidates)
-            self._cache[key] = tuple(candidates)
-        while len(self._cache) > MATCH_CACHE_SIZE:
-            self._cache.popitem(last=False)
+        found = await self.router.index.match_many(
+            [p.msg.text for p in todo], self.router.match_limit
+        )
+        for p, candidates in zip(todo, found, strict=True):
+            p.candidates = candidates
 
     async def _run(self) -> None:
         while True:
@@ -322,7 +297,10 @@ async def _settle_one(router: Router, p: _Pending) -> None:
         p.future.set_result(outcome)
 
 
-def _may_need_match(msg: InboundMessage, text: str) -> bool:
+def _may_need_match(msg: InboundMessage) -> bool:
+    text = msg.text.strip()
+    if not text:
+        return False
     payload = msg.payload or ""
     if intents.command(text) is not None or intents.wants_human(text):
         return False

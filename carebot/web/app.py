@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -118,7 +119,7 @@ async def _timers(app: web.Application) -> AsyncIterator[None]:
 
 async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    index = FaqIndex(app[MATCHER_BUILDER])
+    index = FaqIndex(app[MATCHER_BUILDER], cache_size=settings.match_cache_size)
     app[FAQ_INDEX] = index
     version = await _refresh_index(app, None)
     app[ROUTER] = Router(
@@ -150,6 +151,9 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    stats = index.cache_stats()
+    log.info("match cache: %d hits, %d misses (%.1f%% hit rate), %d of %d entries used",
+             stats.hits, stats.misses, 100 * stats.hit_rate, stats.size, stats.capacity)
 
 
 async def _inbound(app: web.Application) -> AsyncIterator[None]:
@@ -195,6 +199,13 @@ async def healthz(request: web.Request) -> web.Response:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # the point is to report any database failure
         return web.json_response({"status": "error", "database": str(exc)[:200]}, status=503)
-    return web.json_response(
-        {"status": "ok", "faq_entries": len(request.app[FAQ_INDEX].docs_by_id)}
-    )
+    index = request.app[FAQ_INDEX]
+    cache = index.cache_stats()
+    return web.json_response({
+        "status": "ok",
+        "faq_entries": len(index.docs_by_id),
+        # Per process (with --workers N each has its own cache): the process id says which.
+        "process": os.getpid(),
+        "match_cache": {"hits": cache.hits, "misses": cache.misses, "size": cache.size,
+                        "capacity": cache.capacity},
+    })
