@@ -22,7 +22,8 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import operator
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from carebot.care import intents, replies, surveys
 from carebot.care.clock import ms_between
@@ -309,10 +311,123 @@ def _may_need_match(msg: InboundMessage) -> bool:
     ) and payload not in {replies.START, replies.HELP, replies.HANDOFF}
 
 
+def _in(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """`column IN :name` (a list): on PostgreSQL `= ANY(:name)`, one SQL text for any number of
+    values, so asyncpg prepares it once instead of once per batch size; elsewhere an expanding
+    IN (SQLite has no arrays)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The batch's statements, built once per dialect: building a select and computing its
+    cache key cost more per batch than running it (SQLAlchemy memoises both per object)."""
+
+    stored: Executable
+    stored_replies: Executable
+    contacts: Executable
+    latest_convs: Executable
+    queue_facts: Executable
+    open_surveys: Executable
+    recent_surveys: Executable
+    pending_surveys: Executable
+    next_ids: Executable
+    next_id_tables: tuple[Table, ...]
+    update_conv: Executable
+    rename_contact: Executable
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    next_id_tables = (CUSTOMERS, CONTACTS, CONVERSATIONS, SURVEYS, MESSAGES)
+    latest = (
+        select(func.max(CONVERSATIONS.c.id))
+        .where(_in(CONVERSATIONS.c.contact_id, "contact_ids", dialect))
+        .group_by(CONVERSATIONS.c.contact_id)
+    )
+    online = (
+        select(AGENTS.c.id)
+        .where(AGENTS.c.status == "online", AGENTS.c.disabled.is_(False))
+        .limit(1)
+        .scalar_subquery()
+    )
+    queued = (
+        select(func.count()).select_from(CONVERSATIONS)
+        .where(CONVERSATIONS.c.status == "queued")
+        .scalar_subquery()
+    )
+    return _Statements(
+        stored=(
+            select(MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
+                   MESSAGES.c.status_after, CONVERSATIONS.c.status,
+                   CONTACTS.c.external_id.label("user_id"))
+            .join(CONVERSATIONS, CONVERSATIONS.c.id == MESSAGES.c.conversation_id)
+            .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
+            .where(
+                MESSAGES.c.channel == bindparam("channel"),
+                _in(MESSAGES.c.external_id, "ids", dialect),
+                MESSAGES.c.direction == "in",
+                CONTACTS.c.channel == bindparam("channel"),
+            )
+        ),
+        stored_replies=(
+            select(MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons)
+            .where(_in(MESSAGES.c.in_reply_to, "ids", dialect))
+            .order_by(MESSAGES.c.id)
+        ),
+        contacts=select(CONTACTS).where(
+            CONTACTS.c.channel == bindparam("channel"),
+            _in(CONTACTS.c.external_id, "users", dialect),
+        ),
+        # Locked (PostgreSQL) in id order so two processes never interleave one customer's
+        # turns.
+        latest_convs=(
+            select(CONVERSATIONS)
+            .where(CONVERSATIONS.c.id.in_(latest))
+            .order_by(CONVERSATIONS.c.id)
+            .with_for_update()
+        ),
+        queue_facts=select(online, queued),
+        open_surveys=select(SURVEYS.c.conversation_id).where(
+            _in(SURVEYS.c.conversation_id, "ids", dialect),
+            SURVEYS.c.status.in_(("scheduled", "sent")),
+        ),
+        recent_surveys=select(SURVEYS.c.customer_id).where(
+            _in(SURVEYS.c.customer_id, "ids", dialect),
+            SURVEYS.c.sent_at.is_not(None),
+            SURVEYS.c.sent_at > bindparam("since", type_=SURVEYS.c.sent_at.type),
+        ),
+        pending_surveys=(
+            select(SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting,
+                   SURVEYS.c.expires_at, SURVEYS.c.kind, SURVEYS.c.scale)
+            .where(_in(SURVEYS.c.conversation_id, "ids", dialect),
+                   SURVEYS.c.awaiting.is_not(None))
+            .order_by(SURVEYS.c.id)
+        ),
+        next_ids=select(*(
+            select(func.coalesce(func.max(t.c.id), 0)).scalar_subquery()
+            for t in next_id_tables
+        )),
+        next_id_tables=next_id_tables,
+        update_conv=(
+            update(CONVERSATIONS)
+            .where(CONVERSATIONS.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in _CONV_MUTABLE})
+        ),
+        rename_contact=(
+            update(CONTACTS).where(CONTACTS.c.id == bindparam("b_id"))
+            .values(display_name=bindparam("name"))
+        ),
+    )
+
+
 class _Batch:
     """One group-commit transaction."""
 
     conn: Connection  # set by run()
+    sql: _Statements  # set by run()
 
     def __init__(self, router: Router, batch: Sequence[_Pending]) -> None:
         self.router = router
@@ -334,6 +449,7 @@ class _Batch:
         """Decide and write the batch on `conn` (the caller commits). Returns the outcome of
         each message, None for those left to the router (their indices, in order, second)."""
         self.conn = conn
+        self.sql = _statements(conn.dialect.name)
         outcomes: list[Outcome | BaseException | None] = [None] * len(self.batch)
         first_of: dict[tuple[str, str], int] = {}
         stored = self._stored()
@@ -384,13 +500,6 @@ class _Batch:
 
     # --- loading ---------------------------------------------------------------------------
 
-    def _in(self, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
-        """`column IN values`; on PostgreSQL as `= ANY(array)`, one SQL text for any number of
-        values, so asyncpg prepares it once instead of once per batch size."""
-        if self.conn.dialect.name == "postgresql":
-            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return column.in_(list(values))
-
     def _stored(self) -> dict[tuple[str, str], _Stored]:
         """Messages of the batch already stored (redeliveries), with what they produced."""
         by_channel: dict[str, set[str]] = {}
@@ -399,28 +508,12 @@ class _Batch:
         found: dict[tuple[str, str], _Stored] = {}
         by_id: dict[int, _Stored] = {}
         for channel, ids in by_channel.items():
-            rows = self.conn.execute(
-                select(MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
-                       MESSAGES.c.status_after, CONVERSATIONS.c.status,
-                       CONTACTS.c.external_id.label("user_id"))
-                .join(CONVERSATIONS, CONVERSATIONS.c.id == MESSAGES.c.conversation_id)
-                .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
-                .where(
-                    MESSAGES.c.channel == channel,
-                    self._in(MESSAGES.c.external_id, ids),
-                    MESSAGES.c.direction == "in",
-                    CONTACTS.c.channel == channel,
-                )
-            )
+            rows = self.conn.execute(self.sql.stored, {"channel": channel, "ids": list(ids)})
             for r in rows:
                 item = _Stored(r.conversation_id, r.status_after or r.status, r.user_id)
                 found[(channel, r.external_id)] = by_id[r.id] = item
         if by_id:
-            rows = self.conn.execute(
-                select(MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons)
-                .where(self._in(MESSAGES.c.in_reply_to, by_id))
-                .order_by(MESSAGES.c.id)
-            )
+            rows = self.conn.execute(self.sql.stored_replies, {"ids": list(by_id)})
             for r in rows:
                 buttons = tuple(Button(b["title"], b["payload"]) for b in r.buttons or ())
                 by_id[r.in_reply_to].replies.append(OutboundMessage(r.text, buttons))
@@ -432,27 +525,15 @@ class _Batch:
             by_channel.setdefault(p.msg.channel, set()).add(p.msg.user_id)
         for channel, users in by_channel.items():
             rows = self.conn.execute(
-                select(CONTACTS).where(
-                    CONTACTS.c.channel == channel, self._in(CONTACTS.c.external_id, users)
-                )
+                self.sql.contacts, {"channel": channel, "users": list(users)}
             )
             for r in rows.mappings():
                 self.contacts[(channel, r["external_id"])] = _Contact(dict(r))
         contact_ids = [c.row["id"] for c in self.contacts.values()]
         if not contact_ids:
             return
-        latest = (
-            select(func.max(CONVERSATIONS.c.id))
-            .where(self._in(CONVERSATIONS.c.contact_id, contact_ids))
-            .group_by(CONVERSATIONS.c.contact_id)
-        )
         # Locked (PostgreSQL) in id order so two processes never interleave one customer's turns.
-        rows = self.conn.execute(
-            select(CONVERSATIONS)
-            .where(CONVERSATIONS.c.id.in_(latest))
-            .order_by(CONVERSATIONS.c.id)
-            .with_for_update()
-        )
+        rows = self.conn.execute(self.sql.latest_convs, {"contact_ids": contact_ids})
         by_id = {c.row["id"]: c for c in self.contacts.values()}
         for r in rows.mappings():
             contact = by_id[r["contact_id"]]
@@ -460,18 +541,7 @@ class _Batch:
 
     def _queue_facts(self) -> None:
         """Whether any agent is online, and how many conversations wait: one round trip."""
-        online = (
-            select(AGENTS.c.id)
-            .where(AGENTS.c.status == "online", AGENTS.c.disabled.is_(False))
-            .limit(1)
-            .scalar_subquery()
-        )
-        queued = (
-            select(func.count()).select_from(CONVERSATIONS)
-            .where(CONVERSATIONS.c.status == "queued")
-            .scalar_subquery()
-        )
-        row = (self.conn.execute(select(online, queued))).one()
+        row = self.conn.execute(self.sql.queue_facts).one()
         self.agents_online = row[0] is not None
         self.queued_base = int(row[1] or 0)
 
@@ -495,21 +565,12 @@ class _Batch:
             open_convs: set[int] = set()
             recent: set[int] = set()
             if conv_ids:
-                rows = self.conn.execute(
-                    select(SURVEYS.c.conversation_id).where(
-                        self._in(SURVEYS.c.conversation_id, conv_ids),
-                        SURVEYS.c.status.in_(("scheduled", "sent")),
-                    )
-                )
+                rows = self.conn.execute(self.sql.open_surveys, {"ids": conv_ids})
                 open_convs = {r[0] for r in rows}
             if customer_ids:
                 since = self.clock() - self.router.surveys.cooldown
                 rows = self.conn.execute(
-                    select(SURVEYS.c.customer_id).where(
-                        self._in(SURVEYS.c.customer_id, customer_ids),
-                        SURVEYS.c.sent_at.is_not(None),
-                        SURVEYS.c.sent_at > since,
-                    )
+                    self.sql.recent_surveys, {"ids": customer_ids, "since": since}
                 )
                 recent = {r[0] for r in rows}
             self.survey_facts = (open_convs, recent)
@@ -548,12 +609,7 @@ class _Batch:
         if self.pending_surveys is None:
             ids = [c.row["id"] for c in self.convs.values()
                    if not c.new and c.row["status"] == "resolved"]
-            rows = self.conn.execute(
-                select(SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting,
-                       SURVEYS.c.expires_at, SURVEYS.c.kind, SURVEYS.c.scale)
-                .where(self._in(SURVEYS.c.conversation_id, ids), SURVEYS.c.awaiting.is_not(None))
-                .order_by(SURVEYS.c.id)
-            )
+            rows = self.conn.execute(self.sql.pending_surveys, {"ids": ids})
             self.pending_surveys = {r["conversation_id"]: dict(r) for r in rows.mappings()}
         return self.pending_surveys.get(conv.row["id"])
 
@@ -852,10 +908,8 @@ class _Batch:
         # once per batch) and inserts them with one cached executemany. Should anyone else
         # have taken an id, the primary key refuses the insert and the batch is retried.
         if self.next_ids is None:
-            tables = (CUSTOMERS, CONTACTS, CONVERSATIONS, SURVEYS, MESSAGES)
-            row = (self.conn.execute(select(*(
-                select(func.coalesce(func.max(t.c.id), 0)).scalar_subquery() for t in tables
-            )))).one()
+            tables = self.sql.next_id_tables
+            row = self.conn.execute(self.sql.next_ids).one()
             self.next_ids = {t.name: int(v) + 1 for t, v in zip(tables, row, strict=True)}
         first = self.next_ids[table.name]
         ids = list(range(first, first + len(rows)))
@@ -956,17 +1010,14 @@ class _Batch:
                            [c.row for c in changed])
         elif changed:
             self.conn.execute(
-                update(CONVERSATIONS)
-                .where(CONVERSATIONS.c.id == bindparam("b_id"))
-                .values({k: bindparam(k) for k in _CONV_MUTABLE}),
+                self.sql.update_conv,
                 [{"b_id": c.row["id"], **{k: c.row[k] for k in _CONV_MUTABLE}}
                  for c in changed],
             )
         renamed = [c for c in self.contacts.values() if c.renamed]
         if renamed:
             self.conn.execute(
-                update(CONTACTS).where(CONTACTS.c.id == bindparam("b_id"))
-                .values(display_name=bindparam("name")),
+                self.sql.rename_contact,
                 [{"b_id": c.row["id"], "name": c.row["display_name"]} for c in renamed],
             )
         # Later rows of the same batch may be routed by the ORM: it must see this state.
@@ -1056,8 +1107,16 @@ def _sqlite_rows(
     converters: tuple[Callable[[Any], Any] | None, ...], names: tuple[str, ...],
     rows: list[dict[str, Any]],
 ) -> list[tuple[Any, ...]]:
-    pairs = list(zip(names, converters, strict=True))
-    return [tuple(f(r[n]) if f is not None else r[n] for n, f in pairs) for r in rows]
+    # itemgetter picks the values in C; only the few datetime/JSON columns go through Python.
+    pick = operator.itemgetter(*names)
+    convert = [(i, f) for i, f in enumerate(converters) if f is not None]
+    out: list[tuple[Any, ...]] = []
+    for r in rows:
+        values = list(pick(r)) if len(names) > 1 else [pick(r)]
+        for i, f in convert:
+            values[i] = f(values[i])
+        out.append(tuple(values))
+    return out
 
 
 def _sqlite_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
