@@ -431,13 +431,15 @@ def orchestrate(args: argparse.Namespace) -> None:
         rss_start = _rss_mb(service.pid)
         print(f"carebot on {kind}, {args.workers} process(es); {args.concurrency} senders for "
               f"{args.seconds:.0f} s each run")
-        bare = _drive_subprocess(f"http://127.0.0.1:{echo_port}", args, "echo")
+        bare = None if args.no_bare else _drive_subprocess(
+            f"http://127.0.0.1:{echo_port}", args, "echo")
         ours = _drive_subprocess(f"http://127.0.0.1:{port}", args, "load")
         rss_end = _rss_mb(service.pid)
         cache = _cache_stats(f"http://127.0.0.1:{port}", args.workers)
-        bare_rate = _report("bare", bare)
         our_rate = _report("carebot", ours)
-        print(f"ratio    carebot / bare = {our_rate / bare_rate:.1%}")
+        if bare is not None:
+            bare_rate = _report("bare", bare)
+            print(f"ratio    carebot / bare = {our_rate / bare_rate:.1%}")
         print(f"rss      carebot {rss_start:.0f} MB at start, {rss_end:.0f} MB at end")
         print(f"dupes    {ours['duplicates_ok']} redeliveries answered as duplicates")
         lookups = cache["hits"] + cache["misses"]
@@ -465,6 +467,8 @@ def main() -> None:
     parser.add_argument("--drivers", type=int, default=1, help="load driver processes")
     parser.add_argument("--unique-fraction", type=float, default=0.5,
                         help="share of typed questions perturbed so they miss the match cache")
+    parser.add_argument("--no-bare", action="store_true",
+                        help="skip the bare aiohttp run (e.g. for a long memory run)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--port", type=int)
     parser.add_argument("--url")
