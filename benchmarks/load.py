@@ -1,7 +1,7 @@
 """Load benchmark: inbound messages/s through the HTTP channel, verified afterwards.
 
     .venv/bin/python benchmarks/load.py [--seconds 20] [--concurrency 64] [--drivers 1]
-        [--database-url postgresql+asyncpg://…/carebot_load --workers 2]
+        [--unique-fraction 0.5] [--database-url postgresql+asyncpg://…/carebot_load --workers 2]
 
 Starts carebot (`carebot serve`, SQLite in a temp dir by default; the PostgreSQL database
 given is wiped) with the starter knowledge base, and a bare aiohttp JSON echo server; drives
@@ -14,6 +14,12 @@ Traffic: many customers, each a short session — an FAQ question (from the star
 paraphrased and misspelled), then "Yes", a follow-up question, or a request for a person —
 with unique message ids, plus 5% redeliveries of an already-sent message (which must come back
 as duplicates and store nothing).
+
+carebot caches match results by normalised question text, and the starter query set is small,
+so unchanged questions would all be cache hits after warm-up. `--unique-fraction` (default 0.5)
+makes that share of typed questions new to the service: each gets a random order number or a
+random typo (and sometimes an extra word or odd casing), so it misses the cache and is matched
+for real. The service's cache hit rate is printed (from `/healthz` of every process).
 
 The driver is a minimal HTTP/1.1 keep-alive client (one connection per sender, pre-serialised
 request head): aiohttp's client costs several times more CPU per request, which on a small
@@ -63,6 +69,36 @@ def run_echo(port: int) -> None:
 
 
 # --- the load driver -------------------------------------------------------------------------
+
+
+_FILLERS = ("please", "hi", "hello", "urgent", "again", "thanks", "quick question", "btw")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def perturb(text: str, rng: random.Random) -> str:
+    """A question as another customer would type it: never seen before by the service (a random
+    order number or a random typo), sometimes also with an extra word or different casing."""
+    if rng.random() < 0.5:
+        text = f"{text.rstrip('?.! ')} order #{rng.randrange(10_000, 10_000_000)}"
+    else:
+        words = text.split()
+        i = rng.randrange(len(words))
+        w = words[i]
+        j = rng.randrange(len(w) + 1)
+        if rng.random() < 0.5 and len(w) > 3:
+            w = w[:j] + w[j + 1:]  # a dropped letter
+        else:
+            w = w[:j] + rng.choice(_LETTERS) + rng.choice(_LETTERS) + w[j:]  # stray letters
+        words[i] = w
+        text = " ".join(words)
+    roll = rng.random()
+    if roll < 0.2:
+        text = f"{rng.choice(_FILLERS)} {text}"
+    elif roll < 0.3:
+        text = text.upper()
+    elif roll < 0.4:
+        text = text.lower()
+    return text
 
 
 def _questions() -> tuple[list[str], list[str]]:
@@ -119,10 +155,17 @@ class _HttpConnection(asyncio.Protocol):
         return await self.waiter
 
 
-async def drive(url: str, seconds: float, concurrency: int, seed: int, tag: str) -> dict[str, Any]:
+async def drive(
+    url: str, seconds: float, concurrency: int, seed: int, tag: str, unique_fraction: float
+) -> dict[str, Any]:
     """Send realistic traffic for `seconds`; return latencies, counts and accepted ids."""
     faq, other = _questions()
     rng = random.Random(seed)
+
+    def question(pool: list[str]) -> str:
+        text = rng.choice(pool)
+        return perturb(text, rng) if rng.random() < unique_fraction else text
+
     latencies: list[float] = []
     errors: dict[str, int] = {}
     accepted: list[str] = []
@@ -179,13 +222,13 @@ async def drive(url: str, seconds: float, concurrency: int, seed: int, tag: str)
                 if buttons:
                     msg["payload"] = buttons[0]["payload"]  # "Yes" or the first suggestion
                 elif step > 0 and roll < 0.5:
-                    msg["text"] = rng.choice(faq)  # a follow-up question
+                    msg["text"] = question(faq)  # a follow-up question
                 elif roll < 0.1:
                     msg["text"] = "I want to talk to a person"
                 elif roll < 0.15:
-                    msg["text"] = rng.choice(other)
+                    msg["text"] = question(other)
                 else:
-                    msg["text"] = rng.choice(faq)
+                    msg["text"] = question(faq)
                 body = dumps(msg).encode()
                 reply = await post(body)
                 if reply is not None:
@@ -226,7 +269,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 def run_driver(args: argparse.Namespace) -> None:
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         result = runner.run(
-            drive(args.url, args.seconds, args.concurrency, args.seed, args.tag)
+            drive(args.url, args.seconds, args.concurrency, args.seed, args.tag,
+                  args.unique_fraction)
         )
     Path(args.out).write_text(json.dumps(result))
 
@@ -253,6 +297,24 @@ def _wait_up(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit(f"service at {url} did not come up")
+
+
+def _cache_stats(base_url: str, processes: int) -> dict[str, int]:
+    """Match cache counters summed over the service's processes (each has its own cache).
+
+    With several processes sharing the port, each new connection reaches one of them: ask
+    until every process has answered."""
+    import urllib.request
+
+    seen: dict[int, dict[str, int]] = {}
+    for _ in range(200 * processes):
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=5) as resp:
+            health = json.load(resp)
+        seen[health["process"]] = health["match_cache"]
+        if len(seen) >= processes:
+            break
+    return {k: sum(s[k] for s in seen.values()) for k in ("hits", "misses")} | {
+        "processes": len(seen)}
 
 
 def _rss_mb(pid: int) -> float:
@@ -285,7 +347,8 @@ def _drive_subprocess(url: str, args: argparse.Namespace, tag: str) -> dict[str,
         procs.append((subprocess.Popen(
             [sys.executable, __file__, "--role", "drive", "--url", url, "--seconds",
              str(args.seconds), "--concurrency", str(share), "--seed", str(args.seed + d),
-             "--tag", f"{tag}{d}", "--out", str(out)],
+             "--tag", f"{tag}{d}", "--out", str(out),
+             "--unique-fraction", str(args.unique_fraction)],
         ), out))
     merged: dict[str, Any] = {"elapsed": 0.0, "requests": 0, "latencies": [], "errors": {},
                               "accepted": [], "duplicates_ok": 0}
@@ -368,14 +431,21 @@ def orchestrate(args: argparse.Namespace) -> None:
         rss_start = _rss_mb(service.pid)
         print(f"carebot on {kind}, {args.workers} process(es); {args.concurrency} senders for "
               f"{args.seconds:.0f} s each run")
-        bare = _drive_subprocess(f"http://127.0.0.1:{echo_port}", args, "echo")
+        bare = None if args.no_bare else _drive_subprocess(
+            f"http://127.0.0.1:{echo_port}", args, "echo")
         ours = _drive_subprocess(f"http://127.0.0.1:{port}", args, "load")
         rss_end = _rss_mb(service.pid)
-        bare_rate = _report("bare", bare)
+        cache = _cache_stats(f"http://127.0.0.1:{port}", args.workers)
         our_rate = _report("carebot", ours)
-        print(f"ratio    carebot / bare = {our_rate / bare_rate:.1%}")
+        if bare is not None:
+            bare_rate = _report("bare", bare)
+            print(f"ratio    carebot / bare = {our_rate / bare_rate:.1%}")
         print(f"rss      carebot {rss_start:.0f} MB at start, {rss_end:.0f} MB at end")
         print(f"dupes    {ours['duplicates_ok']} redeliveries answered as duplicates")
+        lookups = cache["hits"] + cache["misses"]
+        print(f"cache    unique fraction {args.unique_fraction:.0%}: {cache['hits']} hits, "
+              f"{cache['misses']} misses = {cache['hits'] / max(lookups, 1):.1%} hit rate "
+              f"(from {cache['processes']} of {args.workers} process(es))")
     finally:
         for proc in (service, echo):
             proc.send_signal(signal.SIGINT)
@@ -395,6 +465,10 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (its schema is wiped)")
     parser.add_argument("--workers", type=int, default=1, help="carebot processes")
     parser.add_argument("--drivers", type=int, default=1, help="load driver processes")
+    parser.add_argument("--unique-fraction", type=float, default=0.5,
+                        help="share of typed questions perturbed so they miss the match cache")
+    parser.add_argument("--no-bare", action="store_true",
+                        help="skip the bare aiohttp run (e.g. for a long memory run)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--port", type=int)
     parser.add_argument("--url")

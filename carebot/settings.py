@@ -42,6 +42,9 @@ class Settings:
     reopen_window_hours: float = 24.0
     # How often a process checks whether the knowledge base changed (multi-process installs).
     kb_refresh_seconds: float = 30.0
+    # Distinct (normalised) questions whose match results each process keeps; customers repeat
+    # themselves, and matching costs milliseconds of CPU. 0 turns the cache off.
+    match_cache_size: int = 4096
 
     http_channel_secret: str = field(default="", repr=False)
     # Where agent replies and surveys for HTTP-channel customers are POSTed (empty: not sent;
@@ -102,6 +105,10 @@ class Settings:
             raise SettingsError(
                 "need 0 <= CAREBOT_SUGGEST_THRESHOLD <= CAREBOT_ANSWER_THRESHOLD <= 1, got "
                 f"{self.suggest_threshold} and {self.answer_threshold}"
+            )
+        if self.match_cache_size < 0:
+            raise SettingsError(
+                f"CAREBOT_MATCH_CACHE_SIZE must be 0 (off) or more, got {self.match_cache_size}"
             )
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.care.agents import create_agent
 from carebot.care.clock import Clock
-from carebot.care.faq import FaqDoc
 from carebot.care.embedding_model import load_encoder
 from carebot.care.embeddings import MiniLmEncoder
+from carebot.care.faq import FaqDoc
 from carebot.care.matcher import Matcher, build_matcher
 from carebot.db.models import Touchpoint
 from carebot.settings import Settings

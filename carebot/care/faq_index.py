@@ -1,4 +1,5 @@
-"""The FAQ index the app holds: an immutable matcher snapshot, rebuilt off the event loop."""
+"""The FAQ index the app holds: an immutable matcher snapshot, rebuilt off the event loop,
+with a cache of match results that lives and dies with the snapshot."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from carebot.care.faq import Candidate, FaqDoc
+from carebot.care.match_cache import CacheKey, CacheStats, MatchCache, cache_key
 from carebot.care.matcher import Matcher, build_matcher
 
 MatcherBuilder = Callable[[Sequence[FaqDoc]], Matcher]
@@ -18,20 +20,27 @@ class _Snapshot:
     matcher: Matcher | None
     docs_by_id: Mapping[str, FaqDoc] = field(default_factory=lambda: MappingProxyType({}))
     version: int = 0
+    # Results of this matcher only: a rebuild brings a new, empty cache in the same swap.
+    cache: MatchCache = field(default_factory=lambda: MatchCache(0))
 
 
 class FaqIndex:
     """Async holder of the current matcher and the entries it was built from.
 
-    Readers always see one consistent snapshot (matcher, docs and version are swapped together
-    in a single assignment). Concurrent `rebuild` calls serialize and coalesce: a call that finds
-    a newer request waiting builds only the newest entries, and every caller returns once the
-    index reflects its entries or newer ones.
+    Readers always see one consistent snapshot (matcher, docs, version and match cache are
+    swapped together in a single assignment). Match results are cached per snapshot
+    (`cache_size` distinct normalised questions; 0 turns caching off), so a rebuild invalidates
+    them. Concurrent `rebuild` calls serialize and coalesce: a call that finds a newer request
+    waiting builds only the newest entries, and every caller returns once the index reflects
+    its entries or newer ones.
     """
 
-    def __init__(self, build: MatcherBuilder = build_matcher) -> None:
+    def __init__(self, build: MatcherBuilder = build_matcher, cache_size: int = 4096) -> None:
         self._build = build
-        self._snapshot = _Snapshot(matcher=None)
+        self._cache_size = cache_size
+        self._snapshot = _Snapshot(matcher=None, cache=MatchCache(cache_size))
+        self._hits = 0
+        self._misses = 0
         self._lock = asyncio.Lock()
         self._requested = 0  # sequence number of the newest rebuild request
         self._built = 0  # sequence number of the request the current snapshot reflects
@@ -71,18 +80,62 @@ class FaqIndex:
             matcher = await asyncio.to_thread(self._build, target)
             by_id = MappingProxyType({d.id: d for d in target})
             self._snapshot = _Snapshot(
-                matcher=matcher, docs_by_id=by_id, version=self._snapshot.version + 1
+                matcher=matcher, docs_by_id=by_id, version=self._snapshot.version + 1,
+                cache=MatchCache(self._cache_size),
             )
             self._built = seq
 
+    def cache_stats(self) -> CacheStats:
+        """Match cache lookups since start (all snapshots) and the current cache's size."""
+        cache = self._snapshot.cache
+        return CacheStats(self._hits, self._misses, len(cache), cache.capacity)
+
     async def match(self, text: str, limit: int = 3) -> list[Candidate]:
-        """Rank entries for `text` in a worker thread; [] before the first rebuild."""
-        matcher = self._snapshot.matcher
-        if matcher is None:
-            return []
-        return await asyncio.to_thread(matcher.match, text, limit)
+        """Rank entries for `text` (cached, else in a worker thread); [] before the first
+        rebuild."""
+        return (await self.match_many([text], limit))[0]
+
+    async def match_many(self, texts: Sequence[str], limit: int = 3) -> list[list[Candidate]]:
+        """`match` for several texts: cached ones at once, the rest (each distinct normalised
+        text once) in one worker-thread hop."""
+        snap = self._snapshot  # one snapshot for the whole call: its matcher fills its cache
+        if snap.matcher is None:
+            return [[] for _ in texts]
+        keys = [cache_key(t, limit) for t in texts]
+        found: dict[CacheKey, list[Candidate]] = {}
+        todo: dict[CacheKey, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key in found or key in todo:
+                continue
+            cached = snap.cache.get(key)
+            if cached is None:
+                todo[key] = text
+            else:
+                found[key] = cached
+        self._hits += len(texts) - len(todo)
+        self._misses += len(todo)
+        if todo:
+            matcher = snap.matcher
+            # CPU-bound: off the event loop, one thread hop for all of them.
+            fresh = await asyncio.to_thread(
+                lambda: [matcher.match(t, limit) for t in todo.values()]
+            )
+            for key, candidates in zip(todo, fresh, strict=True):
+                snap.cache.put(key, candidates)
+                found[key] = candidates
+        # Each caller gets its own list (callers may slice or change them).
+        return [list(found[key]) for key in keys]
 
     def match_sync(self, text: str, limit: int = 3) -> list[Candidate]:
-        """Blocking `match` for CLI and evaluation code (never call it on the event loop)."""
-        matcher = self._snapshot.matcher
-        return [] if matcher is None else matcher.match(text, limit)
+        """Blocking `match` for CLI and evaluation code (never call it on the event loop); it
+        uses the cache but is not counted in `cache_stats`."""
+        snap = self._snapshot
+        if snap.matcher is None:
+            return []
+        key = cache_key(text, limit)
+        cached = snap.cache.get(key)
+        if cached is not None:
+            return cached
+        candidates = snap.matcher.match(text, limit)
+        snap.cache.put(key, candidates)
+        return candidates

@@ -22,8 +22,8 @@ import dataclasses
 import functools
 import json
 import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import operator
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from carebot.care import intents, replies, surveys
 from carebot.care.clock import ms_between
@@ -58,7 +59,6 @@ from carebot.db.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
-MATCH_CACHE_SIZE = 4096
 
 _T = Base.metadata.tables
 CUSTOMERS: Table = _T["customers"]
@@ -160,10 +160,6 @@ class InboundBatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        # Customers ask the same few questions over and over: recent match results, per index
-        # version (a rebuilt knowledge base empties it).
-        self._cache: OrderedDict[str, tuple[Candidate, ...]] = OrderedDict()
-        self._cache_version = -1
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -201,35 +197,16 @@ class InboundBatcher:
         return await future
 
     async def _match(self, batch: Sequence[_Pending]) -> None:
-        """Match the batch's questions: cached ones at once, the rest in one worker thread."""
-        index = self.router.index
-        if index.version != self._cache_version:
-            self._cache.clear()
-            self._cache_version = index.version
-        todo: dict[str, list[_Pending]] = {}
-        for p in batch:
-            text = p.msg.text.strip()
-            if not text or not _may_need_match(p.msg, text):
-                continue
-            key = text.casefold()
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                p.candidates = list(cached)
-            else:
-                todo.setdefault(key, []).append(p)
+        """Match the batch's questions (the index caches repeated ones; the rest are matched
+        in one worker-thread hop)."""
+        todo = [p for p in batch if _may_need_match(p.msg)]
         if not todo:
             return
-        limit = self.router.match_limit
-        texts = list(todo)
-        # CPU-bound: off the event loop, and one thread hop for the whole batch.
-        found = await asyncio.to_thread(lambda: [index.match_sync(t, limit) for t in texts])
-        for key, candidates in zip(texts, found, strict=True):
-            for p in todo[key]:
-                p.candidates = list(candidates)
-            self._cache[key] = tuple(candidates)
-        while len(self._cache) > MATCH_CACHE_SIZE:
-            self._cache.popitem(last=False)
+        found = await self.router.index.match_many(
+            [p.msg.text for p in todo], self.router.match_limit
+        )
+        for p, candidates in zip(todo, found, strict=True):
+            p.candidates = candidates
 
     async def _run(self) -> None:
         while True:
@@ -322,7 +299,10 @@ async def _settle_one(router: Router, p: _Pending) -> None:
         p.future.set_result(outcome)
 
 
-def _may_need_match(msg: InboundMessage, text: str) -> bool:
+def _may_need_match(msg: InboundMessage) -> bool:
+    text = msg.text.strip()
+    if not text:
+        return False
     payload = msg.payload or ""
     if intents.command(text) is not None or intents.wants_human(text):
         return False
@@ -331,10 +311,124 @@ def _may_need_match(msg: InboundMessage, text: str) -> bool:
     ) and payload not in {replies.START, replies.HELP, replies.HANDOFF}
 
 
+def _in(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """`column IN :name` (a list): on PostgreSQL `= ANY(:name)`, one SQL text for any number of
+    values, so asyncpg prepares it once instead of once per batch size; elsewhere an expanding
+    IN (SQLite has no arrays)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The batch's statements, built once per dialect: building a select and computing its
+    cache key cost more per batch than running it (SQLAlchemy memoises both per object)."""
+
+    stored: Executable
+    stored_replies: Executable
+    contacts: Executable
+    latest_convs: Executable
+    queue_facts: Executable
+    open_surveys: Executable
+    recent_surveys: Executable
+    pending_surveys: Executable
+    next_ids: Executable
+    next_id_tables: tuple[Table, ...]
+    update_conv: Executable
+    rename_contact: Executable
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    next_id_tables = (CUSTOMERS, CONTACTS, CONVERSATIONS, SURVEYS, MESSAGES)
+    latest = (
+        select(func.max(CONVERSATIONS.c.id))
+        .where(_in(CONVERSATIONS.c.contact_id, "contact_ids", dialect))
+        .group_by(CONVERSATIONS.c.contact_id)
+    )
+    online = (
+        select(AGENTS.c.id)
+        .where(AGENTS.c.status == "online", AGENTS.c.disabled.is_(False))
+        .limit(1)
+        .scalar_subquery()
+    )
+    queued = (
+        select(func.count()).select_from(CONVERSATIONS)
+        .where(CONVERSATIONS.c.status == "queued")
+        .scalar_subquery()
+    )
+    return _Statements(
+        stored=(
+            select(MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
+                   MESSAGES.c.status_after, CONVERSATIONS.c.status,
+                   CONTACTS.c.external_id.label("user_id"))
+            .join(CONVERSATIONS, CONVERSATIONS.c.id == MESSAGES.c.conversation_id)
+            .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
+            .where(
+                MESSAGES.c.channel == bindparam("channel"),
+                _in(MESSAGES.c.external_id, "ids", dialect),
+                MESSAGES.c.direction == "in",
+                CONTACTS.c.channel == bindparam("channel"),
+            )
+        ),
+        stored_replies=(
+            select(MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons)
+            .where(_in(MESSAGES.c.in_reply_to, "ids", dialect))
+            .order_by(MESSAGES.c.id)
+        ),
+        contacts=select(CONTACTS).where(
+            CONTACTS.c.channel == bindparam("channel"),
+            _in(CONTACTS.c.external_id, "users", dialect),
+        ),
+        # Locked (PostgreSQL) in id order so two processes never interleave one customer's
+        # turns.
+        latest_convs=(
+            select(CONVERSATIONS)
+            .where(CONVERSATIONS.c.id.in_(latest))
+            .order_by(CONVERSATIONS.c.id)
+            .with_for_update()
+        ),
+        queue_facts=select(online, queued),
+        # The status is filtered in Python: with it in the WHERE clause SQLite picks the status
+        # index and reads every sent survey ever, a cost that grows with the database.
+        open_surveys=select(SURVEYS.c.conversation_id, SURVEYS.c.status).where(
+            _in(SURVEYS.c.conversation_id, "ids", dialect),
+        ),
+        recent_surveys=select(SURVEYS.c.customer_id).where(
+            _in(SURVEYS.c.customer_id, "ids", dialect),
+            SURVEYS.c.sent_at.is_not(None),
+            SURVEYS.c.sent_at > bindparam("since", type_=SURVEYS.c.sent_at.type),
+        ),
+        pending_surveys=(
+            select(SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting,
+                   SURVEYS.c.expires_at, SURVEYS.c.kind, SURVEYS.c.scale)
+            .where(_in(SURVEYS.c.conversation_id, "ids", dialect),
+                   SURVEYS.c.awaiting.is_not(None))
+            .order_by(SURVEYS.c.id)
+        ),
+        next_ids=select(*(
+            select(func.coalesce(func.max(t.c.id), 0)).scalar_subquery()
+            for t in next_id_tables
+        )),
+        next_id_tables=next_id_tables,
+        update_conv=(
+            update(CONVERSATIONS)
+            .where(CONVERSATIONS.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in _CONV_MUTABLE})
+        ),
+        rename_contact=(
+            update(CONTACTS).where(CONTACTS.c.id == bindparam("b_id"))
+            .values(display_name=bindparam("name"))
+        ),
+    )
+
+
 class _Batch:
     """One group-commit transaction."""
 
     conn: Connection  # set by run()
+    sql: _Statements  # set by run()
 
     def __init__(self, router: Router, batch: Sequence[_Pending]) -> None:
         self.router = router
@@ -356,6 +450,7 @@ class _Batch:
         """Decide and write the batch on `conn` (the caller commits). Returns the outcome of
         each message, None for those left to the router (their indices, in order, second)."""
         self.conn = conn
+        self.sql = _statements(conn.dialect.name)
         outcomes: list[Outcome | BaseException | None] = [None] * len(self.batch)
         first_of: dict[tuple[str, str], int] = {}
         stored = self._stored()
@@ -406,13 +501,6 @@ class _Batch:
 
     # --- loading ---------------------------------------------------------------------------
 
-    def _in(self, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
-        """`column IN values`; on PostgreSQL as `= ANY(array)`, one SQL text for any number of
-        values, so asyncpg prepares it once instead of once per batch size."""
-        if self.conn.dialect.name == "postgresql":
-            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return column.in_(list(values))
-
     def _stored(self) -> dict[tuple[str, str], _Stored]:
         """Messages of the batch already stored (redeliveries), with what they produced."""
         by_channel: dict[str, set[str]] = {}
@@ -421,28 +509,12 @@ class _Batch:
         found: dict[tuple[str, str], _Stored] = {}
         by_id: dict[int, _Stored] = {}
         for channel, ids in by_channel.items():
-            rows = self.conn.execute(
-                select(MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
-                       MESSAGES.c.status_after, CONVERSATIONS.c.status,
-                       CONTACTS.c.external_id.label("user_id"))
-                .join(CONVERSATIONS, CONVERSATIONS.c.id == MESSAGES.c.conversation_id)
-                .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
-                .where(
-                    MESSAGES.c.channel == channel,
-                    self._in(MESSAGES.c.external_id, ids),
-                    MESSAGES.c.direction == "in",
-                    CONTACTS.c.channel == channel,
-                )
-            )
+            rows = self.conn.execute(self.sql.stored, {"channel": channel, "ids": list(ids)})
             for r in rows:
                 item = _Stored(r.conversation_id, r.status_after or r.status, r.user_id)
                 found[(channel, r.external_id)] = by_id[r.id] = item
         if by_id:
-            rows = self.conn.execute(
-                select(MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons)
-                .where(self._in(MESSAGES.c.in_reply_to, by_id))
-                .order_by(MESSAGES.c.id)
-            )
+            rows = self.conn.execute(self.sql.stored_replies, {"ids": list(by_id)})
             for r in rows:
                 buttons = tuple(Button(b["title"], b["payload"]) for b in r.buttons or ())
                 by_id[r.in_reply_to].replies.append(OutboundMessage(r.text, buttons))
@@ -454,27 +526,15 @@ class _Batch:
             by_channel.setdefault(p.msg.channel, set()).add(p.msg.user_id)
         for channel, users in by_channel.items():
             rows = self.conn.execute(
-                select(CONTACTS).where(
-                    CONTACTS.c.channel == channel, self._in(CONTACTS.c.external_id, users)
-                )
+                self.sql.contacts, {"channel": channel, "users": list(users)}
             )
             for r in rows.mappings():
                 self.contacts[(channel, r["external_id"])] = _Contact(dict(r))
         contact_ids = [c.row["id"] for c in self.contacts.values()]
         if not contact_ids:
             return
-        latest = (
-            select(func.max(CONVERSATIONS.c.id))
-            .where(self._in(CONVERSATIONS.c.contact_id, contact_ids))
-            .group_by(CONVERSATIONS.c.contact_id)
-        )
         # Locked (PostgreSQL) in id order so two processes never interleave one customer's turns.
-        rows = self.conn.execute(
-            select(CONVERSATIONS)
-            .where(CONVERSATIONS.c.id.in_(latest))
-            .order_by(CONVERSATIONS.c.id)
-            .with_for_update()
-        )
+        rows = self.conn.execute(self.sql.latest_convs, {"contact_ids": contact_ids})
         by_id = {c.row["id"]: c for c in self.contacts.values()}
         for r in rows.mappings():
             contact = by_id[r["contact_id"]]
@@ -482,18 +542,7 @@ class _Batch:
 
     def _queue_facts(self) -> None:
         """Whether any agent is online, and how many conversations wait: one round trip."""
-        online = (
-            select(AGENTS.c.id)
-            .where(AGENTS.c.status == "online", AGENTS.c.disabled.is_(False))
-            .limit(1)
-            .scalar_subquery()
-        )
-        queued = (
-            select(func.count()).select_from(CONVERSATIONS)
-            .where(CONVERSATIONS.c.status == "queued")
-            .scalar_subquery()
-        )
-        row = (self.conn.execute(select(online, queued))).one()
+        row = self.conn.execute(self.sql.queue_facts).one()
         self.agents_online = row[0] is not None
         self.queued_base = int(row[1] or 0)
 
@@ -517,21 +566,12 @@ class _Batch:
             open_convs: set[int] = set()
             recent: set[int] = set()
             if conv_ids:
-                rows = self.conn.execute(
-                    select(SURVEYS.c.conversation_id).where(
-                        self._in(SURVEYS.c.conversation_id, conv_ids),
-                        SURVEYS.c.status.in_(("scheduled", "sent")),
-                    )
-                )
-                open_convs = {r[0] for r in rows}
+                rows = self.conn.execute(self.sql.open_surveys, {"ids": conv_ids})
+                open_convs = {r[0] for r in rows if r[1] in ("scheduled", "sent")}
             if customer_ids:
                 since = self.clock() - self.router.surveys.cooldown
                 rows = self.conn.execute(
-                    select(SURVEYS.c.customer_id).where(
-                        self._in(SURVEYS.c.customer_id, customer_ids),
-                        SURVEYS.c.sent_at.is_not(None),
-                        SURVEYS.c.sent_at > since,
-                    )
+                    self.sql.recent_surveys, {"ids": customer_ids, "since": since}
                 )
                 recent = {r[0] for r in rows}
             self.survey_facts = (open_convs, recent)
@@ -570,12 +610,7 @@ class _Batch:
         if self.pending_surveys is None:
             ids = [c.row["id"] for c in self.convs.values()
                    if not c.new and c.row["status"] == "resolved"]
-            rows = self.conn.execute(
-                select(SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting,
-                       SURVEYS.c.expires_at, SURVEYS.c.kind, SURVEYS.c.scale)
-                .where(self._in(SURVEYS.c.conversation_id, ids), SURVEYS.c.awaiting.is_not(None))
-                .order_by(SURVEYS.c.id)
-            )
+            rows = self.conn.execute(self.sql.pending_surveys, {"ids": ids})
             self.pending_surveys = {r["conversation_id"]: dict(r) for r in rows.mappings()}
         return self.pending_surveys.get(conv.row["id"])
 
@@ -874,10 +909,8 @@ class _Batch:
         # once per batch) and inserts them with one cached executemany. Should anyone else
         # have taken an id, the primary key refuses the insert and the batch is retried.
         if self.next_ids is None:
-            tables = (CUSTOMERS, CONTACTS, CONVERSATIONS, SURVEYS, MESSAGES)
-            row = (self.conn.execute(select(*(
-                select(func.coalesce(func.max(t.c.id), 0)).scalar_subquery() for t in tables
-            )))).one()
+            tables = self.sql.next_id_tables
+            row = self.conn.execute(self.sql.next_ids).one()
             self.next_ids = {t.name: int(v) + 1 for t, v in zip(tables, row, strict=True)}
         first = self.next_ids[table.name]
         ids = list(range(first, first + len(rows)))
@@ -978,17 +1011,14 @@ class _Batch:
                            [c.row for c in changed])
         elif changed:
             self.conn.execute(
-                update(CONVERSATIONS)
-                .where(CONVERSATIONS.c.id == bindparam("b_id"))
-                .values({k: bindparam(k) for k in _CONV_MUTABLE}),
+                self.sql.update_conv,
                 [{"b_id": c.row["id"], **{k: c.row[k] for k in _CONV_MUTABLE}}
                  for c in changed],
             )
         renamed = [c for c in self.contacts.values() if c.renamed]
         if renamed:
             self.conn.execute(
-                update(CONTACTS).where(CONTACTS.c.id == bindparam("b_id"))
-                .values(display_name=bindparam("name")),
+                self.sql.rename_contact,
                 [{"b_id": c.row["id"], "name": c.row["display_name"]} for c in renamed],
             )
         # Later rows of the same batch may be routed by the ORM: it must see this state.
@@ -1078,8 +1108,16 @@ def _sqlite_rows(
     converters: tuple[Callable[[Any], Any] | None, ...], names: tuple[str, ...],
     rows: list[dict[str, Any]],
 ) -> list[tuple[Any, ...]]:
-    pairs = list(zip(names, converters, strict=True))
-    return [tuple(f(r[n]) if f is not None else r[n] for n, f in pairs) for r in rows]
+    # itemgetter picks the values in C; only the few datetime/JSON columns go through Python.
+    pick = operator.itemgetter(*names)
+    convert = [(i, f) for i, f in enumerate(converters) if f is not None]
+    out: list[tuple[Any, ...]] = []
+    for r in rows:
+        values = list(pick(r)) if len(names) > 1 else [pick(r)]
+        for i, f in convert:
+            values[i] = f(values[i])
+        out.append(tuple(values))
+    return out
 
 
 def _sqlite_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:

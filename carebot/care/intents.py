@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _HUMAN_WORDS = (
     r"(human|person|people|agent|operator|representative|rep|someone|somebody|staff|"
     r"real person|live chat|customer service|support team|manager)"
 )
 _HUMAN_PATTERNS = [
-    re.compile(rf"\b(talk|speak|chat|connect|transfer|put)\b.*\b{_HUMAN_WORDS}\b"),
-    re.compile(rf"\b(want|need|get|give)\b.*\b(a |an |to a |to an )?{_HUMAN_WORDS}\b"),
-    re.compile(rf"^\s*{_HUMAN_WORDS}\s*(please|pls|now)?\s*[.!]*$"),
-    re.compile(r"\b(not a bot|stop the bot|no bot|you are useless|useless bot)\b"),
+    rf"\b(talk|speak|chat|connect|transfer|put)\b.*\b{_HUMAN_WORDS}\b",
+    rf"\b(want|need|get|give)\b.*\b(a |an |to a |to an )?{_HUMAN_WORDS}\b",
+    rf"^\s*{_HUMAN_WORDS}\s*(please|pls|now)?\s*[.!]*$",
+    r"\b(not a bot|stop the bot|no bot|you are useless|useless bot)\b",
 ]
+# One search instead of one per pattern: the inbound path asks this of every typed message.
+_HUMAN = re.compile("|".join(f"(?:{p})" for p in _HUMAN_PATTERNS))
+_CLEAN = re.compile(r"[\s.!,]+")
 _YES = {
     "yes", "y", "yep", "yeah", "yes thanks", "yes thank you", "thanks", "thank you", "thx",
     "that helped", "it helped", "perfect", "great", "great thanks", "ok thanks", "👍",
@@ -23,13 +27,13 @@ _COMMAND = re.compile(r"^/([a-z_]+)(@\w+)?(\s|$)")
 
 
 def _clean(text: str) -> str:
-    return re.sub(r"[\s.!,]+", " ", text.casefold()).strip()
+    return _CLEAN.sub(" ", text.casefold()).strip()
 
 
+@lru_cache(maxsize=1024)  # asked twice per message (before matching, and when deciding)
 def wants_human(text: str) -> bool:
     """Whether the customer is asking for a person rather than asking a question."""
-    cleaned = _clean(text)
-    return any(p.search(cleaned) for p in _HUMAN_PATTERNS)
+    return _HUMAN.search(_clean(text)) is not None
 
 
 def typed_feedback(text: str) -> bool | None:

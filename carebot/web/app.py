@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -127,7 +128,7 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
         # Reading ~90 MB of weights: off the event loop, once per process.
         encoder = await asyncio.to_thread(load_encoder, settings.embedding_model)
         builder = functools.partial(build_matcher, encoder=encoder)
-    index = FaqIndex(builder)
+    index = FaqIndex(builder, cache_size=settings.match_cache_size)
     app[FAQ_INDEX] = index
     version = await _refresh_index(app, None)
     app[ROUTER] = Router(
@@ -159,6 +160,9 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    stats = index.cache_stats()
+    log.info("match cache: %d hits, %d misses (%.1f%% hit rate), %d of %d entries used",
+             stats.hits, stats.misses, 100 * stats.hit_rate, stats.size, stats.capacity)
 
 
 async def _inbound(app: web.Application) -> AsyncIterator[None]:
@@ -206,9 +210,14 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "error", "database": str(exc)[:200]}, status=503)
     index = request.app[FAQ_INDEX]
     matcher = index.matcher
+    cache = index.cache_stats()
     return web.json_response({
         "status": "ok",
         "faq_entries": len(index.docs_by_id),
         # Operators see at a glance whether the embedding model loaded (else: lexical only).
         "sentence_embeddings": matcher is not None and matcher.uses_embeddings,
+        # Per process (with --workers N each has its own cache): the process id says which.
+        "process": os.getpid(),
+        "match_cache": {"hits": cache.hits, "misses": cache.misses, "size": cache.size,
+                        "capacity": cache.capacity},
     })
