@@ -45,6 +45,9 @@ class Settings:
     # Distinct (normalised) questions whose match results each process keeps; customers repeat
     # themselves, and matching costs milliseconds of CPU. 0 turns the cache off.
     match_cache_size: int = 4096
+    # Questions per process that may wait for the sentence encoder (~12 ms each) at once; in
+    # a burst, the rest are matched lexically (faster, a little less accurate) instead.
+    match_embedding_queue: int = 4
 
     http_channel_secret: str = field(default="", repr=False)
     # Where agent replies and surveys for HTTP-channel customers are POSTed (empty: not sent;
@@ -105,6 +108,11 @@ class Settings:
             raise SettingsError(
                 "need 0 <= CAREBOT_SUGGEST_THRESHOLD <= CAREBOT_ANSWER_THRESHOLD <= 1, got "
                 f"{self.suggest_threshold} and {self.answer_threshold}"
+            )
+        if self.match_embedding_queue < 0:
+            raise SettingsError(
+                "CAREBOT_MATCH_EMBEDDING_QUEUE must be 0 (never wait for embeddings) or more, "
+                f"got {self.match_embedding_queue}"
             )
         if self.match_cache_size < 0:
             raise SettingsError(

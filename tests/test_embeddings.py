@@ -14,9 +14,12 @@ from carebot import cli
 from carebot.care.clock import ManualClock
 from carebot.care.embedding_model import EmbeddingModelError, load_encoder
 from carebot.care.embeddings import MiniLmEncoder
+from carebot.care.faq_index import FaqIndex
+from carebot.care.knowledge import load_knowledge
 from carebot.settings import Settings
 from carebot.web import app as web_app
 from tests.conftest import KNOWLEDGE, ROOT
+from tests.helpers import MATCHERS
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +75,25 @@ async def test_health_says_whether_the_service_matches_with_embeddings(
     client = await aiohttp_client(app)
     health = await (await client.get("/healthz")).json()
     assert health["sentence_embeddings"] is expected
+
+
+async def test_a_burst_beyond_the_embedding_queue_is_matched_lexically_and_not_cached() -> None:
+    docs = [loaded.doc for loaded in load_knowledge(KNOWLEDGE)]
+    matcher = MATCHERS(docs)
+    assert matcher.uses_embeddings
+    index = FaqIndex(lambda _: matcher, cache_size=100, embedding_queue=2)
+    await index.rebuild(docs)
+    texts = ["my pakage never arived", "help with my account please",
+             "wheres my oder??", "question about payment"]
+    # The lexical model alone gets the last two wrong or unsure: the test can tell them apart.
+    assert [matcher.match(t)[0].faq_id for t in texts[2:]] == ["order-status", "payment-pay-later"]
+    assert [matcher.match(t, embed=False)[0].faq_id for t in texts[2:]] == [
+        "order-status", "payment-declined"]
+    assert matcher.match(texts[2])[0].score > matcher.match(texts[2], embed=False)[0].score
+
+    got = await index.match_many(texts)
+    assert got[:2] == [matcher.match(t) for t in texts[:2]]
+    assert got[2:] == [matcher.match(t, embed=False) for t in texts[2:]]
+    assert index.cache_stats().size == 2  # only the full results are kept
+    # Once the burst is over, the same questions get the full matcher.
+    assert await index.match_many(texts[2:]) == [matcher.match(t) for t in texts[2:]]

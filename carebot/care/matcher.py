@@ -613,10 +613,11 @@ class Matcher:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def match(self, text: str, limit: int = 3) -> list[Candidate]:
+    def match(self, text: str, limit: int = 3, *, embed: bool = True) -> list[Candidate]:
         """Return up to `limit` candidates, best first, scored as P(candidate is right).
 
-        Empty when the KB is empty or the text has no words after normalisation.
+        Empty when the KB is empty or the text has no words after normalisation. `embed=False`
+        scores with the lexical calibrator only, skipping the sentence encoder (for bursts).
         """
         query = normalize(text)
         if not query or limit <= 0 or self._index is None or self._featurizer is None:
@@ -626,7 +627,7 @@ class Matcher:
         entries = self._index.entry_of[scored.candidates[0]]
         valid = entries < len(self._ids)
         probs = _probabilities(scored.features[0], *self._lexical, valid)
-        if self._encoder is not None and probs.max() < _LEXICAL_SURE:
+        if embed and self._encoder is not None and probs.max() < _LEXICAL_SURE:
             q_emb = self._encoder.encode([_respell(query, self._index.vocabulary, self._spellings)])
             feats = _with_embedding_features(self._index, scored, q_emb)
             probs = _probabilities(feats[0], self._coef, self._intercept, valid)

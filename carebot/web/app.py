@@ -128,7 +128,11 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
         # Reading ~90 MB of weights: off the event loop, once per process.
         encoder = await asyncio.to_thread(load_encoder, settings.embedding_model)
         builder = functools.partial(build_matcher, encoder=encoder)
-    index = FaqIndex(builder, cache_size=settings.match_cache_size)
+    index = FaqIndex(
+        builder,
+        cache_size=settings.match_cache_size,
+        embedding_queue=settings.match_embedding_queue,
+    )
     app[FAQ_INDEX] = index
     version = await _refresh_index(app, None)
     app[ROUTER] = Router(
