@@ -217,7 +217,7 @@ async def build_scenario(
     assert (await hank.say("my parrot sings opera all night"))["status"] == "queued"
     ivan = Customer(client, "ivan")
     to(at(4, 16, 10))
-    reply = await ivan.say("The blender exploded while I made soup")
+    reply = await ivan.say("blender exploded while I made soup")
     conv["ivan"] = reply["conversation_id"]
     assert reply["status"] == "queued"
     to(at(4, 16, 40))
@@ -238,8 +238,12 @@ async def build_scenario(
 async def client(
     aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None
 ) -> Client:
+    # Routing thresholds with a wide suggestion band: the scenario tests the statistics, and
+    # must not hinge on where the matcher's calibration puts a vague question this month.
     app = create_app(
-        replace(settings, run_timers=False, survey_ces=True, survey_comment=False), clock
+        replace(settings, run_timers=False, survey_ces=True, survey_comment=False,
+                answer_threshold=0.6, suggest_threshold=0.2),
+        clock,
     )
     return await aiohttp_client(app)  # type: ignore[no-any-return]
 
@@ -457,14 +461,14 @@ async def test_per_faq(scenario: Scenario) -> None:
 
 async def test_knowledge_gaps(scenario: Scenario) -> None:
     gaps = await scenario.boss.stats("knowledge-gaps")
-    # No-match handoffs in the period: dan's and ivan's blender (similar wording, 84 by
+    # No-match handoffs in the period: dan's and ivan's blender (similar wording, 88 by
     # token_set_ratio) and hank's parrot. The larger group first; within it the newest wording
     # (ivan's) is the representative.
     assert gaps["questions"] == 3 and not gaps["truncated"]
     assert [(c["question"], c["count"], c["examples"], c["last_seen"], c["reasons"])
             for c in gaps["clusters"]] == [
-        ("the blender exploded while i made soup", 2,
-         ["The blender exploded while I made soup", "My blender exploded while making soup"],
+        ("blender exploded while i made soup", 2,
+         ["blender exploded while I made soup", "My blender exploded while making soup"],
          "2026-03-04T17:10:00+01:00", {"no_match": 2}),
         ("my parrot sings opera all night", 1, ["my parrot sings opera all night"],
          "2026-03-04T17:05:00+01:00", {"no_match": 1}),

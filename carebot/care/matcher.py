@@ -83,7 +83,7 @@ from sklearn.svm import LinearSVC
 from carebot.care.faq import Candidate, FaqDoc
 from carebot.care.textnorm import normalize
 
-DEFAULT_ANSWER_THRESHOLD = 0.45
+DEFAULT_ANSWER_THRESHOLD = 0.40
 DEFAULT_SUGGEST_THRESHOLD = 0.35
 
 # Assumed share of incoming questions that no FAQ answers; it sets the calibrator's prior.
