@@ -47,7 +47,7 @@ class Settings:
     match_cache_size: int = 4096
     # Questions per process that may wait for the sentence encoder (~12 ms each) at once; in
     # a burst, the rest are matched lexically (faster, a little less accurate) instead.
-    match_embedding_queue: int = 4
+    match_embedding_queue: int = 1
 
     http_channel_secret: str = field(default="", repr=False)
     # Where agent replies and surveys for HTTP-channel customers are POSTed (empty: not sent;

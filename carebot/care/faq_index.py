@@ -39,7 +39,7 @@ class FaqIndex:
         self,
         build: MatcherBuilder = build_matcher,
         cache_size: int = 4096,
-        embedding_queue: int = 4,
+        embedding_queue: int = 1,
     ) -> None:
         self._build = build
         self._cache_size = cache_size
@@ -107,45 +107,52 @@ class FaqIndex:
         """`match` for several texts: cached ones at once, the rest (each distinct normalised
         text once) in one worker-thread hop.
 
-        The sentence encoder costs ~12 ms of CPU per question. In a burst, questions beyond
-        `embedding_queue` waiting for it are matched lexically instead (~1.5 ms; calibrated
-        too, somewhat less accurate) and not cached, so the next asker gets the full matcher.
+        The sentence encoder costs ~12 ms of CPU per question. In a burst, new questions
+        beyond `embedding_queue` waiting for it are matched lexically instead (~1.5 ms;
+        calibrated too, somewhat less accurate). Those results are cached as provisional:
+        served from the cache while the burst lasts, re-matched in full once there is room.
         """
         snap = self._snapshot  # one snapshot for the whole call: its matcher fills its cache
-        if snap.matcher is None:
+        matcher = snap.matcher
+        if matcher is None:
             return [[] for _ in texts]
         keys = [cache_key(t, limit) for t in texts]
         found: dict[CacheKey, list[Candidate]] = {}
-        todo: dict[CacheKey, str] = {}
+        new: dict[CacheKey, str] = {}
+        provisional: dict[CacheKey, str] = {}
         for key, text in zip(keys, texts, strict=True):
-            if key in found or key in todo:
+            if key in found or key in new:
                 continue
-            cached = snap.cache.get(key)
-            if cached is None:
-                todo[key] = text
+            entry = snap.cache.entry(key)
+            if entry is None:
+                new[key] = text
             else:
-                found[key] = cached
-        self._hits += len(texts) - len(todo)
-        self._misses += len(todo)
+                found[key] = entry[0]
+                if entry[1]:
+                    provisional[key] = text
+        room = len(new)
+        if matcher.uses_embeddings:
+            room = max(0, self._embedding_queue - self._embedding)
+        # New questions first; provisional answers are upgraded only with room to spare.
+        upgrades = list(provisional.items())[: max(0, room - len(new))]
+        todo = {**new, **dict(upgrades)}
+        full = min(room, len(todo))
+        self._hits += len(texts) - len(new)
+        self._misses += len(new)
         if todo:
-            matcher = snap.matcher
-            room = len(todo)
-            if matcher.uses_embeddings:
-                room = min(room, max(0, self._embedding_queue - self._embedding))
-            self._embedding += room
+            self._embedding += full
             try:
                 # CPU-bound: off the event loop, one thread hop for all of them.
                 fresh = await asyncio.to_thread(
                     lambda: [
-                        matcher.match(t, limit, embed=i < room)
+                        matcher.match(t, limit, embed=i < full)
                         for i, t in enumerate(todo.values())
                     ]
                 )
             finally:
-                self._embedding -= room
+                self._embedding -= full
             for i, (key, candidates) in enumerate(zip(todo, fresh, strict=True)):
-                if i < room:
-                    snap.cache.put(key, candidates)
+                snap.cache.put(key, candidates, provisional=i >= full and matcher.uses_embeddings)
                 found[key] = candidates
         # Each caller gets its own list (callers may slice or change them).
         return [list(found[key]) for key in keys]

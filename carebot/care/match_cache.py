@@ -56,7 +56,9 @@ class MatchCache:
         if capacity < 0:
             raise ValueError(f"cache capacity must be >= 0, got {capacity}")
         self.capacity = capacity
-        self._items: OrderedDict[CacheKey, tuple[Candidate, ...]] = OrderedDict()
+        # (candidates, provisional): a provisional result came from the cheaper lexical-only
+        # matcher during a burst and should be replaced by a full one when there is time.
+        self._items: OrderedDict[CacheKey, tuple[tuple[Candidate, ...], bool]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -64,19 +66,25 @@ class MatchCache:
 
     def get(self, key: CacheKey) -> list[Candidate] | None:
         """The cached candidates (a fresh list the caller may change), or None."""
+        entry = self.entry(key)
+        return None if entry is None else entry[0]
+
+    def entry(self, key: CacheKey) -> tuple[list[Candidate], bool] | None:
+        """The cached candidates and whether they are provisional, or None."""
         with self._lock:
             found = self._items.get(key)
             if found is None:
                 return None
             self._items.move_to_end(key)
-        return list(found)
+        return list(found[0]), found[1]
 
-    def put(self, key: CacheKey, candidates: list[Candidate]) -> None:
+    def put(self, key: CacheKey, candidates: list[Candidate], provisional: bool = False) -> None:
         """Remember a result, evicting the least recently used beyond the capacity."""
         if self.capacity == 0:
             return
         with self._lock:
-            self._items[key] = tuple(candidates)  # Candidate is frozen: sharing it is safe
+            # Candidate is frozen: sharing it is safe.
+            self._items[key] = (tuple(candidates), provisional)
             self._items.move_to_end(key)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
