@@ -17,6 +17,7 @@ from carebot.care.kb_eval import (
     format_report,
     read_queries,
 )
+from carebot.care.knowledge import load_knowledge
 from carebot.care.matcher import (
     DEFAULT_ANSWER_THRESHOLD,
     DEFAULT_SUGGEST_THRESHOLD,
@@ -24,6 +25,8 @@ from carebot.care.matcher import (
     build_matcher,
 )
 from carebot.care.textnorm import normalize
+from tests.conftest import KNOWLEDGE
+from tests.helpers import MATCHERS
 
 KB = [
     FaqDoc(
@@ -157,6 +160,16 @@ def test_single_entry_kb() -> None:
     hit = m.match("reset password")
     assert [c.faq_id for c in hit] == ["only"]
     assert hit[0].score > m.match("tell me a joke")[0].score
+
+
+def test_scores_do_not_depend_on_the_order_of_entries() -> None:
+    # The service loads entries from the database, `carebot kb eval` from the files.
+    starter = [loaded.doc for loaded in load_knowledge(KNOWLEDGE)]
+    forward, backward = MATCHERS(starter), MATCHERS(starter[::-1])
+    assert forward is not backward
+    for text in ("question about payment", "I have a question about my account",
+                 "wheres my oder??", "tell me a joke"):
+        assert forward.match(text) == backward.match(text), text
 
 
 def test_duplicate_ids_are_rejected() -> None:

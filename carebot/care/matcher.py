@@ -762,6 +762,9 @@ def build_matcher(
     them, and up to `_MAX_EMBEDDED_TEXTS` texts). Raises ValueError on duplicate ids.
     Entries whose texts normalise to nothing are counted by `len()` but can never match.
     """
+    # Cross-validation folds are drawn by position: order by id, so the same entries give the
+    # same scores whether they come from the YAML files or the database.
+    docs = sorted(docs, key=lambda d: d.id)
     ids = [d.id for d in docs]
     prep = _prepare(docs, mode)
     if prep is None:
