@@ -30,7 +30,7 @@ class Settings:
     # Matcher scores are calibrated probabilities that the top FAQ is right; the defaults
     # are the ones carebot.care.matcher derives from cross-validation (see its docstring).
     answer_threshold: float = 0.40
-    suggest_threshold: float = 0.35
+    suggest_threshold: float = 0.30
     # Sentence embeddings for the matcher: "auto" uses the all-MiniLM-L6-v2 model when its
     # package is installed (`make setup` installs it) and falls back to lexical matching with
     # a warning when not; "off" never loads it; anything else is the model's directory.
