@@ -102,5 +102,7 @@ async def test_a_burst_beyond_the_embedding_queue_is_matched_lexically_then_upgr
     lexical = await index_busy.match_many(texts[2:])
     assert await index_busy.match_many(texts[2:]) == lexical
     assert index_busy.cache_stats().hits == 2
+    # Blocking callers (CLI, evaluation) have no burst to absorb: they get the full match.
+    assert index_busy.match_sync(texts[3]) == matcher.match(texts[3]) != lexical[1]
     # ...and once there is room again, the same questions get the full matcher.
     assert await index.match_many(texts[2:]) == [matcher.match(t) for t in texts[2:]]

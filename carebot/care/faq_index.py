@@ -159,14 +159,15 @@ class FaqIndex:
 
     def match_sync(self, text: str, limit: int = 3) -> list[Candidate]:
         """Blocking `match` for CLI and evaluation code (never call it on the event loop); it
-        uses the cache but is not counted in `cache_stats`."""
+        uses the cache but is not counted in `cache_stats`. Without a burst to absorb, a
+        provisional (lexical-only) entry is replaced by a full match."""
         snap = self._snapshot
         if snap.matcher is None:
             return []
         key = cache_key(text, limit)
-        cached = snap.cache.get(key)
-        if cached is not None:
-            return cached
+        entry = snap.cache.entry(key)
+        if entry is not None and not entry[1]:
+            return entry[0]
         candidates = snap.matcher.match(text, limit)
         snap.cache.put(key, candidates)
         return candidates
