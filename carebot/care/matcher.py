@@ -614,7 +614,10 @@ class Matcher:
         # With an encoder, (coef, intercept) expect the embedding features too; `lexical` is
         # the calibrator over the lexical features alone, which decides whether to embed.
         self._lexical = (coef, intercept) if lexical is None else lexical
-        self._spellings = sorted(index.vocabulary) if index is not None else []
+        # Respelling targets, for the encoder's input only.
+        self._spellings = (
+            sorted(index.vocabulary) if index is not None and self._encoder is not None else []
+        )
 
     @property
     def uses_embeddings(self) -> bool:
