@@ -774,18 +774,17 @@ def build_matcher(
         return Matcher(ids, None, None, _PRIOR_COEF, _PRIOR_INTERCEPT, "empty")
     all_rows = np.arange(len(prep.texts), dtype=np.int64)
     mode_name: Literal["linear", "similarity"] = "linear" if prep.linear else "similarity"
-    if not prep.can_cv:
-        index = _build_index(
-            prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry
-        )
-        return Matcher(ids, prep.featurizer, index, _PRIOR_COEF, _PRIOR_INTERCEPT, mode_name)
+    # The fixed small-KB calibrator has no embedding coefficients: embed only what is CV'd.
     emb = (
         encoder.encode(prep.texts)
-        if encoder is not None and len(prep.texts) <= _MAX_EMBEDDED_TEXTS else None
+        if encoder is not None and prep.can_cv and len(prep.texts) <= _MAX_EMBEDDED_TEXTS
+        else None
     )
     index = _build_index(
         prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry, emb
     )
+    if not prep.can_cv:
+        return Matcher(ids, prep.featurizer, index, _PRIOR_COEF, _PRIOR_INTERCEPT, mode_name)
     feats, labels, weights, meta = _cross_validate(prep, emb)
     coef, intercept = _fit_calibrator(feats, labels, weights)
     lexical = None
