@@ -16,7 +16,7 @@ from carebot.care.agents import create_agent
 from carebot.care.clock import Clock
 from carebot.care.embedding_model import load_encoder
 from carebot.care.embeddings import MiniLmEncoder
-from carebot.care.faq import FaqDoc
+from carebot.care.faq import Candidate, FaqDoc
 from carebot.care.matcher import Matcher, build_matcher
 from carebot.db.models import Touchpoint
 from carebot.settings import Settings
@@ -52,6 +52,15 @@ class SharedMatchers:
 
 
 MATCHERS = SharedMatchers()
+
+
+def same_ranking(a: Sequence[Candidate], b: Sequence[Candidate]) -> bool:
+    """Same entries in the same order with the same scores, up to float rounding: questions
+    matched in one batch go through the encoder and the sparse products together, which
+    rounds the last float32 bits differently than one at a time."""
+    return [c.faq_id for c in a] == [c.faq_id for c in b] and all(
+        abs(x.score - y.score) < 1e-5 for x, y in zip(a, b, strict=True)
+    )
 
 
 def create_app(settings: Settings, clock: Clock) -> web.Application:

@@ -265,22 +265,29 @@ class _Featurizer:
         )
         return _l2_rows(joined)
 
-    def transform_one(self, text: str) -> sp.csr_matrix:
-        """Same result as `transform([text])` without sklearn's per-call validation cost,
-        which dominates single-query latency."""
-        w_idx, w_val = _tfidf_block(_word_grams(text), self._word_vocab, self._word_idf, 0)
-        c_idx, c_val = _tfidf_block(
-            _char_grams(text), self._char_vocab, self._char_idf, len(self._word_vocab)
-        )
-        idx = np.concatenate([w_idx, c_idx])
-        val = np.concatenate([w_val, c_val])
-        norm = float(np.sqrt(val @ val))
-        if norm > 0.0:
-            val /= norm
-        order = np.argsort(idx)
+    def transform_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Same result as `transform(texts)` without sklearn's per-call validation cost,
+        which dominates the latency of a handful of queries."""
+        indices: list[IntArray] = []
+        values: list[FloatArray] = []
+        indptr = [0]
+        for text in texts:
+            w_idx, w_val = _tfidf_block(_word_grams(text), self._word_vocab, self._word_idf, 0)
+            c_idx, c_val = _tfidf_block(
+                _char_grams(text), self._char_vocab, self._char_idf, len(self._word_vocab)
+            )
+            idx = np.concatenate([w_idx, c_idx])
+            val = np.concatenate([w_val, c_val])
+            norm = float(np.sqrt(val @ val))
+            if norm > 0.0:
+                val /= norm
+            order = np.argsort(idx)
+            indices.append(idx[order])
+            values.append(val[order].astype(np.float32))
+            indptr.append(indptr[-1] + len(idx))
         return sp.csr_matrix(
-            (val[order].astype(np.float32), idx[order], np.array([0, len(idx)])),
-            shape=(1, self.n_features),
+            (np.concatenate(values), np.concatenate(indices), np.array(indptr)),
+            shape=(len(texts), self.n_features),
         )
 
 
@@ -633,24 +640,67 @@ class Matcher:
         Empty when the KB is empty or the text has no words after normalisation. `embed=False`
         scores with the lexical calibrator only, skipping the sentence encoder (for bursts).
         """
-        query = normalize(text)
-        if not query or limit <= 0 or self._index is None or self._featurizer is None:
-            return []
-        v = self._featurizer.transform_one(query)
-        scored = _score(self._index, v, [query], max(_CANDIDATES, limit) + 1)
-        entries = self._index.entry_of[scored.candidates[0]]
+        return self.match_many([text], limit, embed_limit=1 if embed else 0)[0].candidates
+
+    def match_many(
+        self, texts: Sequence[str], limit: int = 3, *, embed_limit: int | None = None
+    ) -> list[MatchResult]:
+        """`match` for several texts at once, cheaper per text than one call each.
+
+        At most `embed_limit` texts (None: all) that the lexical calibrator is unsure of are
+        embedded, in one encoder call; the others keep lexical scores and say so in
+        `MatchResult.complete`.
+        """
+        results = [MatchResult([], complete=True) for _ in texts]
+        if limit <= 0 or self._index is None or self._featurizer is None:
+            return results
+        index = self._index
+        queries = {i: q for i, q in ((i, normalize(t)) for i, t in enumerate(texts)) if q}
+        if not queries:
+            return results
+        rows = list(queries)
+        v = self._featurizer.transform_queries(list(queries.values()))
+        scored = _score(index, v, list(queries.values()), max(_CANDIDATES, limit) + 1)
+        entries = index.entry_of[scored.candidates]
         valid = entries < len(self._ids)
-        probs = _probabilities(scored.features[0], *self._lexical, valid)
-        if embed and self._encoder is not None and probs.max() < _LEXICAL_SURE:
-            q_emb = self._encoder.encode([_respell(query, self._index.vocabulary, self._spellings)])
-            feats = _with_embedding_features(self._index, scored, q_emb)
-            probs = _probabilities(feats[0], self._coef, self._intercept, valid)
-        order = np.argsort(-probs, kind="stable")[: min(limit, int(valid.sum()))]
-        entries = entries[order]
-        return [
-            Candidate(faq_id=self._ids[int(e)], score=float(probs[i]))
-            for e, i in zip(entries, order, strict=True)
+        probs = [
+            _probabilities(scored.features[r], *self._lexical, valid[r]) for r in range(len(rows))
         ]
+        unsure = (
+            [r for r in range(len(rows)) if probs[r].max() < _LEXICAL_SURE]
+            if self._encoder is not None
+            else []
+        )
+        embed = unsure if embed_limit is None else unsure[: max(0, embed_limit)]
+        if embed:
+            assert self._encoder is not None
+            q_emb = self._encoder.encode(
+                [_respell(queries[rows[r]], index.vocabulary, self._spellings) for r in embed]
+            )
+            sub = _Scored(scored.candidates[embed], scored.features[embed])
+            feats = _with_embedding_features(index, sub, q_emb)
+            for j, r in enumerate(embed):
+                probs[r] = _probabilities(feats[j], self._coef, self._intercept, valid[r])
+        embedded = set(embed)
+        for r, i in enumerate(rows):
+            order = np.argsort(-probs[r], kind="stable")[: min(limit, int(valid[r].sum()))]
+            results[i] = MatchResult(
+                [
+                    Candidate(faq_id=self._ids[int(e)], score=float(probs[r][j]))
+                    for e, j in zip(entries[r][order], order, strict=True)
+                ],
+                complete=r in embedded or r not in unsure,
+            )
+        return results
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """One text's candidates; `complete` is False when they lack the embedding features the
+    matcher would have used (it was over `embed_limit`)."""
+
+    candidates: list[Candidate]
+    complete: bool
 
 
 def _respell(query: str, vocabulary: frozenset[str], spellings: Sequence[str]) -> str:
