@@ -209,20 +209,30 @@ class InboundBatcher:
             p.candidates = candidates
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                # Everything that arrived while the previous batch was writing: group commit.
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
-                try:
-                    await self._match(batch)
-                except Exception:
-                    # Without candidates the router matches each message itself.
-                    log.exception("matching a batch failed")
-                await self.process(batch)
-            if self._stopping:
-                return
+        # Two stages: a batch is matched (worker threads, mostly outside the GIL) while the
+        # previous one is written; batches are still written one at a time, in order.
+        writing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    # Everything that arrived while the previous batch was busy: group commit.
+                    batch = self._queue[: self.max_batch]
+                    self._queue = self._queue[self.max_batch:]
+                    try:
+                        await self._match(batch)
+                    except Exception:
+                        # Without candidates the router matches each message itself.
+                        log.exception("matching a batch failed")
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self.process(batch), name="inbound-batch")
+                if self._stopping:
+                    return
+        finally:
+            if writing is not None:
+                await writing
 
     async def process(self, batch: Sequence[_Pending]) -> None:
         """Route a batch in one transaction; on failure route its messages one at a time."""
