@@ -319,7 +319,9 @@ def _with_session(
     from carebot.db.engine import make_engine, make_sessionmaker
 
     async def run() -> int:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
         try:
             async with make_sessionmaker(engine).begin() as session:
                 return await work(session)

@@ -11,6 +11,7 @@ from typing import Any
 
 PREFIX = "CAREBOT_"
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+SQLITE_SYNCHRONOUS = ("full", "normal")
 
 
 class SettingsError(ValueError):
@@ -22,6 +23,10 @@ class Settings:
     """Service configuration; each field is read from `CAREBOT_<FIELD NAME IN CAPITALS>`."""
 
     database_url: str = "sqlite+aiosqlite:///carebot.db"
+    # SQLite only. "full": a committed message survives a power cut too (one fsync per
+    # group commit, ~0.4 ms per batch here); "normal": it survives a crash of carebot but
+    # not of the machine, for disks where fsync is slow.
+    sqlite_synchronous: str = "full"
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
@@ -117,6 +122,11 @@ class Settings:
         if self.match_cache_size < 0:
             raise SettingsError(
                 f"CAREBOT_MATCH_CACHE_SIZE must be 0 (off) or more, got {self.match_cache_size}"
+            )
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise SettingsError(
+                "CAREBOT_SQLITE_SYNCHRONOUS must be full or normal, got "
+                f"{self.sqlite_synchronous!r}"
             )
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")

@@ -145,6 +145,7 @@ class InboundBatcher:
         engine: AsyncEngine,
         publish: Callable[[list[Event]], Awaitable[None]] | None = None,
         max_batch: int = MAX_BATCH,
+        sqlite_synchronous: str = "full",
     ) -> None:
         self.router = router
         self.engine = engine
@@ -153,6 +154,7 @@ class InboundBatcher:
         self.publish = publish
         self._publishing: set[asyncio.Task[None]] = set()
         self.max_batch = max_batch
+        self._sqlite_synchronous = sqlite_synchronous
         self._sqlite: Engine | None = None
         self._conn: AsyncConnection | None = None  # the writer's connection (PostgreSQL)
         self._thread: ThreadPoolExecutor | None = None
@@ -167,7 +169,7 @@ class InboundBatcher:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             # SQLite through aiosqlite costs a thread round trip per statement; the batch
             # runs its statements back to back on a plain sqlite3 connection in one thread.
-            self._sqlite = make_sync_sqlite_engine(url)
+            self._sqlite = make_sync_sqlite_engine(url, self._sqlite_synchronous)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="inbound-sqlite")
         self._task = asyncio.create_task(self._run(), name="inbound-writer")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event
@@ -15,35 +16,46 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
-def make_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, foreign keys and one shared connection."""
+def make_engine(
+    database_url: str, *, echo: bool = False, sqlite_synchronous: str = "full"
+) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, foreign keys, one shared connection and
+    `PRAGMA synchronous` as given (see `Settings.sqlite_synchronous`)."""
     if database_url.startswith("sqlite"):
         # SQLite allows one writer at a time; one pooled connection makes writers queue in
         # Python instead of failing with "database is locked" mid-transaction.
         engine = create_async_engine(
             database_url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine.sync_engine, "connect",
+            functools.partial(_sqlite_pragmas, synchronous=sqlite_synchronous),
+        )
         return engine
     return create_async_engine(
         database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
     )
 
 
-def make_sync_sqlite_engine(url: URL) -> Engine:
+def make_sync_sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
     """A blocking engine on the same SQLite file, for work that runs in one thread in one go
     (the inbound batch writer): one connection, the same pragmas."""
     engine = create_engine(
         url.set(drivername="sqlite"), pool_size=1, max_overflow=0, pool_timeout=60
     )
-    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+def _sqlite_pragmas(
+    dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry, *, synchronous: str
+) -> None:
+    if synchronous not in ("full", "normal"):
+        raise ValueError(f"PRAGMA synchronous must be full or normal, got {synchronous!r}")
     cursor: Any = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # WAL with FULL syncs the log on every commit; NORMAL only at checkpoints.
+    cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

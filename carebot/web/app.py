@@ -90,7 +90,7 @@ def create_app(
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     app[ENGINE] = engine
     app[SESSIONS] = make_sessionmaker(engine)
     yield
@@ -172,7 +172,10 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
 async def _inbound(app: web.Application) -> AsyncIterator[None]:
     # One writer per process commits concurrent inbound messages together (group commit).
     hub = app[EVENT_HUB]
-    batcher = InboundBatcher(app[ROUTER], app[ENGINE], publish=hub.publish)
+    batcher = InboundBatcher(
+        app[ROUTER], app[ENGINE], publish=hub.publish,
+        sqlite_synchronous=app[SETTINGS].sqlite_synchronous,
+    )
     await batcher.start()
     app[INBOUND] = batcher
     yield
