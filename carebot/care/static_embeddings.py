@@ -94,22 +94,12 @@ def load_token_table(encoder: MiniLmEncoder, model_dir: Path, pooling: str = "me
     return table
 
 
-def _contextual_table(
-    encoder: MiniLmEncoder, texts: Sequence[str], table: F32, shrink: float = 0.0
-) -> tuple[F32, F32]:
-    """`table` with each token used by `texts` replaced by its mean MiniLM output there, and
-    each text's leave-one-out mean token vector: the mean it would get if it were not among
-    `texts` (its own outputs left out of its tokens' vectors; the plain table for a token
-    no other text uses), which is what a new question gets."""
+def _contextual_table(encoder: MiniLmEncoder, texts: Sequence[str], table: F32) -> F32:
+    """`table` with each token used by `texts` replaced by its mean MiniLM output there."""
     dim = encoder.dim
-    n_vocab = table.shape[0]
     sums = np.zeros(table.shape, dtype=np.float32)
+    counts = np.zeros(table.shape[0], dtype=np.float32)
     token_ids = [encoder.tokenize(t) for t in texts]
-    inner_ids = [np.asarray(ids[1:-1], dtype=np.intp) for ids in token_ids]
-    counts = np.bincount(
-        np.concatenate([*inner_ids, np.zeros(0, dtype=np.intp)]), minlength=n_vocab
-    ).astype(np.float32)
-    own = np.zeros((len(texts), dim), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
     for batch in encoder._batches(order, token_ids, 64):
         lengths = np.array([len(token_ids[i]) for i in batch])
@@ -119,31 +109,16 @@ def _contextual_table(
             ids[row, : lengths[row]] = token_ids[i]
         valid = np.arange(seq_len)[None, :] < lengths[:, None]
         hidden = encoder._forward(ids, valid).reshape(len(batch), seq_len, dim)
-        for row, i in enumerate(batch):
-            x = inner_ids[i]
-            if not len(x):
-                continue
-            h = hidden[row, 1 : 1 + len(x)]
-            np.add.at(sums, x, h)
-            _, inv, m = np.unique(x, return_inverse=True, return_counts=True)
-            m_o = m[inv].astype(np.float32)
-            rest = counts[x] - m_o
-            w = np.where(rest > 0, m_o / np.maximum(rest, 1.0), 0.0).astype(np.float32)
-            own[i] = w @ h
+        inner = valid.copy()
+        inner[:, 0] = False  # [CLS]
+        inner[np.arange(len(batch)), lengths - 1] = False  # [SEP]
+        flat_ids = ids[inner]
+        np.add.at(sums, flat_ids, hidden[inner])
+        np.add.at(counts, flat_ids, 1.0)
     out = table.copy()
     seen = counts > 0
-    out[seen] = (sums[seen] + shrink * table[seen]) / (counts[seen, None] + shrink)
-    loo = np.zeros((len(texts), dim), dtype=np.float32)
-    for i, x in enumerate(inner_ids):
-        if not len(x):
-            continue
-        _, inv, m = np.unique(x, return_inverse=True, return_counts=True)
-        rest = counts[x] - m[inv]
-        others = rest > 0
-        total = (sums[x[others]] / rest[others, None]).sum(axis=0)
-        total += table[x[~others]].sum(axis=0)
-        loo[i] = (total - own[i]) / len(x)
-    return out, loo
+    out[seen] = sums[seen] / counts[seen, None]
+    return out
 
 
 def _l2(v: F32) -> F32:
@@ -166,8 +141,6 @@ class StaticEncoder:
         center: bool = True,
         word_pooling: str = "mean",
         contextual: bool = False,
-        shrink: float = 0.0,
-        loo: bool = False,
     ) -> None:
         self._encoder = encoder
         self._tok = encoder.tokenizer
@@ -176,9 +149,6 @@ class StaticEncoder:
         self.center = center
         self._word_pooling = word_pooling
         self.contextual = contextual
-        self.shrink = shrink
-        self.loo = loo
-        self._memo: dict[str, F32] = {}
         self._lock = threading.Lock()
         self._words: dict[str, F32] = {}
         self._word_weight: dict[str, float] = {}
@@ -203,7 +173,6 @@ class StaticEncoder:
         new.__dict__.update(self.__dict__)
         new._lock = threading.Lock()
         new._mean = None
-        new._memo = {}
         if self.unit == "token":
             token_lists = [self._tok.tokenize_ids(t) for t in texts]
             counts = Counter(i for ids in token_lists for i in ids)
@@ -215,11 +184,7 @@ class StaticEncoder:
                 w[ids] = (_SIF_A / (_SIF_A + p)).astype(np.float32)
                 new._tok_weight = w
             if self.contextual:
-                new._table, loo = _contextual_table(
-                    self._encoder, texts, self._table, self.shrink
-                )
-                if self.loo:
-                    new._memo = dict(zip(texts, loo, strict=True))
+                new._table = _contextual_table(self._encoder, texts, self._table)
         else:
             counts = Counter(w for t in texts for w in t.split())
             total = max(1, sum(counts.values()))
@@ -243,9 +208,6 @@ class StaticEncoder:
         return _l2(out)
 
     def _sentence(self, text: str) -> F32:
-        memo = self._memo.get(text)
-        if memo is not None:
-            return memo - self._mean if self._mean is not None else memo
         if self.unit == "token":
             ids = self._tok.tokenize_ids(text)
             if not ids:
