@@ -55,23 +55,27 @@ def _model_key(model_dir: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def distill_token_table(encoder: MiniLmEncoder, pooling: str = "mean") -> F32:
+def distill_token_table(
+    encoder: MiniLmEncoder, pooling: str = "mean", ids: Sequence[int] | None = None
+) -> F32:
     """One row per vocabulary id: the model's output for ``[CLS] id [SEP]``.
 
     pooling "mean" averages the three positions (what sentence-transformers would return for
-    the one-token text); "token" keeps the middle position only.
+    the one-token text); "token" keeps the middle position only. With `ids`, only those rows
+    are distilled and the others are zero (tests).
     """
     tok = encoder.tokenizer
     n_vocab = int(encoder.word_emb.shape[0])
-    out = np.empty((n_vocab, encoder.dim), dtype=np.float32)
-    for lo in range(0, n_vocab, _DISTILL_BATCH):
-        hi = min(n_vocab, lo + _DISTILL_BATCH)
-        ids = np.empty((hi - lo, 3), dtype=np.intp)
-        ids[:, 0] = tok.cls_id
-        ids[:, 1] = np.arange(lo, hi)
-        ids[:, 2] = tok.sep_id
-        hidden = encoder._forward(ids, None).reshape(hi - lo, 3, encoder.dim)
-        out[lo:hi] = hidden.mean(axis=1) if pooling == "mean" else hidden[:, 1]
+    todo = np.arange(n_vocab) if ids is None else np.unique(np.asarray(ids, dtype=np.intp))
+    out = np.zeros((n_vocab, encoder.dim), dtype=np.float32)
+    for lo in range(0, len(todo), _DISTILL_BATCH):
+        chunk = todo[lo : lo + _DISTILL_BATCH]
+        batch = np.empty((len(chunk), 3), dtype=np.intp)
+        batch[:, 0] = tok.cls_id
+        batch[:, 1] = chunk
+        batch[:, 2] = tok.sep_id
+        hidden = encoder._forward(batch, None).reshape(len(chunk), 3, encoder.dim)
+        out[chunk] = hidden.mean(axis=1) if pooling == "mean" else hidden[:, 1]
     return out
 
 
@@ -137,10 +141,10 @@ class StaticEncoder:
         *,
         unit: Unit = "token",
         token_table: F32 | None = None,
-        weighting: Weighting = "sif",
+        weighting: Weighting = "uniform",
         center: bool = True,
         word_pooling: str = "mean",
-        contextual: bool = False,
+        contextual: bool = True,
     ) -> None:
         self._encoder = encoder
         self._tok = encoder.tokenizer
