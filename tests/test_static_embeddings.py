@@ -32,7 +32,7 @@ def static(minilm: MiniLmEncoder) -> StaticEncoder:
     # Only the rows these tests use: distilling all 30k tokens takes most of a minute.
     ids = [i for t in KB_TEXTS + QUERIES for i in minilm.tokenizer.tokenize_ids(t)]
     table = distill_token_table(minilm, ids=ids)
-    return StaticEncoder(minilm, token_table=table, contextual=True)
+    return StaticEncoder(minilm, table)
 
 
 def test_rows_are_unit_length_and_empty_text_is_a_zero_row(static: StaticEncoder) -> None:

@@ -71,7 +71,6 @@ def load_encoder(setting: str) -> TextEncoder | None:
     if setting == "static":
         table = load_token_table(minilm, model_dir)
         log.info("FAQ matching uses static embeddings distilled from %s", model_dir)
-        return StaticEncoder(minilm, token_table=table, weighting="uniform", center=True,
-                             contextual=True)
+        return StaticEncoder(minilm, table)
     log.info("FAQ matching uses sentence embeddings from %s", model_dir)
     return minilm

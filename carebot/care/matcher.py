@@ -41,7 +41,10 @@ rewordings that share no words with any phrasing. The encoder costs ~12 ms of CP
 question, so a second calibrator over the lexical features alone (fit on the same data)
 decides first, and a question it gives at least `_LEXICAL_SURE` skips the encoder. Words the
 KB never uses are respelled to a KB word one typo away before embedding (`_respell`).
-KBs too small to cross-validate or above `_MAX_EMBEDDED_TEXTS` texts stay lexical.
+KBs too small to cross-validate or above `_MAX_EMBEDDED_TEXTS` texts stay lexical. An encoder
+with a `fit` method (`KbAdaptedEncoder`: the static encoder of `static_embeddings`, selected by
+CAREBOT_EMBEDDING_MODEL=static) is first adapted to the KB's texts, and the matcher keeps the
+adapted copy.
 
 Calibration
 -----------
