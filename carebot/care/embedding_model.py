@@ -9,6 +9,8 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from carebot.care.embeddings import MiniLmEncoder
+from carebot.care.matcher import TextEncoder
+from carebot.care.static_embeddings import StaticEncoder, load_token_table
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +34,19 @@ def packaged_model_dir() -> Path | None:
     return model_dir if (model_dir / "model.safetensors").is_file() else None
 
 
-def load_encoder(setting: str) -> MiniLmEncoder | None:
-    """The encoder for a `CAREBOT_EMBEDDING_MODEL` value ("auto", "off" or a directory).
+def load_encoder(setting: str) -> TextEncoder | None:
+    """The encoder for a `CAREBOT_EMBEDDING_MODEL` value ("auto", "static", "off" or a
+    directory).
 
+    "static" is the packaged model distilled into a static token table
+    (`static_embeddings`): queries cost a table lookup instead of a forward pass. The table
+    is distilled on first use (~45 s) and cached under $XDG_CACHE_HOME/carebot.
     None means lexical matching only. Raises EmbeddingModelError when an explicitly named
     directory does not hold a loadable model.
     """
     if setting == "off":
         return None
-    if setting == "auto":
+    if setting in ("auto", "static"):
         model_dir = packaged_model_dir()
         if model_dir is None:
             log.warning(
@@ -52,7 +58,7 @@ def load_encoder(setting: str) -> MiniLmEncoder | None:
     else:
         model_dir = Path(setting)
     try:
-        encoder = MiniLmEncoder.load(model_dir)
+        minilm = MiniLmEncoder.load(model_dir)
     except (OSError, ValueError, KeyError) as exc:
         raise EmbeddingModelError(
             f"CAREBOT_EMBEDDING_MODEL={setting}: cannot load a sentence-embedding model from "
@@ -62,5 +68,9 @@ def load_encoder(setting: str) -> MiniLmEncoder | None:
     # threads splitting them wait on each other (p99 of a single query went from ~30 ms to
     # ~700 ms with two threads on a 2-core machine) and compete with the event loop.
     threadpool_limits(limits=1, user_api="blas")
+    if setting == "static":
+        table = load_token_table(minilm, model_dir)
+        log.info("FAQ matching uses static embeddings distilled from %s", model_dir)
+        return StaticEncoder(minilm, table)
     log.info("FAQ matching uses sentence embeddings from %s", model_dir)
-    return encoder
+    return minilm

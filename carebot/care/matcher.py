@@ -41,7 +41,10 @@ rewordings that share no words with any phrasing. The encoder costs ~12 ms of CP
 question, so a second calibrator over the lexical features alone (fit on the same data)
 decides first, and a question it gives at least `_LEXICAL_SURE` skips the encoder. Words the
 KB never uses are respelled to a KB word one typo away before embedding (`_respell`).
-KBs too small to cross-validate or above `_MAX_EMBEDDED_TEXTS` texts stay lexical.
+KBs too small to cross-validate or above `_MAX_EMBEDDED_TEXTS` texts stay lexical. An encoder
+with a `fit` method (`KbAdaptedEncoder`: the static encoder of `static_embeddings`, selected by
+CAREBOT_EMBEDDING_MODEL=static) is first adapted to the KB's texts, and the matcher keeps the
+adapted copy.
 
 Calibration
 -----------
@@ -80,7 +83,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -583,6 +586,13 @@ class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str]) -> FloatArray: ...
 
 
+@runtime_checkable
+class KbAdaptedEncoder(TextEncoder, Protocol):
+    """An encoder that adapts to a KB's texts before use (`static_embeddings`)."""
+
+    def fit(self, texts: Sequence[str]) -> TextEncoder: ...
+
+
 @dataclass(frozen=True)
 class CalibrationSample:
     """One cross-validation query as the calibrator saw it (for threshold derivation)."""
@@ -825,11 +835,12 @@ def build_matcher(
     all_rows = np.arange(len(prep.texts), dtype=np.int64)
     mode_name: Literal["linear", "similarity"] = "linear" if prep.linear else "similarity"
     # The fixed small-KB calibrator has no embedding coefficients: embed only what is CV'd.
-    emb = (
-        encoder.encode(prep.texts)
-        if encoder is not None and prep.can_cv and len(prep.texts) <= _MAX_EMBEDDED_TEXTS
-        else None
-    )
+    embed = encoder is not None and prep.can_cv and len(prep.texts) <= _MAX_EMBEDDED_TEXTS
+    if embed and isinstance(encoder, KbAdaptedEncoder):
+        # A static encoder learns its vectors from the KB's own sentences (queries then only
+        # look vectors up); the matcher keeps the adapted copy.
+        encoder = encoder.fit(prep.texts)
+    emb = encoder.encode(prep.texts) if embed and encoder is not None else None
     index = _build_index(
         prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry, emb
     )
