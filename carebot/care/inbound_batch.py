@@ -52,6 +52,7 @@ from carebot.care.messages import Button, InboundMessage, OutboundMessage, Route
 from carebot.care.router import DuplicateIdConflict, Router
 from carebot.care.survey_answers import parse_score
 from carebot.care.touchpoints import EFFORT
+from carebot.db.checkpoint import WalCheckpointer
 from carebot.db.engine import make_sync_sqlite_engine
 from carebot.db.models import Base
 from carebot.db.types import UTCDateTime
@@ -158,6 +159,7 @@ class InboundBatcher:
         self._sqlite: Engine | None = None
         self._conn: AsyncConnection | None = None  # the writer's connection (PostgreSQL)
         self._thread: ThreadPoolExecutor | None = None
+        self._checkpointer: WalCheckpointer | None = None
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -169,8 +171,13 @@ class InboundBatcher:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             # SQLite through aiosqlite costs a thread round trip per statement; the batch
             # runs its statements back to back on a plain sqlite3 connection in one thread.
-            self._sqlite = make_sync_sqlite_engine(url, self._sqlite_synchronous)
+            # Checkpoints run beside the writer rather than inside its commits.
+            self._sqlite = make_sync_sqlite_engine(
+                url, self._sqlite_synchronous, autocheckpoint=False
+            )
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="inbound-sqlite")
+            self._checkpointer = WalCheckpointer(url, self._sqlite_synchronous)
+            self._checkpointer.start()
         self._task = asyncio.create_task(self._run(), name="inbound-writer")
 
     async def stop(self) -> None:
@@ -188,6 +195,8 @@ class InboundBatcher:
             # sqlite3 connections belong to the thread that opened them: close it there.
             await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.dispose)
             self._thread.shutdown()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
 
     async def submit(self, msg: InboundMessage) -> Outcome:
         """Route one message; returns after its transaction committed (or raises)."""

@@ -37,18 +37,27 @@ def make_engine(
     )
 
 
-def make_sync_sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
+def make_sync_sqlite_engine(
+    url: URL, synchronous: str = "full", *, autocheckpoint: bool = True
+) -> Engine:
     """A blocking engine on the same SQLite file, for work that runs in one thread in one go
-    (the inbound batch writer): one connection, the same pragmas."""
+    (the inbound batch writer): one connection, the same pragmas. `autocheckpoint=False`
+    leaves checkpoints to someone else (`carebot.db.checkpoint`)."""
     engine = create_engine(
         url.set(drivername="sqlite"), pool_size=1, max_overflow=0, pool_timeout=60
     )
-    event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
+    event.listen(engine, "connect", functools.partial(
+        _sqlite_pragmas, synchronous=synchronous, autocheckpoint=autocheckpoint
+    ))
     return engine
 
 
 def _sqlite_pragmas(
-    dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry, *, synchronous: str
+    dbapi_conn: DBAPIConnection,
+    _record: ConnectionPoolEntry,
+    *,
+    synchronous: str,
+    autocheckpoint: bool = True,
 ) -> None:
     if synchronous not in ("full", "normal"):
         raise ValueError(f"PRAGMA synchronous must be full or normal, got {synchronous!r}")
@@ -58,6 +67,8 @@ def _sqlite_pragmas(
     cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    if not autocheckpoint:
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
