@@ -33,11 +33,13 @@ from sqlalchemy import (
     ARRAY,
     JSON,
     ColumnElement,
+    Select,
     Table,
-    any_,
     bindparam,
     func,
+    literal_column,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -332,13 +334,28 @@ def _may_need_match(msg: InboundMessage) -> bool:
     ) and payload not in {replies.START, replies.HELP, replies.HANDOFF}
 
 
-def _in(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
-    """`column IN :name` (a list): on PostgreSQL `= ANY(:name)`, one SQL text for any number of
-    values, so asyncpg prepares it once instead of once per batch size; elsewhere an expanding
-    IN (SQLite has no arrays)."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+def _in(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column IN :name` (a list, expanded); PostgreSQL uses `_each` instead."""
     return column.in_(bindparam(name, expanding=True))
+
+
+def _each(
+    param: str, key: ColumnElement[Any], query: Select[Any], *, one: bool = False
+) -> tuple[Any, Any]:
+    """PostgreSQL: `query` run once per value of the array parameter `param` (matched on
+    `key`), as (unnest of the values, LATERAL subquery) to join.
+
+    A young database has no statistics; from them PostgreSQL guessed that `channel = $1`
+    selects a handful of rows and planned `key = ANY($2)` as a scan of the whole channel
+    (42 ms a batch after 14,000 messages, growing, and kept as the generic plan). LIMIT or
+    OFFSET stop the subquery being merged back into a join, so each value is one index
+    lookup whatever the statistics say.
+    """
+    values = func.unnest(bindparam(param, type_=ARRAY(key.type))).table_valued("v")
+    values = values.render_derived(name=f"{param}_v")
+    fenced = query.where(key == values.c.v)
+    fenced = fenced.limit(literal_column("1")) if one else fenced.offset(literal_column("0"))
+    return values, fenced.lateral(f"{param}_each")
 
 
 @dataclass(frozen=True)
@@ -365,7 +382,7 @@ def _statements(dialect: str) -> _Statements:
     next_id_tables = (CUSTOMERS, CONTACTS, CONVERSATIONS, SURVEYS, MESSAGES)
     latest = (
         select(func.max(CONVERSATIONS.c.id))
-        .where(_in(CONVERSATIONS.c.contact_id, "contact_ids", dialect))
+        .where(_in(CONVERSATIONS.c.contact_id, "contact_ids"))
         .group_by(CONVERSATIONS.c.contact_id)
     )
     online = (
@@ -379,7 +396,7 @@ def _statements(dialect: str) -> _Statements:
         .where(CONVERSATIONS.c.status == "queued")
         .scalar_subquery()
     )
-    return _Statements(
+    base = _Statements(
         stored=(
             select(MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
                    MESSAGES.c.status_after, CONVERSATIONS.c.status,
@@ -388,19 +405,19 @@ def _statements(dialect: str) -> _Statements:
             .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
             .where(
                 MESSAGES.c.channel == bindparam("channel"),
-                _in(MESSAGES.c.external_id, "ids", dialect),
+                _in(MESSAGES.c.external_id, "ids"),
                 MESSAGES.c.direction == "in",
                 CONTACTS.c.channel == bindparam("channel"),
             )
         ),
         stored_replies=(
             select(MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons)
-            .where(_in(MESSAGES.c.in_reply_to, "ids", dialect))
+            .where(_in(MESSAGES.c.in_reply_to, "ids"))
             .order_by(MESSAGES.c.id)
         ),
         contacts=select(CONTACTS).where(
             CONTACTS.c.channel == bindparam("channel"),
-            _in(CONTACTS.c.external_id, "users", dialect),
+            _in(CONTACTS.c.external_id, "users"),
         ),
         # Locked (PostgreSQL) in id order so two processes never interleave one customer's
         # turns.
@@ -414,17 +431,17 @@ def _statements(dialect: str) -> _Statements:
         # The status is filtered in Python: with it in the WHERE clause SQLite picks the status
         # index and reads every sent survey ever, a cost that grows with the database.
         open_surveys=select(SURVEYS.c.conversation_id, SURVEYS.c.status).where(
-            _in(SURVEYS.c.conversation_id, "ids", dialect),
+            _in(SURVEYS.c.conversation_id, "ids"),
         ),
         recent_surveys=select(SURVEYS.c.customer_id).where(
-            _in(SURVEYS.c.customer_id, "ids", dialect),
+            _in(SURVEYS.c.customer_id, "ids"),
             SURVEYS.c.sent_at.is_not(None),
             SURVEYS.c.sent_at > bindparam("since", type_=SURVEYS.c.sent_at.type),
         ),
         pending_surveys=(
             select(SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting,
                    SURVEYS.c.expires_at, SURVEYS.c.kind, SURVEYS.c.scale)
-            .where(_in(SURVEYS.c.conversation_id, "ids", dialect),
+            .where(_in(SURVEYS.c.conversation_id, "ids"),
                    SURVEYS.c.awaiting.is_not(None))
             .order_by(SURVEYS.c.id)
         ),
@@ -442,6 +459,66 @@ def _statements(dialect: str) -> _Statements:
             update(CONTACTS).where(CONTACTS.c.id == bindparam("b_id"))
             .values(display_name=bindparam("name"))
         ),
+    )
+    return _pg_lookups(base) if dialect == "postgresql" else base
+
+
+def _pg_lookups(base: _Statements) -> _Statements:
+    """`base` with the batch's lookups by a list of keys as one index lookup per key (see
+    `_each`)."""
+    v, msg = _each("ids", MESSAGES.c.external_id, select(
+        MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
+        MESSAGES.c.status_after,
+    ).where(MESSAGES.c.channel == bindparam("channel"), MESSAGES.c.direction == "in"), one=True)
+    stored = (
+        select(msg.c.id, msg.c.external_id, msg.c.conversation_id, msg.c.status_after,
+               CONVERSATIONS.c.status, CONTACTS.c.external_id.label("user_id"))
+        .select_from(v).join(msg, true())
+        .join(CONVERSATIONS, CONVERSATIONS.c.id == msg.c.conversation_id)
+        .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
+    )
+    v, reply = _each("ids", MESSAGES.c.in_reply_to, select(
+        MESSAGES.c.id, MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons
+    ))
+    stored_replies = (
+        select(reply.c.in_reply_to, reply.c.text, reply.c.buttons)
+        .select_from(v).join(reply, true()).order_by(reply.c.id)
+    )
+    v, contact = _each("users", CONTACTS.c.external_id, select(CONTACTS).where(
+        CONTACTS.c.channel == bindparam("channel")
+    ), one=True)
+    contacts = select(contact).select_from(v).join(contact, true())
+    by_contact = CONVERSATIONS.alias("by_contact")  # the outer query selects conversations too
+    v, newest = _each("contact_ids", by_contact.c.contact_id, select(by_contact.c.id)
+                      .order_by(by_contact.c.id.desc()), one=True)
+    # Locked in id order so two processes never interleave one customer's turns.
+    latest_convs = (
+        select(CONVERSATIONS).select_from(v).join(newest, true())
+        .join(CONVERSATIONS, CONVERSATIONS.c.id == newest.c.id)
+        .order_by(CONVERSATIONS.c.id).with_for_update(of=CONVERSATIONS)
+    )
+    v, survey = _each("ids", SURVEYS.c.conversation_id,
+                      select(SURVEYS.c.conversation_id, SURVEYS.c.status))
+    open_surveys = select(survey.c.conversation_id, survey.c.status).select_from(v).join(
+        survey, true())
+    v, sent = _each("ids", SURVEYS.c.customer_id, select(SURVEYS.c.customer_id).where(
+        SURVEYS.c.sent_at.is_not(None),
+        SURVEYS.c.sent_at > bindparam("since", type_=SURVEYS.c.sent_at.type),
+    ))
+    recent_surveys = select(sent.c.customer_id).select_from(v).join(sent, true())
+    v, pending = _each("ids", SURVEYS.c.conversation_id, select(
+        SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting, SURVEYS.c.expires_at,
+        SURVEYS.c.kind, SURVEYS.c.scale,
+    ).where(SURVEYS.c.awaiting.is_not(None)))
+    pending_surveys = (
+        select(pending.c.id, pending.c.conversation_id, pending.c.awaiting,
+               pending.c.expires_at, pending.c.kind, pending.c.scale)
+        .select_from(v).join(pending, true()).order_by(pending.c.id)
+    )
+    return dataclasses.replace(
+        base, stored=stored, stored_replies=stored_replies, contacts=contacts,
+        latest_convs=latest_convs, open_surveys=open_surveys, recent_surveys=recent_surveys,
+        pending_surveys=pending_surveys,
     )
 
 
