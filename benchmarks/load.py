@@ -286,17 +286,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_up(url: str, timeout: float = 60) -> None:
+def _wait_up(url: str, processes: int = 1, timeout: float = 120) -> None:
+    """Wait until `processes` different service processes answer (each serves only once its
+    matcher is built): keep-alive senders connecting earlier would all stick to the first."""
     import urllib.request
 
+    seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                seen.add(json.load(resp)["process"])
+            if len(seen) >= processes:
                 return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit(f"service at {url} did not come up")
+    raise SystemExit(f"service at {url} did not come up ({len(seen)} of {processes} processes)")
 
 
 def _cache_stats(base_url: str, processes: int) -> dict[str, int]:
@@ -426,7 +431,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         serve_cmd += ["--workers", str(args.workers)]
     service = subprocess.Popen(serve_cmd, env=env, cwd=ROOT)
     try:
-        _wait_up(f"http://127.0.0.1:{port}/healthz")
+        _wait_up(f"http://127.0.0.1:{port}/healthz", args.workers)
         time.sleep(1)  # the echo server has no health route; it starts in well under this
         rss_start = _rss_mb(service.pid)
         print(f"carebot on {kind}, {args.workers} process(es); {args.concurrency} senders for "
