@@ -41,7 +41,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BertWordPieceTokenizer", "MiniLmEncoder", "load_safetensors"]
+__all__ = ["BertWordPieceTokenizer", "MiniLmEncoder", "l2_normalize", "load_safetensors"]
 
 F32 = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
@@ -670,7 +670,7 @@ class MiniLmEncoder:
         hidden = self._forward(ids[None, :], None)
         pooled: F32 = np.add.reduce(hidden, axis=0, keepdims=True)
         pooled /= np.float32(hidden.shape[0])
-        vec: F32 = _l2_normalize(pooled)[0]
+        vec: F32 = l2_normalize(pooled)[0]
         return vec
 
     def encode(self, texts: Sequence[str] | str, batch_size: int = 64) -> F32:
@@ -720,13 +720,13 @@ class MiniLmEncoder:
             hidden = self._forward(ids, None).reshape(batch, seq_len, self.hidden)
             pooled: F32 = np.add.reduce(hidden, axis=1)
             pooled /= np.float32(seq_len)
-            return _l2_normalize(pooled)
+            return l2_normalize(pooled)
         valid = np.arange(seq_len)[None, :] < lengths[:, None]  # (B, L)
         hidden = self._forward(ids, valid).reshape(batch, seq_len, self.hidden)
         # Mean over real tokens only: (B, 1, L) @ (B, L, H) sums the valid rows.
         summed = np.matmul(valid.astype(np.float32)[:, None, :], hidden)[:, 0, :]
         summed /= lengths.astype(np.float32)[:, None]
-        return _l2_normalize(summed)
+        return l2_normalize(summed)
 
     def _forward(self, ids: IntArray, valid: npt.NDArray[np.bool_] | None) -> F32:
         """Last hidden state, shape ``(B * L, H)``, for padded ids ``(B, L)``.
@@ -782,7 +782,7 @@ def _mm(a: F32, b: F32) -> F32:
     return result
 
 
-def _l2_normalize(v: F32) -> F32:
+def l2_normalize(v: F32) -> F32:
     """Row-wise L2 normalisation with torch's F.normalize floor (eps=1e-12)."""
     norms = np.sqrt(np.einsum("ij,ij->i", v, v))
     np.maximum(norms, np.float32(1e-12), out=norms)

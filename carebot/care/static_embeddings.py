@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from carebot.care.embeddings import MiniLmEncoder
+from carebot.care.embeddings import MiniLmEncoder, l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,6 @@ def _contextual_table(encoder: MiniLmEncoder, texts: Sequence[str], table: F32) 
     return out
 
 
-def _l2(v: F32) -> F32:
-    n = np.sqrt(np.einsum("ij,ij->i", v, v))
-    np.maximum(n, np.float32(1e-12), out=n)
-    out: F32 = (v / n[:, None]).astype(np.float32, copy=False)
-    return out
-
-
 class StaticEncoder:
     """Mean of per-token MiniLM vectors; implements the matcher's `KbAdaptedEncoder`.
 
@@ -160,7 +153,7 @@ class StaticEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             out[i] = self._sentence(text)
-        return _l2(out)
+        return l2_normalize(out)
 
     def _sentence(self, text: str) -> F32:
         ids = self._tok.tokenize_ids(text)
