@@ -488,15 +488,12 @@ def _pg_lookups(base: _Statements) -> _Statements:
         CONTACTS.c.channel == bindparam("channel")
     ), one=True)
     contacts = select(contact).select_from(v).join(contact, true())
-    by_contact = CONVERSATIONS.alias("by_contact")  # the outer query selects conversations too
-    v, newest = _each("contact_ids", by_contact.c.contact_id, select(by_contact.c.id)
-                      .order_by(by_contact.c.id.desc()), one=True)
-    # Locked in id order so two processes never interleave one customer's turns.
-    latest_convs = (
-        select(CONVERSATIONS).select_from(v).join(newest, true())
-        .join(CONVERSATIONS, CONVERSATIONS.c.id == newest.c.id)
-        .order_by(CONVERSATIONS.c.id).with_for_update(of=CONVERSATIONS)
-    )
+    # Locked one contact at a time in the order of the (sorted) ids, so two processes never
+    # interleave one customer's turns nor deadlock. Joining the locked rows back to
+    # conversations by id would let the planner hash-join a scan of the whole table.
+    v, newest = _each("contact_ids", CONVERSATIONS.c.contact_id, select(CONVERSATIONS)
+                      .order_by(CONVERSATIONS.c.id.desc()).with_for_update(), one=True)
+    latest_convs = select(newest).select_from(v).join(newest, true())
     v, survey = _each("ids", SURVEYS.c.conversation_id,
                       select(SURVEYS.c.conversation_id, SURVEYS.c.status))
     open_surveys = select(survey.c.conversation_id, survey.c.status).select_from(v).join(
@@ -631,8 +628,9 @@ class _Batch:
         contact_ids = [c.row["id"] for c in self.contacts.values()]
         if not contact_ids:
             return
-        # Locked (PostgreSQL) in id order so two processes never interleave one customer's turns.
-        rows = self.conn.execute(self.sql.latest_convs, {"contact_ids": contact_ids})
+        # Locked (PostgreSQL) in a fixed order so two processes never interleave one customer's
+        # turns nor deadlock.
+        rows = self.conn.execute(self.sql.latest_convs, {"contact_ids": sorted(contact_ids)})
         by_id = {c.row["id"]: c for c in self.contacts.values()}
         for r in rows.mappings():
             contact = by_id[r["contact_id"]]
