@@ -343,7 +343,7 @@ def _each(
     param: str, key: ColumnElement[Any], query: Select[Any], *, one: bool = False
 ) -> tuple[Any, Any]:
     """PostgreSQL: `query` run once per value of the array parameter `param` (matched on
-    `key`), as (unnest of the values, LATERAL subquery) to join.
+    `key`), as (its LATERAL subquery, the FROM clause joining it to the values).
 
     A young database has no statistics; from them PostgreSQL guessed that `channel = $1`
     selects a handful of rows and planned `key = ANY($2)` as a scan of the whole channel
@@ -355,7 +355,8 @@ def _each(
     values = values.render_derived(name=f"{param}_v")
     fenced = query.where(key == values.c.v)
     fenced = fenced.limit(literal_column("1")) if one else fenced.offset(literal_column("0"))
-    return values, fenced.lateral(f"{param}_each")
+    each = fenced.lateral(f"{param}_each")
+    return each, values.join(each, true())
 
 
 @dataclass(frozen=True)
@@ -466,51 +467,50 @@ def _statements(dialect: str) -> _Statements:
 def _pg_lookups(base: _Statements) -> _Statements:
     """`base` with the batch's lookups by a list of keys as one index lookup per key (see
     `_each`)."""
-    v, msg = _each("ids", MESSAGES.c.external_id, select(
+    msg, each_msg = _each("ids", MESSAGES.c.external_id, select(
         MESSAGES.c.id, MESSAGES.c.external_id, MESSAGES.c.conversation_id,
         MESSAGES.c.status_after,
     ).where(MESSAGES.c.channel == bindparam("channel"), MESSAGES.c.direction == "in"), one=True)
     stored = (
         select(msg.c.id, msg.c.external_id, msg.c.conversation_id, msg.c.status_after,
                CONVERSATIONS.c.status, CONTACTS.c.external_id.label("user_id"))
-        .select_from(v).join(msg, true())
+        .select_from(each_msg)
         .join(CONVERSATIONS, CONVERSATIONS.c.id == msg.c.conversation_id)
         .join(CONTACTS, CONTACTS.c.id == CONVERSATIONS.c.contact_id)
     )
-    v, reply = _each("ids", MESSAGES.c.in_reply_to, select(
+    reply, each_reply = _each("ids", MESSAGES.c.in_reply_to, select(
         MESSAGES.c.id, MESSAGES.c.in_reply_to, MESSAGES.c.text, MESSAGES.c.buttons
     ))
     stored_replies = (
         select(reply.c.in_reply_to, reply.c.text, reply.c.buttons)
-        .select_from(v).join(reply, true()).order_by(reply.c.id)
+        .select_from(each_reply).order_by(reply.c.id)
     )
-    v, contact = _each("users", CONTACTS.c.external_id, select(CONTACTS).where(
+    contact, each_contact = _each("users", CONTACTS.c.external_id, select(CONTACTS).where(
         CONTACTS.c.channel == bindparam("channel")
     ), one=True)
-    contacts = select(contact).select_from(v).join(contact, true())
+    contacts = select(contact).select_from(each_contact)
     # Locked one contact at a time in the order of the (sorted) ids, so two processes never
     # interleave one customer's turns nor deadlock. Joining the locked rows back to
     # conversations by id would let the planner hash-join a scan of the whole table.
-    v, newest = _each("contact_ids", CONVERSATIONS.c.contact_id, select(CONVERSATIONS)
-                      .order_by(CONVERSATIONS.c.id.desc()).with_for_update(), one=True)
-    latest_convs = select(newest).select_from(v).join(newest, true())
-    v, survey = _each("ids", SURVEYS.c.conversation_id,
-                      select(SURVEYS.c.conversation_id, SURVEYS.c.status))
-    open_surveys = select(survey.c.conversation_id, survey.c.status).select_from(v).join(
-        survey, true())
-    v, sent = _each("ids", SURVEYS.c.customer_id, select(SURVEYS.c.customer_id).where(
+    newest, each_newest = _each("contact_ids", CONVERSATIONS.c.contact_id, select(CONVERSATIONS)
+                                .order_by(CONVERSATIONS.c.id.desc()).with_for_update(), one=True)
+    latest_convs = select(newest).select_from(each_newest)
+    survey, each_survey = _each("ids", SURVEYS.c.conversation_id,
+                                select(SURVEYS.c.conversation_id, SURVEYS.c.status))
+    open_surveys = select(survey.c.conversation_id, survey.c.status).select_from(each_survey)
+    sent, each_sent = _each("ids", SURVEYS.c.customer_id, select(SURVEYS.c.customer_id).where(
         SURVEYS.c.sent_at.is_not(None),
         SURVEYS.c.sent_at > bindparam("since", type_=SURVEYS.c.sent_at.type),
     ))
-    recent_surveys = select(sent.c.customer_id).select_from(v).join(sent, true())
-    v, pending = _each("ids", SURVEYS.c.conversation_id, select(
+    recent_surveys = select(sent.c.customer_id).select_from(each_sent)
+    pending, each_pending = _each("ids", SURVEYS.c.conversation_id, select(
         SURVEYS.c.id, SURVEYS.c.conversation_id, SURVEYS.c.awaiting, SURVEYS.c.expires_at,
         SURVEYS.c.kind, SURVEYS.c.scale,
     ).where(SURVEYS.c.awaiting.is_not(None)))
     pending_surveys = (
         select(pending.c.id, pending.c.conversation_id, pending.c.awaiting,
                pending.c.expires_at, pending.c.kind, pending.c.scale)
-        .select_from(v).join(pending, true()).order_by(pending.c.id)
+        .select_from(each_pending).order_by(pending.c.id)
     )
     return dataclasses.replace(
         base, stored=stored, stored_replies=stored_replies, contacts=contacts,
