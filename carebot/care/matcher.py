@@ -668,9 +668,9 @@ class Matcher:
         queries = {i: q for i, q in ((i, normalize(t)) for i, t in enumerate(texts)) if q}
         if not queries:
             return results
-        rows = list(queries)
-        v = self._featurizer.transform_queries(list(queries.values()))
-        scored = _score(index, v, list(queries.values()), max(_CANDIDATES, limit) + 1)
+        rows, normalized = list(queries), list(queries.values())
+        v = self._featurizer.transform_queries(normalized)
+        scored = _score(index, v, normalized, max(_CANDIDATES, limit) + 1)
         entries = index.entry_of[scored.candidates]
         valid = entries < len(self._ids)
         probs = [
@@ -685,7 +685,7 @@ class Matcher:
         if embed:
             assert self._encoder is not None
             q_emb = self._encoder.encode(
-                [_respell(queries[rows[r]], index.vocabulary, self._spellings) for r in embed]
+                [_respell(normalized[r], index.vocabulary, self._spellings) for r in embed]
             )
             sub = _Scored(scored.candidates[embed], scored.features[embed])
             feats = _with_embedding_features(index, sub, q_emb)
