@@ -28,7 +28,7 @@ class WalCheckpointer:
         self._interval = interval
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="wal-checkpoint")
         self._task: asyncio.Task[None] | None = None
-        self.checkpoints = 0  # completed checkpoint calls (for tests and /healthz-style probes)
+        self.checkpoints = 0  # completed checkpoint calls (tests wait on it)
 
     def start(self) -> None:
         """Start checkpointing in the background."""

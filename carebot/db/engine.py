@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from carebot.settings import SQLITE_SYNCHRONOUS
+
 
 def make_engine(
     database_url: str, *, echo: bool = False, sqlite_synchronous: str = "full"
@@ -59,7 +61,7 @@ def _sqlite_pragmas(
     synchronous: str,
     autocheckpoint: bool = True,
 ) -> None:
-    if synchronous not in ("full", "normal"):
+    if synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"PRAGMA synchronous must be full or normal, got {synchronous!r}")
     cursor: Any = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
