@@ -732,24 +732,28 @@ class MiniLmEncoder:
         """Last hidden state, shape ``(B * L, H)``, for padded ids ``(B, L)``.
 
         ``valid`` marks real tokens; ``None`` means no padding (skips the mask add).
-        All matmuls run on the flattened ``(B * L, H)`` activations so BLAS sees one
-        tall matrix instead of B small ones.
         """
+        mask_bias = None if valid is None else attention_mask_bias(valid)
+        return self._transform(self.embed_tokens(ids), ids.shape, mask_bias)
+
+    def embed_tokens(self, ids: IntArray) -> F32:
+        """The transformer's input for padded ids ``(B, L)``: word + position embeddings,
+        layer-normalised, flattened to ``(B * L, H)``."""
         batch, seq_len = ids.shape
-        heads, head_dim, hidden = self.num_heads, self.head_dim, self.hidden
         x: F32 = self.word_emb[ids.reshape(-1)]  # fancy indexing copies: x is ours
-        x = x.reshape(batch, seq_len, hidden)
+        x = x.reshape(batch, seq_len, self.hidden)
         x += self.pos_type_emb[:seq_len]
-        x = x.reshape(batch * seq_len, hidden)
-        _layer_norm_(x, self.emb_ln_g, self.emb_ln_b, self.eps)
+        x = x.reshape(batch * seq_len, self.hidden)
+        return _layer_norm_(x, self.emb_ln_g, self.emb_ln_b, self.eps)
 
-        mask_bias: F32 | None = None
-        if valid is not None:
-            # Additive mask as in HF: a huge negative on padded keys; exp() makes it 0.
-            mask_bias = np.where(valid, np.float32(0.0), np.finfo(np.float32).min).astype(
-                np.float32
-            )[:, None, None, :]
+    def _transform(self, x: F32, shape: tuple[int, ...], mask_bias: F32 | None) -> F32:
+        """The transformer layers over embedded tokens ``(B * L, H)`` of a ``(B, L)`` batch.
 
+        All matmuls run on the flattened activations so BLAS sees one tall matrix instead
+        of B small ones.
+        """
+        batch, seq_len = shape
+        heads, head_dim, hidden = self.num_heads, self.head_dim, self.hidden
         for layer in self.layers:
             qkv = _mm(x, layer.w_qkv)
             qkv += layer.b_qkv
@@ -774,6 +778,13 @@ class MiniLmEncoder:
             out += x  # residual
             x = _layer_norm_(out, layer.ln2_g, layer.ln2_b, self.eps)
         return x
+
+
+def attention_mask_bias(valid: npt.NDArray[np.bool_]) -> F32:
+    """Additive attention mask ``(B, 1, 1, L)`` as in HF: a huge negative on padded keys,
+    which softmax's exp() turns into 0."""
+    bias: F32 = np.where(valid, np.float32(0.0), np.finfo(np.float32).min).astype(np.float32)
+    return bias[:, None, None, :]
 
 
 def _mm(a: F32, b: F32) -> F32:

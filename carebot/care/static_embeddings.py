@@ -18,9 +18,7 @@ shrinking rare tokens to their isolated vector, leave-one-out KB vectors (no gai
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,22 +27,12 @@ import numpy as np
 import numpy.typing as npt
 
 from carebot.care.embeddings import MiniLmEncoder, l2_normalize
+from carebot.care.model_cache import cached_path, store
 
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 _DISTILL_BATCH = 1024
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "carebot"
-
-
-def _model_key(model_dir: Path) -> str:
-    st = (model_dir / "model.safetensors").stat()
-    key = f"{model_dir.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def distill_token_table(
@@ -73,20 +61,14 @@ def distill_token_table(
 
 def load_token_table(encoder: MiniLmEncoder, model_dir: Path, pooling: str = "mean") -> F32:
     """The distilled token table, from the on-disk cache or distilled now (and cached)."""
-    path = _cache_dir() / f"static-{_model_key(model_dir)}-{pooling}.npy"
+    path = cached_path(f"static-{pooling}", model_dir, ".npy")
     if path.is_file():
         table: F32 = np.load(path)
         return table
     start = time.perf_counter()
     table = distill_token_table(encoder, pooling)
     log.info("distilled a static token table in %.0f s", time.perf_counter() - start)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, table)
-        tmp.replace(path)
-    except OSError as exc:
-        log.warning("cannot cache the static embedding table at %s: %s", path, exc)
+    store(path, lambda tmp: np.save(tmp, table))
     return table
 
 
