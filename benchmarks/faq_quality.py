@@ -1,6 +1,7 @@
 """FAQ matcher quality and latency on BANKING77 (each intent = one FAQ).
 
 Usage: .venv/bin/python benchmarks/faq_quality.py [--data DIR] [--quick] [--embedding-model M]
+       [--embedding-precision int8|float32] [--embedding-threads N]
 
 Runs (training texts are an intent's phrasings, test texts are customer queries):
   (a) full      all 77 intents, all training phrasings
@@ -49,6 +50,7 @@ from carebot.care.matcher import (  # noqa: E402
     build_matcher,
     derive_thresholds,
 )
+from carebot.settings import EMBEDDING_PRECISIONS, Settings  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/banking77"
 OOS_EVERY = 8  # leave out sorted intents 0, 8, 16, ... (10 of 77)
@@ -142,8 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embedding-model", default="auto",
                         help='"auto" (packaged model), "static" (its distilled static table), '
                              '"off" (lexical only) or a model directory')
+    parser.add_argument("--embedding-precision", choices=EMBEDDING_PRECISIONS, default="int8",
+                        help="int8 (ONNX Runtime, the service's default) or float32 (numpy)")
+    parser.add_argument("--embedding-threads", type=int, default=Settings.embedding_threads,
+                        help="threads per int8 encoder call (default: the service's)")
     args = parser.parse_args(argv)
-    encoder = load_encoder(args.embedding_model)
+    encoder = load_encoder(args.embedding_model, args.embedding_precision, args.embedding_threads)
     print(f"sentence embeddings: {'on' if encoder else 'off'}", flush=True)
     train = read_labelled_texts(args.data / "train.csv")
     test = read_labelled_texts(args.data / "test.csv")

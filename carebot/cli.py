@@ -272,7 +272,10 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"{args.queries}: expected ids not in the knowledge base: "
                        f"{', '.join(unknown[:10])}")
-    matcher = build_matcher(docs, encoder=load_encoder(settings.embedding_model))
+    encoder = load_encoder(
+        settings.embedding_model, settings.embedding_precision, settings.embedding_threads
+    )
+    matcher = build_matcher(docs, encoder=encoder)
     metrics = evaluate(matcher, queries, answer, suggest)
     if args.json:
         # JSON has no NaN: a metric without data (e.g. no out-of-scope queries) is null.

@@ -12,11 +12,12 @@ import pytest
 
 from carebot import cli
 from carebot.care.clock import ManualClock
-from carebot.care.embedding_model import EmbeddingModelError, load_encoder
+from carebot.care.embedding_model import EmbeddingModelError, load_encoder, packaged_model_dir
 from carebot.care.embeddings import MiniLmEncoder
 from carebot.care.faq_index import FaqIndex
 from carebot.care.knowledge import load_knowledge
-from carebot.settings import Settings
+from carebot.care.onnx_encoder import OnnxMiniLmEncoder, load_int8_encoder
+from carebot.settings import Settings, SettingsError
 from carebot.web import app as web_app
 from tests.conftest import KNOWLEDGE, ROOT
 from tests.helpers import MATCHERS, same_ranking
@@ -47,6 +48,59 @@ def test_batching_and_odd_texts_do_not_change_results(encoder: MiniLmEncoder) ->
     assert np.allclose(batch, one_by_one, atol=1e-5)
     assert np.allclose(batch[4], batch[5], atol=1e-6)  # the model is uncased
     assert np.isfinite(batch).all()
+
+
+@pytest.fixture(scope="module")
+def exact() -> MiniLmEncoder:
+    loaded = load_encoder("auto", "float32")
+    assert loaded is not None and not isinstance(loaded, OnnxMiniLmEncoder)
+    return loaded
+
+
+def test_the_int8_encoder_is_the_default_and_stays_close_to_float32(
+    encoder: MiniLmEncoder, exact: MiniLmEncoder
+) -> None:
+    assert isinstance(encoder, OnnxMiniLmEncoder)
+    texts = ["where is my parcel", "my parcel has not arrived", "how do I reset my password",
+             "I was charged twice for the same order, can you refund one of the payments?",
+             "Ça coûte combien ?", "🙂🙂", ""]
+    fast, ref = encoder.encode(texts), exact.encode(texts)
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = np.einsum("ij,ij->i", fast, ref)
+    assert cosines.min() > 0.96 and cosines.mean() > 0.98, cosines
+    # What the matcher uses the vectors for survives: each text's nearest other text.
+    np.fill_diagonal(sims_fast := fast @ fast.T, -1.0)
+    np.fill_diagonal(sims_ref := ref @ ref.T, -1.0)
+    assert np.array_equal(sims_fast.argmax(axis=1), sims_ref.argmax(axis=1))
+
+
+def test_the_int8_model_is_quantized_once_and_a_damaged_cache_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exact: MiniLmEncoder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model_dir = packaged_model_dir()
+    assert model_dir is not None
+    first = load_int8_encoder(exact, model_dir, threads=1)
+    (cached,) = (tmp_path / "carebot").iterdir()
+    stamp = cached.stat().st_mtime_ns
+    want = first.encode(["where is my parcel"])
+    assert np.array_equal(load_int8_encoder(exact, model_dir, threads=2).encode(
+        ["where is my parcel"]), want)
+    assert cached.stat().st_mtime_ns == stamp  # read from the cache, not rebuilt
+
+    cached.write_bytes(cached.read_bytes()[:1000])  # e.g. a disk that filled up
+    rebuilt = load_int8_encoder(exact, model_dir, threads=1)
+    assert "rebuilding the cached int8 model" in caplog.text
+    assert np.array_equal(rebuilt.encode(["where is my parcel"]), want)
+    assert cached.stat().st_size > 1_000_000
+
+
+def test_embedding_precision_and_threads_are_checked() -> None:
+    with pytest.raises(SettingsError, match="CAREBOT_EMBEDDING_PRECISION must be int8 or float32"):
+        Settings.from_env({"CAREBOT_EMBEDDING_PRECISION": "fp16"})
+    with pytest.raises(SettingsError, match="CAREBOT_EMBEDDING_THREADS must be 1 or more"):
+        Settings.from_env({"CAREBOT_EMBEDDING_THREADS": "0"})
 
 
 def test_off_means_lexical_only_and_a_bad_directory_is_a_clear_error(tmp_path: Path) -> None:

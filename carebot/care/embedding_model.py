@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from carebot.care.embeddings import MiniLmEncoder
 from carebot.care.matcher import TextEncoder
+from carebot.care.onnx_encoder import load_int8_encoder
 from carebot.care.static_embeddings import StaticEncoder, load_token_table
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,10 @@ def packaged_model_dir() -> Path | None:
     return model_dir if (model_dir / "model.safetensors").is_file() else None
 
 
-def load_encoder(setting: str) -> TextEncoder | None:
+def load_encoder(setting: str, precision: str = "int8", threads: int = 1) -> TextEncoder | None:
     """The encoder for a `CAREBOT_EMBEDDING_MODEL` value ("auto", "static", "off" or a
-    directory).
+    directory), at `CAREBOT_EMBEDDING_PRECISION` "int8" (ONNX Runtime, `threads` threads;
+    the graph is quantized on first use and cached) or "float32" (numpy).
 
     "static" is the packaged model distilled into a static token table
     (`static_embeddings`): queries cost a table lookup instead of a forward pass. The table
@@ -72,5 +74,7 @@ def load_encoder(setting: str) -> TextEncoder | None:
         table = load_token_table(minilm, model_dir)
         log.info("FAQ matching uses static embeddings distilled from %s", model_dir)
         return StaticEncoder(minilm, table)
-    log.info("FAQ matching uses sentence embeddings from %s", model_dir)
+    log.info("FAQ matching uses %s sentence embeddings from %s", precision, model_dir)
+    if precision == "int8":
+        return load_int8_encoder(minilm, model_dir, threads)
     return minilm

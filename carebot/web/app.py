@@ -126,7 +126,10 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     builder = app.get(MATCHER_BUILDER)
     if builder is None:
         # Reading ~90 MB of weights: off the event loop, once per process.
-        encoder = await asyncio.to_thread(load_encoder, settings.embedding_model)
+        encoder = await asyncio.to_thread(
+            load_encoder, settings.embedding_model, settings.embedding_precision,
+            settings.embedding_threads,
+        )
         builder = functools.partial(build_matcher, encoder=encoder)
     index = FaqIndex(
         builder,
