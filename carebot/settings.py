@@ -40,7 +40,7 @@ class Settings:
     # Sentence embeddings for the matcher: "auto" uses the all-MiniLM-L6-v2 model when its
     # package is installed (`make setup` installs it) and falls back to lexical matching with
     # a warning when not; "static" uses a static token table distilled from it and adapted
-    # to the KB (queries cost ~0.2 ms instead of ~12 ms, somewhat less accurate; see
+    # to the KB (queries cost ~0.2 ms instead of ~3 ms, somewhat less accurate; see
     # carebot.care.static_embeddings); "off" never loads it; anything else is the model's
     # directory.
     embedding_model: str = "auto"
@@ -61,7 +61,7 @@ class Settings:
     # Distinct (normalised) questions whose match results each process keeps; customers repeat
     # themselves, and matching costs milliseconds of CPU. 0 turns the cache off.
     match_cache_size: int = 4096
-    # Questions per process that may wait for the sentence encoder (~12 ms each) at once; in
+    # Questions per process that may wait for the sentence encoder (~3 ms each) at once; in
     # a burst, the rest are matched lexically (faster, a little less accurate) instead.
     match_embedding_queue: int = 1
 

@@ -107,8 +107,8 @@ class FaqIndex:
         """`match` for several texts: cached ones at once, the rest (each distinct normalised
         text once) in one worker-thread hop.
 
-        The sentence encoder costs ~12 ms of CPU per question alone, ~4 ms each in a batch of
-        eight. In a burst, new questions beyond `embedding_queue` waiting for it are matched
+        The sentence encoder costs ~3 ms of CPU per question (int8; ~12 ms in float32). In a
+        burst, new questions beyond `embedding_queue` waiting for it are matched
         lexically instead (~0.5-1 ms; calibrated too, somewhat less accurate). Those results
         are cached as provisional: served from the cache while the burst lasts, re-matched in
         full once there is room.

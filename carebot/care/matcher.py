@@ -37,7 +37,7 @@ Sentence embeddings
 With a `TextEncoder` (all-MiniLM-L6-v2, `embeddings.py`), four more calibrator features are
 the cosine of the question's embedding to the candidate's nearest phrasing and to its
 centroid, each with its gap to the best *other entry of the whole index*: they recognise
-rewordings that share no words with any phrasing. The encoder costs ~12 ms of CPU per
+rewordings that share no words with any phrasing. The encoder costs ~3-12 ms of CPU per
 question, so a second calibrator over the lexical features alone (fit on the same data)
 decides first, and a question it gives at least `_LEXICAL_SURE` skips the encoder. Words the
 KB never uses are respelled to a KB word one typo away before embedding (`_respell`).
