@@ -667,7 +667,7 @@ class MiniLmEncoder:
         no sorting or batching bookkeeping.
         """
         ids = np.asarray(self.tokenize(text), dtype=np.intp)
-        hidden = self._forward(ids[None, :], None)
+        hidden = self.hidden_states(ids[None, :], None)
         pooled: F32 = np.add.reduce(hidden, axis=0, keepdims=True)
         pooled /= np.float32(hidden.shape[0])
         vec: F32 = l2_normalize(pooled)[0]
@@ -689,7 +689,7 @@ class MiniLmEncoder:
             return out
         token_ids = [self.tokenize(t) for t in texts]
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        for batch in self._batches(order, token_ids, batch_size):
+        for batch in self.length_batches(order, token_ids, batch_size):
             lengths = np.fromiter((len(token_ids[i]) for i in batch), np.intp, len(batch))
             seq_len = int(lengths.max())
             ids = np.zeros((len(batch), seq_len), dtype=np.intp)  # 0 == [PAD]
@@ -698,9 +698,7 @@ class MiniLmEncoder:
             out[batch] = self._embed_batch(ids, lengths)
         return out
 
-    # -- internals -------------------------------------------------------------------
-
-    def _batches(
+    def length_batches(
         self, order: Sequence[int], token_ids: Sequence[Sequence[int]], batch_size: int
     ) -> Iterator[list[int]]:
         """Consecutive runs of ``order`` (sorted by length) capped by count and L^2 budget."""
@@ -714,21 +712,7 @@ class MiniLmEncoder:
         if batch:
             yield batch
 
-    def _embed_batch(self, ids: IntArray, lengths: IntArray) -> F32:
-        batch, seq_len = ids.shape
-        if bool((lengths == seq_len).all()):
-            hidden = self._forward(ids, None).reshape(batch, seq_len, self.hidden)
-            pooled: F32 = np.add.reduce(hidden, axis=1)
-            pooled /= np.float32(seq_len)
-            return l2_normalize(pooled)
-        valid = np.arange(seq_len)[None, :] < lengths[:, None]  # (B, L)
-        hidden = self._forward(ids, valid).reshape(batch, seq_len, self.hidden)
-        # Mean over real tokens only: (B, 1, L) @ (B, L, H) sums the valid rows.
-        summed = np.matmul(valid.astype(np.float32)[:, None, :], hidden)[:, 0, :]
-        summed /= lengths.astype(np.float32)[:, None]
-        return l2_normalize(summed)
-
-    def _forward(self, ids: IntArray, valid: npt.NDArray[np.bool_] | None) -> F32:
+    def hidden_states(self, ids: IntArray, valid: npt.NDArray[np.bool_] | None) -> F32:
         """Last hidden state, shape ``(B * L, H)``, for padded ids ``(B, L)``.
 
         ``valid`` marks real tokens; ``None`` means no padding (skips the mask add).
@@ -745,6 +729,22 @@ class MiniLmEncoder:
         x += self.pos_type_emb[:seq_len]
         x = x.reshape(batch * seq_len, self.hidden)
         return _layer_norm_(x, self.emb_ln_g, self.emb_ln_b, self.eps)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _embed_batch(self, ids: IntArray, lengths: IntArray) -> F32:
+        batch, seq_len = ids.shape
+        if bool((lengths == seq_len).all()):
+            hidden = self.hidden_states(ids, None).reshape(batch, seq_len, self.hidden)
+            pooled: F32 = np.add.reduce(hidden, axis=1)
+            pooled /= np.float32(seq_len)
+            return l2_normalize(pooled)
+        valid = np.arange(seq_len)[None, :] < lengths[:, None]  # (B, L)
+        hidden = self.hidden_states(ids, valid).reshape(batch, seq_len, self.hidden)
+        # Mean over real tokens only: (B, 1, L) @ (B, L, H) sums the valid rows.
+        summed = np.matmul(valid.astype(np.float32)[:, None, :], hidden)[:, 0, :]
+        summed /= lengths.astype(np.float32)[:, None]
+        return l2_normalize(summed)
 
     def _transform(self, x: F32, shape: tuple[int, ...], mask_bias: F32 | None) -> F32:
         """The transformer layers over embedded tokens ``(B * L, H)`` of a ``(B, L)`` batch.

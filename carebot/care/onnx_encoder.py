@@ -15,6 +15,7 @@ use (a few seconds) and cached under $XDG_CACHE_HOME/carebot.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,14 +100,13 @@ def load_int8_encoder(base: MiniLmEncoder, model_dir: Path, threads: int) -> Onn
 
 def quantize_int8(graph: onnx.ModelProto) -> bytes:
     """The serialized graph with every weight matrix product dynamically quantized to int8."""
-    import tempfile
-
     # Imported here: the quantization tooling is only needed when the cache is cold.
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quant_log = logging.getLogger()  # the tool warns on the root logger about pre-processing
-    level = quant_log.level
-    quant_log.setLevel(logging.ERROR)
+    # The tool advises "pre-processing" with a warning on the root logger itself; a filter on
+    # that logger (not its handlers) leaves every other module's records alone.
+    root = logging.getLogger()
+    root.addFilter(_below_error_dropped)
     try:
         with tempfile.TemporaryDirectory(prefix="carebot-quant-") as tmp:
             out = Path(tmp) / "int8.onnx"
@@ -119,7 +119,11 @@ def quantize_int8(graph: onnx.ModelProto) -> bytes:
             )
             return out.read_bytes()
     finally:
-        quant_log.setLevel(level)
+        root.removeFilter(_below_error_dropped)
+
+
+def _below_error_dropped(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 def transformer_graph(encoder: MiniLmEncoder) -> onnx.ModelProto:

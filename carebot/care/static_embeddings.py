@@ -54,7 +54,7 @@ def distill_token_table(
         batch[:, 0] = tok.cls_id
         batch[:, 1] = chunk
         batch[:, 2] = tok.sep_id
-        hidden = encoder._forward(batch, None).reshape(len(chunk), 3, encoder.dim)
+        hidden = encoder.hidden_states(batch, None).reshape(len(chunk), 3, encoder.dim)
         out[chunk] = hidden.mean(axis=1) if pooling == "mean" else hidden[:, 1]
     return out
 
@@ -79,14 +79,14 @@ def _contextual_table(encoder: MiniLmEncoder, texts: Sequence[str], table: F32) 
     counts = np.zeros(table.shape[0], dtype=np.float32)
     token_ids = [encoder.tokenize(t) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
-    for batch in encoder._batches(order, token_ids, 64):
+    for batch in encoder.length_batches(order, token_ids, 64):
         lengths = np.array([len(token_ids[i]) for i in batch])
         seq_len = int(lengths.max())
         ids = np.zeros((len(batch), seq_len), dtype=np.intp)
         for row, i in enumerate(batch):
             ids[row, : lengths[row]] = token_ids[i]
         valid = np.arange(seq_len)[None, :] < lengths[:, None]
-        hidden = encoder._forward(ids, valid).reshape(len(batch), seq_len, dim)
+        hidden = encoder.hidden_states(ids, valid).reshape(len(batch), seq_len, dim)
         inner = valid.copy()
         inner[:, 0] = False  # [CLS]
         inner[np.arange(len(batch)), lengths - 1] = False  # [SEP]
