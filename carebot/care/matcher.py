@@ -677,7 +677,7 @@ class Matcher:
             _probabilities(scored.features[r], *self._lexical, valid[r]) for r in range(len(rows))
         ]
         unsure = (
-            [r for r in range(len(rows)) if probs[r].max() < _LEXICAL_SURE]
+            [r for r in range(len(rows)) if _needs_embedding(probs[r])]
             if self._encoder is not None
             else []
         )
@@ -732,6 +732,12 @@ def _respell(query: str, vocabulary: frozenset[str], spellings: Sequence[str]) -
             words[i] = best[0]
             changed = True
     return " ".join(words) if changed else query
+
+
+def _needs_embedding(lexical_probs: F64Array) -> bool:
+    """Whether the lexical calibrator is unsure enough to consult the encoder (`match_many`
+    and the calibration samples must agree on this)."""
+    return bool(lexical_probs.max() < _LEXICAL_SURE)
 
 
 def _probabilities(
@@ -1006,7 +1012,7 @@ def _calibration_samples(
             probs = _probabilities(feats[q], *calibrator, meta.valid[q])
         else:
             probs = _probabilities(feats[q, :, :_N_FEATURES], *lexical, meta.valid[q])
-            if probs.max() < _LEXICAL_SURE:
+            if _needs_embedding(probs):
                 probs = _probabilities(feats[q], *calibrator, meta.valid[q])
         order = np.argsort(-probs, kind="stable")
         right = int(meta.right[q])
