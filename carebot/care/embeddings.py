@@ -41,7 +41,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BertWordPieceTokenizer", "MiniLmEncoder", "l2_normalize", "load_safetensors"]
+__all__ = ["BertWordPieceTokenizer", "MiniLmEncoder", "l2_normalize", "load_safetensors", "padded"]
 
 F32 = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
@@ -690,12 +690,7 @@ class MiniLmEncoder:
         token_ids = [self.tokenize(t) for t in texts]
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
         for batch in self.length_batches(order, token_ids, batch_size):
-            lengths = np.fromiter((len(token_ids[i]) for i in batch), np.intp, len(batch))
-            seq_len = int(lengths.max())
-            ids = np.zeros((len(batch), seq_len), dtype=np.intp)  # 0 == [PAD]
-            for row, i in enumerate(batch):
-                ids[row, : lengths[row]] = token_ids[i]
-            out[batch] = self._embed_batch(ids, lengths)
+            out[batch] = self._embed_batch(*padded(token_ids, batch))
         return out
 
     def length_batches(
@@ -778,6 +773,16 @@ class MiniLmEncoder:
             out += x  # residual
             x = _layer_norm_(out, layer.ln2_g, layer.ln2_b, self.eps)
         return x
+
+
+def padded(token_ids: Sequence[Sequence[int]], batch: Sequence[int]) -> tuple[IntArray, IntArray]:
+    """The ids of texts `batch` as one ``(B, L)`` array padded with [PAD] (0) to the longest,
+    and each text's length."""
+    lengths = np.fromiter((len(token_ids[i]) for i in batch), np.intp, len(batch))
+    ids = np.zeros((len(batch), int(lengths.max())), dtype=np.intp)
+    for row, i in enumerate(batch):
+        ids[row, : lengths[row]] = token_ids[i]
+    return ids, lengths
 
 
 def attention_mask_bias(valid: npt.NDArray[np.bool_]) -> F32:

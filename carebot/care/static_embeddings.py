@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from carebot.care.embeddings import MiniLmEncoder, l2_normalize
+from carebot.care.embeddings import MiniLmEncoder, l2_normalize, padded
 from carebot.care.model_cache import cached_path, store
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,8 @@ def _contextual_table(encoder: MiniLmEncoder, texts: Sequence[str], table: F32) 
     token_ids = [encoder.tokenize(t) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
     for batch in encoder.length_batches(order, token_ids, 64):
-        lengths = np.array([len(token_ids[i]) for i in batch])
-        seq_len = int(lengths.max())
-        ids = np.zeros((len(batch), seq_len), dtype=np.intp)
-        for row, i in enumerate(batch):
-            ids[row, : lengths[row]] = token_ids[i]
+        ids, lengths = padded(token_ids, batch)
+        seq_len = ids.shape[1]
         valid = np.arange(seq_len)[None, :] < lengths[:, None]
         hidden = encoder.hidden_states(ids, valid).reshape(len(batch), seq_len, dim)
         inner = valid.copy()
