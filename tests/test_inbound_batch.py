@@ -186,6 +186,44 @@ async def test_a_failing_batch_is_routed_one_by_one_and_loses_nothing(
     assert await inbound_count(sessions, "poison") == 0
 
 
+async def test_a_later_message_waits_for_one_left_to_the_router(
+    batcher: InboundBatcher, router: Router, sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faq = faq_of(router, "where is my order")
+    ok(await batcher.submit(msg("held", "held-1", ("say", "where is my order"))))
+    ok(await batcher.submit(msg("held", "held-2", ("press", f"yes:{faq}"))))
+    comment = ok(await batcher.submit(msg("held", "held-3", ("say", "5")))).replies[0]
+    skip = comment.buttons[0].payload
+    routing, release = asyncio.Event(), asyncio.Event()
+    real_handle = router.handle
+
+    async def slow_handle(m: InboundMessage, *args: Any) -> tuple[RouteResult, Effects]:
+        if m.message_id == "held-4":
+            routing.set()
+            await release.wait()
+        return await real_handle(m, *args)
+
+    monkeypatch.setattr(router, "handle", slow_handle)
+    # Skipping the survey's comment needs the router; the question after it would not.
+    skipped = asyncio.create_task(batcher.submit(msg("held", "held-4", ("press", skip))))
+    await routing.wait()
+    question = asyncio.create_task(
+        batcher.submit(msg("held", "held-5", ("say", "how do I return an item")))
+    )
+    await asyncio.sleep(0.3)
+    assert not question.done()  # written only after the skip, never before it
+    release.set()
+    assert ok(await skipped).replies[0].text == "Thank you for your feedback!"
+    assert "Did this help?" in ok(await question).replies[0].text
+    async with sessions() as session:
+        order = list(await session.scalars(
+            select(Message.external_id).where(Message.external_id.like("held-%"))
+            .order_by(Message.id)
+        ))
+    assert order == ["held-1", "held-2", "held-3", "held-4", "held-5"]
+
+
 # --- the batch path is the router, only faster ----------------------------------------------
 
 SCENARIOS: dict[str, list[Step]] = {

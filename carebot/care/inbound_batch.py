@@ -23,8 +23,8 @@ import functools
 import json
 import logging
 import operator
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +42,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
@@ -55,9 +55,9 @@ from carebot.care.router import DuplicateIdConflict, Router
 from carebot.care.survey_answers import parse_score
 from carebot.care.touchpoints import EFFORT
 from carebot.db.checkpoint import WalCheckpointer
-from carebot.db.engine import make_sync_sqlite_engine
 from carebot.db.models import Base
 from carebot.db.types import UTCDateTime
+from carebot.db.writer_thread import SqliteWriterThread
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ _CONV_MUTABLE = (
 _HUMAN_COMMANDS = {"human", "agent", "operator"}
 
 Outcome = tuple[RouteResult, Effects]
+# A batch's outcome per message (None: left to the router) and the indices left to the router.
+_Written = tuple[list["Outcome | BaseException | None"], list[int]]
 
 
 @dataclass
@@ -158,9 +160,9 @@ class InboundBatcher:
         self._publishing: set[asyncio.Task[None]] = set()
         self.max_batch = max_batch
         self._sqlite_synchronous = sqlite_synchronous
-        self._sqlite: Engine | None = None
+        self._writer: SqliteWriterThread[_Pending, _Written] | None = None  # SQLite
         self._conn: AsyncConnection | None = None  # the writer's connection (PostgreSQL)
-        self._thread: ThreadPoolExecutor | None = None
+        self._settling: set[asyncio.Task[None]] = set()
         self._checkpointer: WalCheckpointer | None = None
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -171,13 +173,14 @@ class InboundBatcher:
         """Start the writer task."""
         url = self.engine.url
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            # SQLite through aiosqlite costs a thread round trip per statement; the batch
-            # runs its statements back to back on a plain sqlite3 connection in one thread.
-            # Checkpoints run beside the writer rather than inside its commits.
-            self._sqlite = make_sync_sqlite_engine(
-                url, self._sqlite_synchronous, autocheckpoint=False
+            # SQLite through aiosqlite costs a thread round trip per statement; batches run
+            # their statements back to back on a plain sqlite3 connection in a thread of their
+            # own. Checkpoints run beside the writer rather than inside its commits.
+            self._writer = SqliteWriterThread(
+                url, self._sqlite_synchronous, self._write_in_thread, self._written,
+                _must_wait, self.max_batch,
             )
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="inbound-sqlite")
+            self._writer.start()
             self._checkpointer = WalCheckpointer(url, self._sqlite_synchronous)
             self._checkpointer.start()
         self._task = asyncio.create_task(self._run(), name="inbound-writer")
@@ -189,14 +192,14 @@ class InboundBatcher:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._writer is not None:
+            await self._writer.stop()
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
         if self._conn is not None:
             await self._conn.close()
-        if self._thread is not None and self._sqlite is not None:
-            # sqlite3 connections belong to the thread that opened them: close it there.
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.dispose)
-            self._thread.shutdown()
         if self._checkpointer is not None:
             await self._checkpointer.stop()
 
@@ -238,6 +241,9 @@ class InboundBatcher:
                     except Exception:
                         # Without candidates the router matches each message itself.
                         log.exception("matching a batch failed")
+                    if self._writer is not None:
+                        self._writer.put(batch)
+                        continue
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self.process(batch), name="inbound-batch")
@@ -248,16 +254,59 @@ class InboundBatcher:
                 await writing
 
     async def process(self, batch: Sequence[_Pending]) -> None:
-        """Route a batch in one transaction; on failure route its messages one at a time."""
+        """Route a batch in one transaction (PostgreSQL); on failure one message at a time."""
         try:
             outcomes, slow = await self._write_batch(_Batch(self.router, batch))
         except Exception:
-            log.warning("inbound batch of %d failed; routing its messages one by one",
-                        len(batch), exc_info=True)
-            for p in batch:
-                await _settle_one(self.router, p)
+            await self._one_by_one(batch)
             return
-        # Committed: answer the messages the batch routed.
+        self._answer(batch, outcomes)
+        # The rest need the full router logic: one at a time, in arrival order.
+        for i in slow:
+            await _settle_one(self.router, batch[i])
+
+    def _write_in_thread(self, conn: Connection, batch: list[_Pending]) -> _Written:
+        """SQLite: the batch's transaction, in the writer thread."""
+        return _Batch(self.router, batch).run(conn)
+
+    def _written(
+        self, batch: list[_Pending], result: _Written | BaseException,
+        resume: threading.Event | None,
+    ) -> None:
+        """SQLite: a batch the writer thread finished, back on the event loop."""
+        if not isinstance(result, BaseException):
+            self._answer(batch, result[0])
+        if resume is None:
+            return
+        # The writer waits until the messages needing the router are routed, in order.
+        task = asyncio.create_task(self._settle_rest(batch, result, resume))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle_rest(
+        self, batch: list[_Pending], result: _Written | BaseException, resume: threading.Event
+    ) -> None:
+        try:
+            if isinstance(result, BaseException):
+                await self._one_by_one(batch, result)
+            else:
+                for i in result[1]:
+                    await _settle_one(self.router, batch[i])
+        finally:
+            resume.set()
+
+    async def _one_by_one(
+        self, batch: Sequence[_Pending], error: BaseException | None = None
+    ) -> None:
+        log.warning("inbound batch of %d failed; routing its messages one by one",
+                    len(batch), exc_info=error or True)
+        for p in batch:
+            await _settle_one(self.router, p)
+
+    def _answer(
+        self, batch: Sequence[_Pending], outcomes: list[Outcome | BaseException | None]
+    ) -> None:
+        """Committed: answer the messages the batch routed, and publish their live events."""
         if self.publish is not None:
             events: list[Event] = []
             for outcome in outcomes:
@@ -275,9 +324,6 @@ class InboundBatcher:
                 p.future.set_exception(outcome)
             else:
                 p.future.set_result(outcome)
-        # The rest need the full router logic: one at a time, in arrival order.
-        for i in slow:
-            await _settle_one(self.router, batch[i])
 
     async def _publish(self, events: list[Event]) -> None:
         assert self.publish is not None
@@ -286,17 +332,7 @@ class InboundBatcher:
         except Exception:  # like publish_effects: the data is committed, events are best effort
             log.exception("could not publish %d live events", len(events))
 
-    async def _write_batch(
-        self, work: _Batch
-    ) -> tuple[list[Outcome | BaseException | None], list[int]]:
-        if self._sqlite is not None and self._thread is not None:
-            sync_engine = self._sqlite
-
-            def in_thread() -> tuple[list[Outcome | BaseException | None], list[int]]:
-                with sync_engine.begin() as conn:
-                    return work.run(conn)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+    async def _write_batch(self, work: _Batch) -> _Written:
         # One connection kept for the writer: no pool checkout and pre-ping per batch.
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = await self.engine.connect()
@@ -309,6 +345,12 @@ class InboundBatcher:
             with contextlib.suppress(Exception):
                 await conn.close()
             raise
+
+
+def _must_wait(result: _Written | BaseException) -> bool:
+    """Whether the next batch must wait for the router to route some of this one's messages
+    (a failed batch is routed one message at a time)."""
+    return isinstance(result, BaseException) or bool(result[1])
 
 
 async def _settle_one(router: Router, p: _Pending) -> None:
@@ -541,7 +583,7 @@ class _Batch:
         self.touched: list[_Conv] = []  # conversations to insert or update, in order
         self.next_ids: dict[str, int] | None = None  # SQLite: the next free id per table
 
-    def run(self, conn: Connection) -> tuple[list[Outcome | BaseException | None], list[int]]:
+    def run(self, conn: Connection) -> _Written:
         """Decide and write the batch on `conn` (the caller commits). Returns the outcome of
         each message, None for those left to the router (their indices, in order, second)."""
         self.conn = conn

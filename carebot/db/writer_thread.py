@@ -1,0 +1,112 @@
+"""A thread that owns the SQLite write connection and writes queued work in batches.
+
+Each batch starts the moment the previous one committed, in the same thread: handing every
+batch over through the event loop left the writer idle while the loop answered the previous
+batch's requests (a quarter of its time under load). Results go back to the loop with
+`call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from sqlalchemy import URL
+from sqlalchemy.engine import Connection
+
+from carebot.db.engine import make_sync_sqlite_engine
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+class SqliteWriterThread(Generic[T, R]):
+    """Writes queued items on one connection, up to `max_batch` per transaction.
+
+    `write(conn, items)` runs inside a transaction that commits when it returns (or rolls back
+    when it raises); `deliver(items, result, resume)` then runs on the event loop. When
+    `must_wait(result)` is true the thread waits for `resume.set()` before the next batch, so
+    the loop can finish work that has to come between two batches.
+    """
+
+    def __init__(
+        self,
+        url: URL,
+        synchronous: str,
+        write: Callable[[Connection, list[T]], R],
+        deliver: Callable[[list[T], R | BaseException, threading.Event | None], None],
+        must_wait: Callable[[R | BaseException], bool],
+        max_batch: int,
+    ) -> None:
+        # Checkpoints are someone else's job (carebot.db.checkpoint), never a commit's.
+        self._engine = make_sync_sqlite_engine(url, synchronous, autocheckpoint=False)
+        self._write = write
+        self._deliver = deliver
+        self._must_wait = must_wait
+        self._max_batch = max_batch
+        self._ready: list[T] = []
+        self._closing = False
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: asyncio.Future[None] | None = None
+        # A daemon: if the loop dies without stop(), exit must not hang on it; an unfinished
+        # transaction then rolls back, and none of its messages had been answered.
+        self._thread = threading.Thread(target=self._main, name="inbound-sqlite", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread (call from the event loop that receives the results)."""
+        self._loop = asyncio.get_running_loop()
+        self._finished = self._loop.create_future()
+        self._thread.start()
+
+    def put(self, items: list[T]) -> None:
+        """Queue items; they are written in the order queued."""
+        with self._cond:
+            self._ready.extend(items)
+            self._cond.notify()
+
+    async def stop(self) -> None:
+        """Write everything queued, then close the connection and end the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._finished is not None:
+            await self._finished
+
+    def _main(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._ready and not self._closing:
+                        self._cond.wait()
+                    if not self._ready:
+                        return
+                    items = self._ready[: self._max_batch]
+                    del self._ready[: self._max_batch]
+                result: R | BaseException
+                try:
+                    with self._engine.begin() as conn:
+                        result = self._write(conn, items)
+                except Exception as exc:
+                    result = exc
+                resume = threading.Event() if self._must_wait(result) else None
+                self._call(self._deliver, items, result, resume)
+                if resume is not None:
+                    resume.wait()
+        finally:
+            # sqlite3 connections belong to the thread that opened them: close it here.
+            self._engine.dispose()
+            if self._finished is not None:
+                self._call(_set_done, self._finished)
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(fn, *args)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
