@@ -8,7 +8,8 @@ given is wiped) with the starter knowledge base, and a bare aiohttp JSON echo se
 each from a separate process with `--concurrency` senders for `--seconds`; prints messages/s,
 p50/p99/max latency, errors and the carebot / bare ratio; then checks in the database that
 every accepted message is stored exactly once with its touchpoint, and prints the service's
-RSS at start and end.
+RSS at start, after warm-up (a tenth of the run, at most a minute) and at end, with its
+anonymous part (the rest is code and the model weights mapped from their file).
 
 Traffic: many customers, each a short session — an FAQ question (from the starter query set,
 paraphrased and misspelled), then "Yes", a follow-up question, or a request for a person —
@@ -39,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -322,17 +324,21 @@ def _cache_stats(base_url: str, processes: int) -> dict[str, int]:
         "processes": len(seen)}
 
 
-def _rss_mb(pid: int) -> float:
-    total = 0
-    pids = [pid, *_children(pid)]
-    for p in pids:
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(resident, of which anonymous) MB of the service and its worker processes.
+
+    The rest is file-backed: code, and the model's weights mapped from their file."""
+    total = anon = 0
+    for p in [pid, *_children(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
+                elif line.startswith("RssAnon:"):
+                    anon += int(line.split()[1])
         except OSError:
             pass
-    return total / 1024
+    return total / 1024, anon / 1024
 
 
 def _children(pid: int) -> list[int]:
@@ -438,14 +444,24 @@ def orchestrate(args: argparse.Namespace) -> None:
               f"{args.seconds:.0f} s each run")
         bare = None if args.no_bare else _drive_subprocess(
             f"http://127.0.0.1:{echo_port}", args, "echo")
+        # Caches and connections fill up in the first seconds; "flat" is judged after that.
+        warm: list[tuple[float, float]] = []
+        sampler = threading.Timer(
+            min(60.0, args.seconds / 10), lambda: warm.append(_rss_mb(service.pid))
+        )
+        sampler.start()
         ours = _drive_subprocess(f"http://127.0.0.1:{port}", args, "load")
+        sampler.cancel()
         rss_end = _rss_mb(service.pid)
         cache = _cache_stats(f"http://127.0.0.1:{port}", args.workers)
         our_rate = _report("carebot", ours)
         if bare is not None:
             bare_rate = _report("bare", bare)
             print(f"ratio    carebot / bare = {our_rate / bare_rate:.1%}")
-        print(f"rss      carebot {rss_start:.0f} MB at start, {rss_end:.0f} MB at end")
+        after = f", {warm[0][0]:.0f} MB after warm-up" if warm else ""
+        print(f"rss      carebot {rss_start[0]:.0f} MB at start{after}, {rss_end[0]:.0f} MB at "
+              f"end; anonymous {rss_start[1]:.0f} → "
+              + (f"{warm[0][1]:.0f} → " if warm else "") + f"{rss_end[1]:.0f} MB")
         print(f"dupes    {ours['duplicates_ok']} redeliveries answered as duplicates")
         lookups = cache["hits"] + cache["misses"]
         print(f"cache    unique fraction {args.unique_fraction:.0%}: {cache['hits']} hits, "
