@@ -1213,11 +1213,14 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column; use an aware datetime")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:  # the service clock's are already
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_json(value: Any) -> str:
-    return json.dumps(value)  # like SQLAlchemy's JSON type: None is stored as JSON null
+    # Like SQLAlchemy's JSON type, None is stored as JSON null (most touchpoints' details).
+    return "null" if value is None else json.dumps(value)
 
 
 def _converter(table: Table, name: str) -> Callable[[Any], Any] | None:
