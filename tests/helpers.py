@@ -56,8 +56,8 @@ MATCHERS = SharedMatchers()
 
 def same_ranking(a: Sequence[Candidate], b: Sequence[Candidate]) -> bool:
     """Same entries in the same order with the same scores, up to float rounding: questions
-    matched in one batch go through the encoder and the sparse products together, which
-    rounds the last float32 bits differently than one at a time."""
+    matched in one batch share the sparse products (and, with the float32 encoder, the
+    encoder call), which rounds the last float32 bits differently than one at a time."""
     return [c.faq_id for c in a] == [c.faq_id for c in b] and all(
         abs(x.score - y.score) < 1e-5 for x, y in zip(a, b, strict=True)
     )

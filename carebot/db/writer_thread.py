@@ -22,6 +22,7 @@ from carebot.db.engine import make_sync_sqlite_engine
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 class SqliteWriterThread(Generic[T, R]):
     """Writes queued items on one connection, up to `max_batch` per transaction.
 
