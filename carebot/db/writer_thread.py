@@ -77,6 +77,7 @@ class SqliteWriterThread(Generic[T, R]):
             await self._finished
 
     def _main(self) -> None:
+        conn: Connection | None = None
         try:
             while True:
                 with self._cond:
@@ -88,16 +89,33 @@ class SqliteWriterThread(Generic[T, R]):
                     del self._ready[: self._max_batch]
                 result: R | BaseException
                 try:
-                    with self._engine.begin() as conn:
+                    # One connection for the thread's life: a pool checkout, reset and checkin
+                    # per batch cost more than some of the batch's statements.
+                    if conn is None:
+                        conn = self._engine.connect()
+                    with conn.begin():
+                        # sqlite3 would begin the transaction only at the first INSERT, so the
+                        # batch's reads would see commits made by other connections (the ORM
+                        # engine) after them and write back conversation rows decided from a
+                        # stale state. IMMEDIATE takes the write lock before the first read.
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
                         result = self._write(conn, items)
                 except Exception as exc:
                     result = exc
+                    # The failure may have been the connection's: the next batch opens another.
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                        conn = None
                 resume = threading.Event() if self._must_wait(result) else None
                 self._call(self._deliver, items, result, resume)
                 if resume is not None:
                     resume.wait()
         finally:
             # sqlite3 connections belong to the thread that opened them: close it here.
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
             self._engine.dispose()
             if self._finished is not None:
                 self._call(_set_done, self._finished)
