@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -95,3 +96,40 @@ async def test_a_failed_batch_rolls_back_and_the_next_one_is_written(tmp_path: P
     await writer.stop()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT v FROM t").fetchall() == [("after",)]
+
+
+async def test_the_wal_file_stays_near_its_limit_while_batches_keep_coming(
+    tmp_path: Path,
+) -> None:
+    path = _database(tmp_path)
+    wal = Path(f"{path}-wal")
+    row = "x" * 2000
+
+    def write(conn: Connection, items: list[str]) -> list[int]:
+        for v in items:
+            conn.exec_driver_sql("INSERT INTO t (v) VALUES (?)", (v + row,))
+        return [len(items)]
+
+    results = _Results()
+    limit = 256 * 1024
+    writer = SqliteWriterThread[str, list[int]](
+        make_url(f"sqlite:///{path}"),
+        "normal",
+        write,
+        results.deliver,
+        lambda _: False,
+        10,
+        wal_limit=limit,
+    )
+    writer.start()
+    largest = 0
+    for i in range(200):  # ~4 MB of rows, one batch after the other
+        writer.put([f"{i}-{j}" for j in range(10)])
+        _, result = await asyncio.wait_for(results.batches.get(), 10)
+        assert result == [10]
+        largest = max(largest, os.path.getsize(wal))
+    await writer.stop()
+    # Past the limit by at most one batch's pages (about 20 KB of rows, their index pages).
+    assert largest < limit + 128 * 1024
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (2000,)
