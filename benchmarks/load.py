@@ -9,7 +9,8 @@ each from a separate process with `--concurrency` senders for `--seconds`; print
 p50/p99/max latency, errors and the carebot / bare ratio; then checks in the database that
 every accepted message is stored exactly once with its touchpoint, and prints the service's
 RSS at start, after warm-up (a tenth of the run, at most a minute) and at end, with its
-anonymous part (the rest is code and the model weights mapped from their file).
+anonymous part (the rest is code and the model weights mapped from their file), and the
+anonymous part every tenth of the run (at most every minute), so growth and plateaus show.
 
 Traffic: many customers, each a short session — an FAQ question (from the starter query set,
 paraphrased and misspelled), then "Yes", a follow-up question, or a request for a person —
@@ -341,6 +342,27 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return total / 1024, anon / 1024
 
 
+class _RssSampler(threading.Thread):
+    """Samples `_rss_mb(pid)` every `interval` seconds (the first after one interval)."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self.samples.append(_rss_mb(self.pid))
+
+    def stop(self) -> list[tuple[float, float]]:
+        """Stop sampling; the samples taken."""
+        self._done.set()
+        self.join()
+        return self.samples
+
+
 def _children(pid: int) -> list[int]:
     try:
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -444,14 +466,12 @@ def orchestrate(args: argparse.Namespace) -> None:
               f"{args.seconds:.0f} s each run")
         bare = None if args.no_bare else _drive_subprocess(
             f"http://127.0.0.1:{echo_port}", args, "echo")
-        # Caches and connections fill up in the first seconds; "flat" is judged after that.
-        warm: list[tuple[float, float]] = []
-        sampler = threading.Timer(
-            min(60.0, args.seconds / 10), lambda: warm.append(_rss_mb(service.pid))
-        )
+        # Caches and connections fill up in the first seconds; "flat" is judged after that,
+        # from RSS sampled every tenth of the run (a minute at most), so a plateau shows.
+        sampler = _RssSampler(service.pid, min(60.0, args.seconds / 10))
         sampler.start()
         ours = _drive_subprocess(f"http://127.0.0.1:{port}", args, "load")
-        sampler.cancel()
+        warm = sampler.stop()
         rss_end = _rss_mb(service.pid)
         cache = _cache_stats(f"http://127.0.0.1:{port}", args.workers)
         our_rate = _report("carebot", ours)
@@ -462,6 +482,9 @@ def orchestrate(args: argparse.Namespace) -> None:
         print(f"rss      carebot {rss_start[0]:.0f} MB at start{after}, {rss_end[0]:.0f} MB at "
               f"end; anonymous {rss_start[1]:.0f} → "
               + (f"{warm[0][1]:.0f} → " if warm else "") + f"{rss_end[1]:.0f} MB")
+        if len(warm) > 1:
+            print(f"rss      anonymous MB every {sampler.interval:.0f} s after warm-up: "
+                  + " ".join(f"{a:.0f}" for _, a in warm))
         print(f"dupes    {ours['duplicates_ok']} redeliveries answered as duplicates")
         lookups = cache["hits"] + cache["misses"]
         print(f"cache    unique fraction {args.unique_fraction:.0%}: {cache['hits']} hits, "

@@ -231,7 +231,9 @@ class BertWordPieceTokenizer:
 
     #: WordPiece results are memoised per word: customer messages reuse a small
     #: vocabulary, and the greedy search is the slowest part of tokenising in Python.
-    _CACHE_LIMIT: Final = 100_000
+    #: Typos and order numbers make new words all the time, so the memo is bounded: 20,000
+    #: words (about 4 MB) hold a support vocabulary; 100,000 let the service grow by ~20 MB.
+    _CACHE_LIMIT: Final = 20_000
 
     def __init__(
         self,
