@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -127,7 +126,7 @@ async def test_the_wal_file_stays_near_its_limit_while_batches_keep_coming(
         writer.put([f"{i}-{j}" for j in range(10)])
         _, result = await asyncio.wait_for(results.batches.get(), 10)
         assert result == [10]
-        largest = max(largest, os.path.getsize(wal))
+        largest = max(largest, wal.stat().st_size)
     await writer.stop()
     # Past the limit by at most one batch's pages (about 20 KB of rows, their index pages).
     assert largest < limit + 128 * 1024
