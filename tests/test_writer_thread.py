@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url
@@ -25,13 +27,33 @@ def _database(tmp_path: Path) -> Path:
 
 
 class _Results:
-    """Collects what the writer delivers to the event loop, one future per batch."""
+    """Collects what the writer delivers to the event loop: (items, result) per batch."""
 
     def __init__(self) -> None:
         self.batches: asyncio.Queue[tuple[list[str], Result]] = asyncio.Queue()
 
     def deliver(self, items: list[str], result: Result, _resume: threading.Event | None) -> None:
         self.batches.put_nowait((items, result))
+
+
+def _writer(
+    path: Path,
+    write: Callable[[Connection, list[str]], list[int]],
+    results: _Results,
+    max_batch: int,
+    **options: Any,
+) -> SqliteWriterThread[str, list[int]]:
+    writer = SqliteWriterThread[str, list[int]](
+        make_url(f"sqlite:///{path}"),
+        "full",
+        write,
+        results.deliver,
+        lambda _: False,
+        max_batch,
+        **options,
+    )
+    writer.start()
+    return writer
 
 
 async def test_no_other_connection_can_write_between_a_batchs_reads_and_its_commit(
@@ -50,10 +72,7 @@ async def test_no_other_connection_can_write_between_a_batchs_reads_and_its_comm
         return [before]
 
     results = _Results()
-    writer = SqliteWriterThread[str, list[int]](
-        make_url(f"sqlite:///{path}"), "full", write, results.deliver, lambda _: False, 10
-    )
-    writer.start()
+    writer = _writer(path, write, results, 10)
     writer.put(["batch"])
     assert await asyncio.to_thread(read_done.wait, 10)
     other = sqlite3.connect(path, timeout=0)
@@ -83,10 +102,7 @@ async def test_a_failed_batch_rolls_back_and_the_next_one_is_written(tmp_path: P
         return [len(items)]
 
     results = _Results()
-    writer = SqliteWriterThread[str, list[int]](
-        make_url(f"sqlite:///{path}"), "full", write, results.deliver, lambda _: False, 2
-    )
-    writer.start()
+    writer = _writer(path, write, results, 2)
     writer.put(["first", "bad"])
     writer.put(["after"])
     _, failed = await asyncio.wait_for(results.batches.get(), 10)
@@ -103,7 +119,6 @@ async def test_the_wal_file_stays_near_its_limit_while_batches_keep_coming(
     path = _database(tmp_path)
     wal = Path(f"{path}-wal")
     row = "x" * 2000
-
     sizes: list[int] = []  # the WAL's size as each batch begins, seen from the writer thread
 
     def write(conn: Connection, items: list[str]) -> list[int]:
@@ -114,16 +129,7 @@ async def test_the_wal_file_stays_near_its_limit_while_batches_keep_coming(
 
     results = _Results()
     limit = 256 * 1024
-    writer = SqliteWriterThread[str, list[int]](
-        make_url(f"sqlite:///{path}"),
-        "normal",
-        write,
-        results.deliver,
-        lambda _: False,
-        10,
-        wal_limit=limit,
-    )
-    writer.start()
+    writer = _writer(path, write, results, 10, wal_limit=limit)
     for i in range(200):  # ~4 MB of rows, one batch after the other
         writer.put([f"{i}-{j}" for j in range(10)])
         _, result = await asyncio.wait_for(results.batches.get(), 10)
