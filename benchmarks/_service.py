@@ -11,10 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from carebot.care.clock import system_clock
-from carebot.care.knowledge import import_knowledge, load_knowledge
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.migrate import upgrade, wipe_postgres_schema
+from carebot.domain.clock import system_clock
+from carebot.matching.knowledge import import_knowledge, load_knowledge
 from carebot.settings import Settings
 from carebot.web.app import create_app
 

@@ -34,15 +34,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from carebot.care.embedding_model import load_encoder  # noqa: E402
-from carebot.care.faq import FaqDoc  # noqa: E402
-from carebot.care.kb_eval import (  # noqa: E402
+from carebot.matching.embedding_model import load_encoder  # noqa: E402
+from carebot.matching.faq import FaqDoc  # noqa: E402
+from carebot.matching.kb_eval import (  # noqa: E402
     docs_from_entries,
     evaluate,
     knowledge_entries,
     read_labelled_texts,
 )
-from carebot.care.matcher import (  # noqa: E402
+from carebot.matching.matcher import (  # noqa: E402
     DEFAULT_ANSWER_THRESHOLD,
     DEFAULT_SUGGEST_THRESHOLD,
     Matcher,

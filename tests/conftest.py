@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
-from carebot.care.knowledge import import_knowledge, load_knowledge
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.migrate import upgrade, wipe_postgres_schema
 from carebot.db.models import Base
+from carebot.domain.clock import ManualClock
+from carebot.matching.knowledge import import_knowledge, load_knowledge
 from carebot.settings import Settings
 
 pytest_plugins = ["tests.fakes.network_guard"]

@@ -12,13 +12,13 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.agents import create_agent
-from carebot.care.clock import Clock
-from carebot.care.embedding_model import load_encoder
-from carebot.care.embeddings import MiniLmEncoder
-from carebot.care.faq import Candidate, FaqDoc
-from carebot.care.matcher import Matcher, build_matcher
+from carebot.agents.accounts import create_agent
 from carebot.db.models import Touchpoint
+from carebot.domain.clock import Clock
+from carebot.matching.embedding_model import load_encoder
+from carebot.matching.embeddings import MiniLmEncoder
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.matcher import Matcher, build_matcher
 from carebot.settings import Settings
 from carebot.web import app as web_app
 from tests.conftest import START

@@ -12,10 +12,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
-from carebot.care.conversations import current_conversation, find_or_create_contact
-from carebot.care.messages import Button, OutboundMessage
-from carebot.care.outbox import enqueue
 from carebot.db.models import (
     ChannelReceipt,
     Conversation,
@@ -23,6 +19,10 @@ from carebot.db.models import (
     OutboxMessage,
     Touchpoint,
 )
+from carebot.delivery.outbox import enqueue
+from carebot.domain.clock import ManualClock
+from carebot.domain.messages import Button, OutboundMessage
+from carebot.routing.conversations import current_conversation, find_or_create_contact
 from carebot.settings import Settings
 from tests.fakes.bot_api import FakeBotAPI
 

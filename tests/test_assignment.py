@@ -7,11 +7,11 @@ import asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care import console
-from carebot.care.assignment import assign_waiting
-from carebot.care.clock import ManualClock
-from carebot.care.events import Effects
+from carebot.agents.assignment import assign_waiting
 from carebot.db.models import Agent, Contact, Conversation, Customer, Touchpoint
+from carebot.domain.clock import ManualClock
+from carebot.domain.events import Effects
+from carebot.routing import actions as console
 from tests.helpers import make_agent
 
 

@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
 from carebot.cli import main
 from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
+from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from tests.helpers import Customer, bearer, create_app, make_agent
 

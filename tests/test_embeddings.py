@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from carebot import cli
-from carebot.care.clock import ManualClock
-from carebot.care.embedding_model import EmbeddingModelError, load_encoder, packaged_model_dir
-from carebot.care.embeddings import MiniLmEncoder
-from carebot.care.faq_index import FaqIndex
-from carebot.care.knowledge import load_knowledge
-from carebot.care.onnx_encoder import OnnxMiniLmEncoder, load_int8_encoder
+from carebot.domain.clock import ManualClock
+from carebot.matching.embedding_model import EmbeddingModelError, load_encoder, packaged_model_dir
+from carebot.matching.embeddings import MiniLmEncoder
+from carebot.matching.faq_index import FaqIndex
+from carebot.matching.knowledge import load_knowledge
+from carebot.matching.onnx_encoder import OnnxMiniLmEncoder, load_int8_encoder
 from carebot.settings import Settings, SettingsError
 from carebot.web import app as web_app
 from tests.conftest import KNOWLEDGE, ROOT

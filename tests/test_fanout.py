@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
+from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from carebot.web.fanout import PgNotifyHub
 from carebot.web.keys import EVENT_HUB

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
 from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
+from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from tests.helpers import MESSAGES, Customer, button_payloads, create_app, touchpoint_kinds
 

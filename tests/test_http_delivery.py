@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
 from carebot.db.models import OutboxMessage, Touchpoint
+from carebot.domain.clock import ManualClock
 from carebot.settings import Settings, SettingsError
 from tests.helpers import Customer, bearer, create_app, make_agent
 from tests.telegram_support import eventually

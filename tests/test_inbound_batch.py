@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from carebot.care import inbound_batch
-from carebot.care.clock import ManualClock
-from carebot.care.events import Effects
-from carebot.care.faq_index import FaqIndex
-from carebot.care.inbound_batch import InboundBatcher
-from carebot.care.knowledge import load_knowledge
-from carebot.care.messages import InboundMessage, RouteResult
-from carebot.care.router import DuplicateIdConflict, Router, RoutingPolicy
 from carebot.db.models import Contact, Conversation, Message, Touchpoint
+from carebot.domain.clock import ManualClock
+from carebot.domain.events import Effects
+from carebot.domain.messages import InboundMessage, RouteResult
+from carebot.matching.faq_index import FaqIndex
+from carebot.matching.knowledge import load_knowledge
+from carebot.routing import inbound_batch
+from carebot.routing.inbound_batch import InboundBatcher
+from carebot.routing.router import DuplicateIdConflict, Router, RoutingPolicy
 from tests.conftest import KNOWLEDGE
 from tests.helpers import MATCHERS
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carebot.care.knowledge import load_knowledge
-from carebot.care.matcher import DEFAULT_ANSWER_THRESHOLD, DEFAULT_SUGGEST_THRESHOLD, Matcher
 from carebot.cli import main
+from carebot.matching.knowledge import load_knowledge
+from carebot.matching.matcher import DEFAULT_ANSWER_THRESHOLD, DEFAULT_SUGGEST_THRESHOLD, Matcher
 from carebot.settings import Settings
 from tests.conftest import KNOWLEDGE, ROOT
 from tests.helpers import MATCHERS

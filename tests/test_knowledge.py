@@ -8,16 +8,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
-from carebot.care.knowledge import (
+from carebot.cli import main
+from carebot.db.models import FaqEntry
+from carebot.domain.clock import ManualClock
+from carebot.matching.knowledge import (
     KnowledgeError,
     enabled_docs,
     import_knowledge,
     knowledge_files,
     load_knowledge,
 )
-from carebot.cli import main
-from carebot.db.models import FaqEntry
 from tests.conftest import KNOWLEDGE
 
 ENTRY = """

@@ -10,11 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
-from carebot.care.faq import Candidate
-from carebot.care.faq_index import FaqIndex
-from carebot.care.knowledge import import_knowledge, load_knowledge
-from carebot.care.match_cache import MatchCache, cache_key
+from carebot.domain.clock import ManualClock
+from carebot.matching.faq import Candidate
+from carebot.matching.faq_index import FaqIndex
+from carebot.matching.knowledge import import_knowledge, load_knowledge
+from carebot.matching.match_cache import MatchCache, cache_key
 from carebot.settings import Settings, SettingsError
 from carebot.web.keys import FAQ_INDEX
 from tests.conftest import KNOWLEDGE, ROOT

@@ -8,23 +8,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carebot.care.faq import Candidate, FaqDoc
-from carebot.care.faq_index import FaqIndex
-from carebot.care.kb_eval import (
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.faq_index import FaqIndex
+from carebot.matching.kb_eval import (
     csv_to_knowledge,
     docs_from_entries,
     evaluate,
     format_report,
     read_queries,
 )
-from carebot.care.knowledge import load_knowledge
-from carebot.care.matcher import (
+from carebot.matching.knowledge import load_knowledge
+from carebot.matching.matcher import (
     DEFAULT_ANSWER_THRESHOLD,
     DEFAULT_SUGGEST_THRESHOLD,
     Matcher,
     build_matcher,
 )
-from carebot.care.textnorm import normalize
+from carebot.matching.textnorm import normalize
 from tests.conftest import KNOWLEDGE
 from tests.helpers import MATCHERS
 

@@ -15,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Bot
 
-from carebot.care.clock import ManualClock
-from carebot.care.events import Effects
-from carebot.care.messages import Button
-from carebot.care.outbox import DeliveryPolicy, OutboxWorker, backoff_delay
 from carebot.channels.telegram import TelegramSender, build_application
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Touchpoint
+from carebot.delivery.outbox import DeliveryPolicy, OutboxWorker, backoff_delay
+from carebot.domain.clock import ManualClock
+from carebot.domain.events import Effects
+from carebot.domain.messages import Button
 from carebot.settings import Settings
 from tests.fakes.bot_api import FakeBotAPI
 from tests.telegram_support import (
@@ -293,7 +293,7 @@ async def test_rows_without_a_sender_stay_pending_and_are_reported_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     [row_id] = await queue_messages(sessions, clock, ["hi"], channel="webchat", recipient="w1")
-    caplog.set_level(logging.WARNING, logger="carebot.care.outbox")
+    caplog.set_level(logging.WARNING, logger="carebot.delivery.outbox")
     w = worker(sessions, bot, clock)
     assert await w.run_once() == 0
     w._next_orphan_check = 0  # as if a minute had passed

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carebot.care.embedding_model import load_encoder
-from carebot.care.embeddings import MiniLmEncoder
-from carebot.care.knowledge import load_knowledge
-from carebot.care.matcher import build_matcher
-from carebot.care.static_embeddings import StaticEncoder, distill_token_table
+from carebot.matching.embedding_model import load_encoder
+from carebot.matching.embeddings import MiniLmEncoder
+from carebot.matching.knowledge import load_knowledge
+from carebot.matching.matcher import build_matcher
+from carebot.matching.static_embeddings import StaticEncoder, distill_token_table
 from tests.conftest import KNOWLEDGE
 
 KB_TEXTS = [

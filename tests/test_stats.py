@@ -22,8 +22,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
 from carebot.cli import main
+from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from carebot.web.timers import tick
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
@@ -526,9 +526,9 @@ async def test_conversations_csv(scenario: Scenario) -> None:
 async def test_csv_pages_join_up(
     scenario: Scenario, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    from carebot.care.stats import StatsQuery
-    from carebot.care.stats_csv import export_csv
-    from carebot.care.stats_period import parse_period
+    from carebot.stats.csv_export import export_csv
+    from carebot.stats.metrics import StatsQuery
+    from carebot.stats.period import parse_period
 
     query = StatsQuery(parse_period("2026-03-03", "2026-03-04", "Europe/Berlin", at(5, 0)))
     whole = "".join([chunk async for chunk in export_csv(sessions, query)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carebot.care.survey_answers import parse_score
+from carebot.routing.survey_answers import parse_score
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.clock import ManualClock
 from carebot.db.models import Conversation, OutboxMessage, Survey, Touchpoint
+from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from carebot.web.timers import tick
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent

@@ -22,8 +22,6 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care import replies
-from carebot.care.clock import ManualClock
 from carebot.channels.telegram import (
     SECRET_HEADER,
     WEBHOOK_PATH,
@@ -32,6 +30,8 @@ from carebot.channels.telegram import (
 )
 from carebot.cli import main
 from carebot.db.models import Contact, Conversation, Touchpoint
+from carebot.domain.clock import ManualClock
+from carebot.routing import replies
 from carebot.settings import Settings, SettingsError
 from tests.fakes.bot_api import BOT_USERNAME, FakeBotAPI
 from tests.fakes.fixtures import load_update

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from carebot.care.outbox import OutboxItem, PermanentDeliveryError, TransientDeliveryError
 from carebot.channels.http import SECRET_HEADER
+from carebot.delivery.outbox import OutboxItem, PermanentDeliveryError, TransientDeliveryError
 
 # Statuses where trying again can help; any other 4xx means the bridge refuses this message.
 RETRYABLE_4XX = {408, 409, 425, 429}

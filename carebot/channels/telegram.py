@@ -61,12 +61,17 @@ from telegram.error import (
 )
 from telegram.ext import Application, ApplicationBuilder
 
-from carebot.care import replies
-from carebot.care.clock import Clock
-from carebot.care.events import Effects
-from carebot.care.messages import Button, InboundMessage, RouteResult
-from carebot.care.outbox import OutboxItem, PermanentDeliveryError, Sender, TransientDeliveryError
-from carebot.care.unrouted import UnroutedMessage, note_unrouted
+from carebot.delivery.outbox import (
+    OutboxItem,
+    PermanentDeliveryError,
+    Sender,
+    TransientDeliveryError,
+)
+from carebot.domain.clock import Clock
+from carebot.domain.events import Effects
+from carebot.domain.messages import Button, InboundMessage, RouteResult
+from carebot.routing import replies
+from carebot.routing.unrouted import UnroutedMessage, note_unrouted
 from carebot.settings import Settings
 from carebot.web.errors import ApiError, read_json_object
 from carebot.web.keys import SETTINGS, TELEGRAM

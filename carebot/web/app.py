@@ -13,18 +13,18 @@ from datetime import timedelta
 from aiohttp import web
 from sqlalchemy import text
 
-from carebot.care.clock import Clock, system_clock
-from carebot.care.embedding_model import load_encoder
-from carebot.care.faq_index import FaqIndex, MatcherBuilder
-from carebot.care.hub import EventHub
-from carebot.care.inbound_batch import InboundBatcher
-from carebot.care.knowledge import enabled_docs, knowledge_version
-from carebot.care.matcher import build_matcher
-from carebot.care.router import Router, RoutingPolicy
-from carebot.care.surveys import SurveyPolicy
 from carebot.channels import http as http_channel
 from carebot.channels import telegram as telegram_channel
 from carebot.db.engine import make_engine, make_sessionmaker
+from carebot.domain.clock import Clock, system_clock
+from carebot.domain.hub import EventHub
+from carebot.matching.embedding_model import load_encoder
+from carebot.matching.faq_index import FaqIndex, MatcherBuilder
+from carebot.matching.knowledge import enabled_docs, knowledge_version
+from carebot.matching.matcher import build_matcher
+from carebot.routing.inbound_batch import InboundBatcher
+from carebot.routing.router import Router, RoutingPolicy
+from carebot.routing.surveys import SurveyPolicy
 from carebot.settings import Settings
 from carebot.web import console
 from carebot.web import stats as stats_api

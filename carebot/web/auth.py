@@ -7,7 +7,7 @@ from functools import wraps
 
 from aiohttp import web
 
-from carebot.care.agents import authenticate
+from carebot.agents.accounts import authenticate
 from carebot.db.models import Agent
 from carebot.web.errors import ApiError
 from carebot.web.handler import Handler

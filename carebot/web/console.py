@@ -1,4 +1,4 @@
-"""Agent console API: thin JSON handlers over carebot.care.console."""
+"""Agent console API: thin JSON handlers over carebot.routing.actions."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import TypeVar
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import console
-from carebot.care.agents import ROLES, STATUSES, AgentError, create_agent, list_agents
-from carebot.care.assignment import agent_load
-from carebot.care.events import Effects
+from carebot.agents.accounts import ROLES, STATUSES, AgentError, create_agent, list_agents
+from carebot.agents.assignment import agent_load
 from carebot.db.models import Agent
+from carebot.domain.events import Effects
+from carebot.routing import actions as console
 from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
 from carebot.web.errors import ApiError, read_json_object, text_field
 from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS

@@ -7,7 +7,7 @@ import contextlib
 
 from aiohttp import WSMsgType, web
 
-from carebot.care.hub import Subscriber
+from carebot.domain.hub import Subscriber
 from carebot.web.auth import ALL_ROLES, current_agent, roles
 from carebot.web.keys import EVENT_HUB
 

@@ -13,8 +13,8 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carebot.care.events import Event
-from carebot.care.hub import EventHub
+from carebot.domain.events import Event
+from carebot.domain.hub import EventHub
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from carebot.care.clock import Clock
-from carebot.care.faq_index import FaqIndex, MatcherBuilder
-from carebot.care.hub import EventHub
-from carebot.care.inbound_batch import InboundBatcher
-from carebot.care.outbox import OutboxWorker, Sender
-from carebot.care.router import Router
+from carebot.delivery.outbox import OutboxWorker, Sender
+from carebot.domain.clock import Clock
+from carebot.domain.hub import EventHub
+from carebot.matching.faq_index import FaqIndex, MatcherBuilder
+from carebot.routing.inbound_batch import InboundBatcher
+from carebot.routing.router import Router
 from carebot.settings import Settings
 
 if TYPE_CHECKING:  # the channel module imports these keys

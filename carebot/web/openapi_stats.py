@@ -1,14 +1,14 @@
 """The OpenAPI description of /api/v1/stats/: parameters, responses and the metric definitions.
 
 Merged into carebot.web.openapi.SPEC. The definitions here are the contract; they say the same
-as carebot.care.stats and the README's "Statistics" section.
+as carebot.stats.metrics and the README's "Statistics" section.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from carebot.care.stats_csv import COLUMNS
+from carebot.stats.csv_export import COLUMNS
 
 WHO = "Allowed roles: manager, admin (agents get 403)."
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from carebot.care.events import Effects
+from carebot.domain.events import Effects
 from carebot.web.keys import EVENT_HUB, OUTBOX_WAKE
 
 

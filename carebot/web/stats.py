@@ -1,4 +1,4 @@
-"""Statistics API for managers and admins: thin handlers over carebot.care.stats."""
+"""Statistics API for managers and admins: thin handlers over carebot.stats.metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import stats
-from carebot.care.knowledge_gaps import DEFAULT_THRESHOLD
-from carebot.care.stats_csv import export_csv
-from carebot.care.stats_period import UNITS, StatsInputError, parse_period
+from carebot.stats import metrics as stats
+from carebot.stats.csv_export import export_csv
+from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD
+from carebot.stats.period import UNITS, StatsInputError, parse_period
 from carebot.web.auth import SUPERVISORS, roles
 from carebot.web.errors import ApiError
 from carebot.web.keys import CLOCK, SESSIONS, SETTINGS

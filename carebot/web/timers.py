@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from carebot.care import surveys
-from carebot.care.events import Effects
-from carebot.care.timers import flag_sla_breaches, resolve_timeouts
+from carebot.domain.events import Effects
+from carebot.routing import surveys
+from carebot.routing.timers import flag_sla_breaches, resolve_timeouts
 from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS
 from carebot.web.publish import publish_effects
 

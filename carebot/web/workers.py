@@ -14,10 +14,10 @@ from functools import partial
 
 from aiohttp import web
 
-from carebot.care.outbox import DeliveryPolicy, OutboxWorker, Sender
 from carebot.channels.http import CHANNEL as HTTP_CHANNEL
 from carebot.channels.http_delivery import HttpCallbackSender
 from carebot.channels.telegram import TelegramChannel, build_application
+from carebot.delivery.outbox import DeliveryPolicy, OutboxWorker, Sender
 from carebot.settings import Settings
 from carebot.web.keys import (
     CLOCK,

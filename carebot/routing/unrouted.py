@@ -15,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care import touchpoints
-from carebot.care.clock import Clock
-from carebot.care.conversations import latest_conversation
-from carebot.care.events import Effects, Event
-from carebot.care.messages import OutboundMessage
-from carebot.care.outbox import enqueue_notice
 from carebot.db.models import ChannelReceipt, Contact, Conversation
+from carebot.delivery.outbox import enqueue_notice
+from carebot.domain.clock import Clock
+from carebot.domain.events import Effects, Event
+from carebot.domain.messages import OutboundMessage
+from carebot.routing import touchpoints
+from carebot.routing.conversations import latest_conversation
 
 
 @dataclass(frozen=True)

@@ -46,18 +46,18 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from carebot.care import intents, replies, surveys
-from carebot.care.clock import ms_between
-from carebot.care.events import Effects, Event
-from carebot.care.faq import Candidate, FaqDoc
-from carebot.care.messages import Button, InboundMessage, OutboundMessage, RouteResult
-from carebot.care.router import DuplicateIdConflict, Router
-from carebot.care.survey_answers import parse_score
-from carebot.care.touchpoints import EFFORT
 from carebot.db.checkpoint import WalCheckpointer
 from carebot.db.models import Base
 from carebot.db.types import UTCDateTime
 from carebot.db.writer_thread import SqliteWriterThread
+from carebot.domain.clock import ms_between
+from carebot.domain.events import Effects, Event
+from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.routing import intents, replies, surveys
+from carebot.routing.router import DuplicateIdConflict, Router
+from carebot.routing.survey_answers import parse_score
+from carebot.routing.touchpoints import EFFORT
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import touchpoints
 from carebot.db.models import Contact, Conversation, Customer
+from carebot.routing import touchpoints
 
 OPEN_STATUSES = ("bot", "queued", "assigned")
 

@@ -12,8 +12,8 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care.faq import FaqDoc
 from carebot.db.models import FaqEntry
+from carebot.matching.faq import FaqDoc
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 MAX_TEXT = 300

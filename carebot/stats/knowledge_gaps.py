@@ -16,7 +16,7 @@ from datetime import datetime
 
 from rapidfuzz import fuzz, process
 
-from carebot.care.textnorm import normalize
+from carebot.matching.textnorm import normalize
 
 DEFAULT_THRESHOLD = 80
 MAX_EXAMPLES = 5

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care.stats import (
+from carebot.stats.metrics import (
     C,
     S,
     Scope,
@@ -27,7 +27,7 @@ from carebot.care.stats import (
     handle_segments,
     queue_waits,
 )
-from carebot.care.stats_period import Period
+from carebot.stats.period import Period
 
 PAGE_SIZE = 2000
 

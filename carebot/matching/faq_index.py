@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from carebot.care.faq import Candidate, FaqDoc
-from carebot.care.match_cache import CacheKey, CacheStats, MatchCache, cache_key
-from carebot.care.matcher import Matcher, build_matcher
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.match_cache import CacheKey, CacheStats, MatchCache, cache_key
+from carebot.matching.matcher import Matcher, build_matcher
 
 MatcherBuilder = Callable[[Sequence[FaqDoc]], Matcher]
 

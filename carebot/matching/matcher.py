@@ -94,8 +94,8 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from carebot.care.faq import Candidate, FaqDoc
-from carebot.care.textnorm import normalize
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.textnorm import normalize
 
 DEFAULT_ANSWER_THRESHOLD = 0.40
 DEFAULT_SUGGEST_THRESHOLD = 0.30

@@ -18,8 +18,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from carebot.care.faq import Candidate
-from carebot.care.textnorm import normalize
+from carebot.matching.faq import Candidate
+from carebot.matching.textnorm import normalize
 
 CacheKey = tuple[str, int]  # (normalised text, candidate limit)
 

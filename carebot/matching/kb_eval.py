@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import yaml
 
-from carebot.care.faq import Candidate, FaqDoc
+from carebot.matching.faq import Candidate, FaqDoc
 
 METRIC_KEYS = (
     "top1",

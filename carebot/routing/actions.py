@@ -13,14 +13,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import assignment, surveys, touchpoints
-from carebot.care.clock import ms_between
-from carebot.care.conversations import OPEN_STATUSES, resolve
-from carebot.care.events import Effects, Event
-from carebot.care.messages import OutboundMessage
-from carebot.care.outbox import enqueue
-from carebot.care.surveys import SurveyPolicy
+from carebot.agents import assignment
 from carebot.db.models import Agent, Contact, Conversation, Message, Touchpoint
+from carebot.delivery.outbox import enqueue
+from carebot.domain.clock import ms_between
+from carebot.domain.events import Effects, Event
+from carebot.domain.messages import OutboundMessage
+from carebot.routing import surveys, touchpoints
+from carebot.routing.conversations import OPEN_STATUSES, resolve
+from carebot.routing.surveys import SurveyPolicy
 
 STATUSES = ("bot", "queued", "assigned", "resolved")
 MAX_RESOLUTION_CODE = 64

@@ -10,21 +10,22 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.care import assignment, intents, replies, surveys, touchpoints
-from carebot.care.clock import Clock, ms_between
-from carebot.care.conversations import (
+from carebot.agents import assignment
+from carebot.db.models import Contact, Conversation, Message
+from carebot.delivery.outbox import enqueue
+from carebot.domain.clock import Clock, ms_between
+from carebot.domain.events import Effects, Event
+from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.faq_index import FaqIndex
+from carebot.routing import intents, replies, surveys, touchpoints
+from carebot.routing.conversations import (
     current_conversation,
     find_or_create_contact,
     latest_conversation,
     resolve,
 )
-from carebot.care.events import Effects, Event
-from carebot.care.faq import Candidate, FaqDoc
-from carebot.care.faq_index import FaqIndex
-from carebot.care.messages import Button, InboundMessage, OutboundMessage, RouteResult
-from carebot.care.outbox import enqueue
-from carebot.care.surveys import SurveyPolicy
-from carebot.db.models import Contact, Conversation, Message
+from carebot.routing.surveys import SurveyPolicy
 
 log = logging.getLogger(__name__)
 

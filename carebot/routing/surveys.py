@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import touchpoints
-from carebot.care.events import Effects
-from carebot.care.messages import Button, OutboundMessage
-from carebot.care.outbox import enqueue
-from carebot.care.survey_answers import parse_score
 from carebot.db.models import Contact, Conversation, Survey
+from carebot.delivery.outbox import enqueue
+from carebot.domain.events import Effects
+from carebot.domain.messages import Button, OutboundMessage
+from carebot.routing import touchpoints
+from carebot.routing.survey_answers import parse_score
 
 PAYLOAD_PREFIX = "survey:"
 SKIP = "skip"

@@ -28,8 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care.stats_period import Period, offset_segments
 from carebot.db.types import UTCDateTime
+from carebot.stats.period import Period, offset_segments
 
 # The percentiles reported for every duration, as exact fractions (integer SQL arithmetic).
 PERCENTILES: dict[str, tuple[int, int]] = {"median": (1, 2), "p90": (9, 10)}

@@ -26,8 +26,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from carebot.care.embeddings import F32, MiniLmEncoder
-from carebot.care.model_cache import cached_path, store
+from carebot.matching.embeddings import F32, MiniLmEncoder
+from carebot.matching.model_cache import cached_path, store
 
 log = logging.getLogger(__name__)
 

@@ -45,10 +45,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from carebot.care.knowledge_gaps import DEFAULT_THRESHOLD, GapQuestion, cluster
-from carebot.care.stats_period import Bucket, Period, buckets
-from carebot.care.stats_sql import Distribution, Sql, distributions, ratio
 from carebot.db.models import Agent, Conversation, FaqEntry, Survey, Touchpoint
+from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD, GapQuestion, cluster
+from carebot.stats.period import Bucket, Period, buckets
+from carebot.stats.sql import Distribution, Sql, distributions, ratio
 
 C = Conversation
 T = Touchpoint
@@ -805,7 +805,7 @@ async def knowledge_gaps(
     """Questions that ended in a handoff because the bot had no answer, grouped by similarity.
 
     The texts of `no_match` and `failed_turns` handoffs in the period (the latest `sample` of
-    them) are fetched with SQL and clustered in Python (see carebot.care.knowledge_gaps).
+    them) are fetched with SQL and clustered in Python (see carebot.stats.knowledge_gaps).
     """
     scope = await Scope.build(session, query)
     reason = T.details["reason"].as_string()

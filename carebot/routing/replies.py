@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from carebot.care.faq import FaqDoc
-from carebot.care.messages import Button, OutboundMessage
+from carebot.domain.messages import Button, OutboundMessage
+from carebot.matching.faq import FaqDoc
 
 # Button payloads: short, stable strings (Telegram allows 64 bytes of callback data).
 HANDOFF = "handoff"

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from carebot.care.events import Event
+from carebot.domain.events import Event
 
 log = logging.getLogger(__name__)
 

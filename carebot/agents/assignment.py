@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Subquery
 
-from carebot.care import touchpoints
-from carebot.care.clock import ms_between
-from carebot.care.events import Effects, Event
 from carebot.db.models import Agent, Conversation
+from carebot.domain.clock import ms_between
+from carebot.domain.events import Effects, Event
+from carebot.routing import touchpoints
 
 
 def _load_subquery() -> Subquery:

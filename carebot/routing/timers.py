@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.care import touchpoints
-from carebot.care.clock import ms_between
-from carebot.care.conversations import resolve
-from carebot.care.events import Effects, Event
 from carebot.db.models import Conversation, Touchpoint
+from carebot.domain.clock import ms_between
+from carebot.domain.events import Effects, Event
+from carebot.routing import touchpoints
+from carebot.routing.conversations import resolve
 
 BATCH = 200
 

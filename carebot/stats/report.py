@@ -44,7 +44,7 @@ def _mean(value: float | None, digits: int = 2) -> str:
 
 
 def render_summary(s: dict[str, Any]) -> str:
-    """The summary of carebot.care.stats.summary as aligned text."""
+    """The summary of carebot.stats.metrics.summary as aligned text."""
     p, v, bot = s["period"], s["volume"], s["bot"]
     filters = ", ".join(f"{k}={val}" for k, val in p["filters"].items()) or "none"
     out = [

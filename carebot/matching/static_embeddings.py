@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from carebot.care.embeddings import MiniLmEncoder, l2_normalize, padded
-from carebot.care.model_cache import cached_path, store
+from carebot.matching.embeddings import MiniLmEncoder, l2_normalize, padded
+from carebot.matching.model_cache import cached_path, store
 
 log = logging.getLogger(__name__)
 
