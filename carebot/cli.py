@@ -355,7 +355,7 @@ def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.agents.accounts import list_agents
-    from carebot.agents.assignment import agent_load
+    from carebot.routing.agent_facts import agent_load
 
     async def work(session: AsyncSession) -> int:
         rows = await list_agents(session)

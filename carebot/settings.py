@@ -74,6 +74,8 @@ class Settings:
     bot_timeout_minutes: float = 30.0
     # Queued longer than this is an SLA breach (a touchpoint and an event to managers).
     queue_sla_seconds: float = 300.0
+    # A customer who writes while queued is told their position at most this often.
+    queue_ack_minutes: float = 3.0
     # Stats: a resolved conversation is a first contact resolution only if the customer opens
     # no new conversation (any channel) within this many days of the resolution.
     stats_repeat_window_days: float = 7.0
@@ -90,7 +92,7 @@ class Settings:
     survey_csat_text: str = "How satisfied are you with the help you got?"
     survey_ces_text: str = "How easy was it to get your issue resolved?"
     survey_comment_text: str = "Anything we could do better? Just type it, or press Skip."
-    survey_thanks_text: str = "Thank you for your feedback!"
+    survey_thanks_text: str = "Thank you for your feedback! If you need anything else, just write."
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
 

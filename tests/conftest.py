@@ -80,8 +80,13 @@ def database_url(
     yield url
 
 
+# Configuration the migrations seed (the resolution codes) stays; tests that change it
+# restore it themselves.
+KEEP_TABLES = {"resolution_codes"}
+
+
 def _truncate_pg(url: str) -> None:
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES)
 
     async def run() -> None:
         engine = make_engine(url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.db.models import (
     ChannelReceipt,
+    Contact,
     Conversation,
+    Customer,
     Message,
     OutboxMessage,
     Touchpoint,
@@ -22,7 +24,6 @@ from carebot.db.models import (
 from carebot.delivery.outbox import enqueue
 from carebot.domain.clock import ManualClock
 from carebot.domain.messages import Button, OutboundMessage
-from carebot.routing.conversations import current_conversation, find_or_create_contact
 from carebot.settings import Settings
 from tests.fakes.bot_api import FakeBotAPI
 
@@ -88,6 +89,26 @@ async def all_sent(sessions: async_sessionmaker[AsyncSession]) -> bool:
     return bool(rows) and all(r.status == "sent" for r in rows)
 
 
+async def open_conversation(
+    session: AsyncSession, channel: str, recipient: str, now: datetime
+) -> Conversation:
+    """A customer with a contact and a bot conversation, written directly."""
+    customer = Customer(display_name="Alice", created_at=now)
+    session.add(customer)
+    await session.flush()
+    contact = Contact(customer_id=customer.id, channel=channel, external_id=recipient,
+                      display_name="Alice", created_at=now)
+    session.add(contact)
+    await session.flush()
+    conv = Conversation(customer_id=customer.id, contact_id=contact.id, channel=channel,
+                        status="bot", opened_at=now, updated_at=now, failed_bot_turns=0,
+                        customer_messages=0, bot_answers=0, agent_messages=0, handoffs=0,
+                        transfers=0, reopen_count=0, effort_score=0)
+    session.add(conv)
+    await session.flush()
+    return conv
+
+
 async def queue_messages(
     sessions: async_sessionmaker[AsyncSession],
     clock: ManualClock,
@@ -99,8 +120,7 @@ async def queue_messages(
 ) -> list[int]:
     """Queue replies in the recipient's conversation, as the router or the console would."""
     async with sessions.begin() as session:
-        contact = await find_or_create_contact(session, channel, recipient, "Alice", clock())
-        conv = await current_conversation(session, contact, None, clock(), timedelta(hours=24))
+        conv = await open_conversation(session, channel, recipient, clock())
         ids = []
         for text in texts:
             message = await enqueue(

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from carebot.agents.assignment import assign_waiting
+from carebot.db.engine import make_write_sessionmaker
 from carebot.db.models import Agent, Contact, Conversation, Customer, Touchpoint
 from carebot.domain.clock import ManualClock
 from carebot.domain.events import Effects
 from carebot.routing import actions as console
+from carebot.routing.actions import assign_waiting
+from carebot.routing.policy import Policy
+from carebot.settings import Settings
 from tests.helpers import make_agent
+
+POLICY = Policy.from_settings(Settings())
 
 
 async def queue_conversations(
@@ -42,15 +47,16 @@ async def queue_conversations(
 
 
 async def test_concurrent_assigners_respect_capacity_and_assign_once(
-    sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine, clock: ManualClock
 ) -> None:
+    writes = make_write_sessionmaker(engine)
     for name in ("a1", "a2", "a3"):
         await make_agent(sessions, name, capacity=2, status="online")
     await queue_conversations(sessions, clock, 20)
 
     async def worker() -> int:
-        async with sessions.begin() as session:
-            return await assign_waiting(session, clock(), Effects())
+        async with writes.begin() as session:
+            return await assign_waiting(session, clock(), Effects(), POLICY)
 
     # Ten "processes" race for the same queue (on SQLite they simply take turns).
     results = await asyncio.gather(*(worker() for _ in range(10)))
@@ -71,8 +77,9 @@ async def test_concurrent_assigners_respect_capacity_and_assign_once(
 
 
 async def test_two_agents_claiming_the_same_conversation(
-    sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine, clock: ManualClock
 ) -> None:
+    writes = make_write_sessionmaker(engine)
     ids = [await make_agent(sessions, n, status="away") for n in ("p", "q")]
     [cid] = await queue_conversations(sessions, clock, 1)
 
@@ -81,8 +88,8 @@ async def test_two_agents_claiming_the_same_conversation(
             agent = await s.get(Agent, agent_id)
         assert agent is not None
         try:
-            async with sessions.begin() as session:
-                await console.claim(session, agent, cid, clock(), Effects())
+            async with writes.begin() as session:
+                await console.claim(session, agent, cid, clock(), Effects(), POLICY)
             return "won"
         except console.ConsoleError as exc:
             assert exc.status == 409

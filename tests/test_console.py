@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.cli import main
-from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
+from carebot.db.models import Agent, Conversation, Message, OutboxMessage, Touchpoint
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from tests.helpers import Customer, bearer, create_app, make_agent
@@ -178,15 +178,58 @@ async def test_transfer_to_agent_and_to_queue_counts_and_raises_effort(
     effort_before = (await conv(sessions, cid)).effort_score
     # Bob cannot touch Amy's conversation.
     await bob.act(cid, "transfer", {"agent_id": bob.id}, expect=403)
-    moved = await amy.act(cid, "transfer", {"agent_id": bob.id})
+    # Bob is offline: a transfer would strand the customer.
+    refused = await amy.act(cid, "transfer", {"agent_id": bob.id}, expect=409)
+    assert refused["error"]["message"] == "Bob is offline; pick an online agent"
+    await bob.online()
+    moved = await amy.act(cid, "transfer", {"agent_id": bob.id, "note": "wants a refund"})
     assert (moved["assigned_agent_id"], moved["transfers"]) == (bob.id, 1)
     assert moved["effort_score"] == effort_before + 3
-    # Back to the queue: Bob is offline, so the only online agent with room, Amy, gets it.
+    detail = await bob.call("GET", f"/api/v1/conversations/{cid}")
+    notes = [m["text"] for m in detail["messages"] if m["direction"] == "note"]
+    assert notes == ["wants a refund"]  # the next agent reads why; the customer never does
+    async with sessions() as session:
+        sent = list(await session.scalars(select(OutboxMessage.text)))
+    assert "wants a refund" not in sent and "Bob has joined the conversation." in sent
+    # Back to the queue: never straight back to Bob, who let it go; Amy has room.
     queued = await bob.act(cid, "transfer", {"agent_id": None})
     assert queued["transfers"] == 2
     assert queued["assigned_agent_id"] == amy.id
     await amy.act(cid, "transfer", {"agent_id": 999_999}, expect=404)
     await amy.act(cid, "transfer", {"agent_id": "bob"}, expect=400)
+
+
+async def test_transfer_to_the_queue_never_returns_to_the_releasing_agent(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    amy = await agent(client, sessions, "Amy")
+    await amy.online()
+    cid = (await Customer(client, "t2").say("/human"))["conversation_id"]
+    released = await amy.act(cid, "transfer", {"agent_id": None})
+    # Amy is the only agent online and has room, yet the conversation waits for someone else.
+    assert (released["status"], released["assigned_agent_id"]) == ("queued", None)
+    # Freeing capacity (another conversation resolved) does not hand it back to her either.
+    other = (await Customer(client, "t3").say("/human"))["conversation_id"]
+    await amy.act(other, "resolve", {"code": "answered"})
+    assert (await conv(sessions, cid)).status == "queued"
+    ben = await agent(client, sessions, "Ben")
+    await ben.online()
+    assert (await conv(sessions, cid)).assigned_agent_id == ben.id
+
+
+async def test_transfer_to_a_disabled_agent_is_refused(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    amy = await agent(client, sessions, "Amy")
+    gone = await agent(client, sessions, "Gone", status="online", capacity=0)
+    await amy.online()
+    cid = (await Customer(client, "t4").say("/human"))["conversation_id"]
+    async with sessions.begin() as session:
+        row = await session.get(Agent, gone.id)
+        assert row is not None
+        row.disabled = True
+    refused = await amy.act(cid, "transfer", {"agent_id": gone.id}, expect=409)
+    assert refused["error"]["message"] == "Gone is disabled"
 
 
 async def test_note_is_never_sent_and_handback_returns_to_the_bot(

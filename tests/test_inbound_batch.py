@@ -1,4 +1,4 @@
-"""Group commit of inbound messages: the batch path must behave exactly like `Router.handle`."""
+"""Group commit of inbound messages: a batch must behave exactly like its messages one by one."""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ from carebot.domain.events import Effects
 from carebot.domain.messages import InboundMessage, RouteResult
 from carebot.matching.faq_index import FaqIndex
 from carebot.matching.knowledge import load_knowledge
-from carebot.routing import inbound_batch
-from carebot.routing.inbound_batch import InboundBatcher
-from carebot.routing.router import DuplicateIdConflict, Router, RoutingPolicy
+from carebot.routing import batch as batch_module
+from carebot.routing.batch import BatchContext, DuplicateIdConflict
+from carebot.routing.decision import Knowledge
+from carebot.routing.pipeline import InboundBatcher
+from carebot.routing.policy import Policy
+from carebot.routing.smalltalk import load_small_talk
+from carebot.settings import Settings
 from tests.conftest import KNOWLEDGE
 from tests.helpers import MATCHERS
 
@@ -37,16 +41,14 @@ def index() -> FaqIndex:
 
 
 @pytest.fixture
-async def router(
-    sessions: async_sessionmaker[AsyncSession], clock: ManualClock, starter_kb: None,
-    index: FaqIndex,
-) -> Router:
-    return Router(sessions, index, RoutingPolicy(), clock)
-
-
-@pytest.fixture
-async def batcher(router: Router, engine: AsyncEngine) -> AsyncIterator[InboundBatcher]:
-    b = InboundBatcher(router, engine)
+async def batcher(
+    engine: AsyncEngine, clock: ManualClock, index: FaqIndex
+) -> AsyncIterator[InboundBatcher]:
+    """The pipeline with the shipped policy (the defaults of `Settings`)."""
+    small_talk = load_small_talk(KNOWLEDGE / "smalltalk")
+    ctx = BatchContext(Policy.from_settings(Settings()),
+                       lambda: Knowledge(index.docs_by_id, small_talk), clock, index.match_sync)
+    b = InboundBatcher(ctx, index, engine)
     await b.start()
     yield b
     await b.stop()
@@ -82,8 +84,8 @@ async def inbound_count(sessions: async_sessionmaker[AsyncSession], user: str) -
     return int(n or 0)
 
 
-def faq_of(router: Router, question: str) -> str:
-    return router.index.match_sync(question, 3)[0].faq_id
+def faq_of(batcher: InboundBatcher, question: str) -> str:
+    return batcher.index.match_sync(question, 3)[0].faq_id
 
 
 async def test_one_batch_of_several_customers_answers_each(
@@ -107,9 +109,9 @@ async def test_one_batch_of_several_customers_answers_each(
 
 
 async def test_same_customer_twice_in_one_batch_is_applied_in_order(
-    batcher: InboundBatcher, router: Router, sessions: async_sessionmaker[AsyncSession]
+    batcher: InboundBatcher, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    faq = faq_of(router, "where is my order")
+    faq = faq_of(batcher, "where is my order")
     first, second = await in_one_batch(batcher, [
         msg("twice", "twice-1", ("say", "where is my order")),
         msg("twice", "twice-2", ("press", f"yes:{faq}")),
@@ -158,22 +160,18 @@ async def test_a_reused_id_from_another_user_fails_only_that_message(
     assert await inbound_count(sessions, "thief") == 0
 
 
-async def test_a_failing_batch_is_routed_one_by_one_and_loses_nothing(
-    batcher: InboundBatcher, router: Router, sessions: async_sessionmaker[AsyncSession],
+async def test_a_failing_batch_is_written_one_by_one_and_loses_nothing(
+    batcher: InboundBatcher, sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken_batch(self: Any, conn: Any) -> Any:
-        raise RuntimeError("the batch statement failed")
+    real_run = batch_module.Batch.run
 
-    real_route = router._route
+    def run(self: batch_module.Batch, conn: Any) -> Any:
+        if any(p.msg.user_id == "poison" for p in self.batch):
+            raise RuntimeError("this message cannot be written")
+        return real_run(self, conn)
 
-    async def route(session: AsyncSession, m: InboundMessage, *args: Any) -> RouteResult:
-        if m.user_id == "poison":
-            raise RuntimeError("this message cannot be routed")
-        return await real_route(session, m, *args)
-
-    monkeypatch.setattr(inbound_batch._Batch, "run", broken_batch)
-    monkeypatch.setattr(router, "_route", route)
+    monkeypatch.setattr(batch_module.Batch, "run", run)
     results = await in_one_batch(batcher, [
         msg("fine-1", "fine-1-1", ("say", "where is my order")),
         msg("poison", "poison-1", ("say", "where is my order")),
@@ -184,47 +182,12 @@ async def test_a_failing_batch_is_routed_one_by_one_and_loses_nothing(
     assert await inbound_count(sessions, "fine-1") == 1
     assert await inbound_count(sessions, "fine-2") == 1
     assert await inbound_count(sessions, "poison") == 0
+    # The next message of a customer whose batch failed comes after the retried one.
+    later = ok(await batcher.submit(msg("fine-1", "fine-1-2", ("say", "thanks"))))
+    assert later.status == "resolved"
 
 
-async def test_a_later_message_waits_for_one_left_to_the_router(
-    batcher: InboundBatcher, router: Router, sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    faq = faq_of(router, "where is my order")
-    ok(await batcher.submit(msg("held", "held-1", ("say", "where is my order"))))
-    ok(await batcher.submit(msg("held", "held-2", ("press", f"yes:{faq}"))))
-    comment = ok(await batcher.submit(msg("held", "held-3", ("say", "5")))).replies[0]
-    skip = comment.buttons[0].payload
-    routing, release = asyncio.Event(), asyncio.Event()
-    real_handle = router.handle
-
-    async def slow_handle(m: InboundMessage, *args: Any) -> tuple[RouteResult, Effects]:
-        if m.message_id == "held-4":
-            routing.set()
-            await release.wait()
-        return await real_handle(m, *args)
-
-    monkeypatch.setattr(router, "handle", slow_handle)
-    # Skipping the survey's comment needs the router; the question after it would not.
-    skipped = asyncio.create_task(batcher.submit(msg("held", "held-4", ("press", skip))))
-    await routing.wait()
-    question = asyncio.create_task(
-        batcher.submit(msg("held", "held-5", ("say", "how do I return an item")))
-    )
-    await asyncio.sleep(0.3)
-    assert not question.done()  # written only after the skip, never before it
-    release.set()
-    assert ok(await skipped).replies[0].text == "Thank you for your feedback!"
-    assert "Did this help?" in ok(await question).replies[0].text
-    async with sessions() as session:
-        order = list(await session.scalars(
-            select(Message.external_id).where(Message.external_id.like("held-%"))
-            .order_by(Message.id)
-        ))
-    assert order == ["held-1", "held-2", "held-3", "held-4", "held-5"]
-
-
-# --- the batch path is the router, only faster ----------------------------------------------
+# --- a batch is its messages one by one, only faster ---------------------------------------
 
 SCENARIOS: dict[str, list[Step]] = {
     "answer-yes": [("say", "where is my order"), ("press", "yes:{faq}")],
@@ -280,20 +243,16 @@ def _replies(results: list[RouteResult]) -> list[Any]:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "one-batch"])
-async def test_batch_path_matches_the_router(
-    name: str, batched: bool, batcher: InboundBatcher, router: Router,
-    sessions: async_sessionmaker[AsyncSession],
+async def test_one_batch_decides_like_one_message_at_a_time(
+    name: str, batcher: InboundBatcher, sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    faq = faq_of(router, "where is my order")
+    faq = faq_of(batcher, "where is my order")
     steps = [(k, v.format(faq=faq)) for k, v in SCENARIOS[name]]
 
-    slow = [(await router.handle(msg("slow", f"slow-{i}", s)))[0] for i, s in enumerate(steps)]
-    fast_msgs = [msg("fast", f"fast-{i}", s) for i, s in enumerate(steps)]
-    if batched:
-        fast = [ok(o) for o in await in_one_batch(batcher, fast_msgs)]
-    else:
-        fast = [ok(await batcher.submit(m)) for m in fast_msgs]
+    slow = [ok(await batcher.submit(msg("slow", f"slow-{i}", s))) for i, s in enumerate(steps)]
+    fast = [ok(o) for o in await in_one_batch(
+        batcher, [msg("fast", f"fast-{i}", s) for i, s in enumerate(steps)]
+    )]
 
     assert _replies(fast) == _replies(slow)
     assert await _trace(sessions, {r.conversation_id for r in fast}) == await _trace(

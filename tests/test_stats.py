@@ -157,12 +157,15 @@ async def build_scenario(
     await bob.status("online")
     to(at(3, 9, 10))
     await bob.act(conv["dan"], "reply", {"text": "Oh no"}, 201)
+    to(at(3, 9, 14))
+    await alice.status("online")  # a transfer goes to an online agent only
     to(at(3, 9, 15))
     await bob.act(conv["dan"], "transfer", {"agent_id": alice.id})
     to(at(3, 9, 20))
     await alice.act(conv["dan"], "reply", {"text": "Refund on its way"}, 201)
     to(at(3, 9, 45))
     await alice.act(conv["dan"], "resolve", {"code": "refund_issued"})
+    await alice.status("away")
 
     # C5 eve — bot resolution (Yes) at 10:01, then "/human" at 10:30 reopens it and hands it to
     # bob, who replies 10:35 and resolves 10:50 (no second survey: the first is still open).

@@ -44,6 +44,9 @@ async def surveys_of(sessions: async_sessionmaker[AsyncSession]) -> list[Survey]
         return list(await session.scalars(select(Survey).order_by(Survey.id)))
 
 
+THANKS = "Thank you for your feedback! If you need anything else, just write."
+
+
 async def kinds(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
     async with sessions() as session:
         return list(await session.scalars(select(Touchpoint.kind).order_by(Touchpoint.id)))
@@ -63,7 +66,7 @@ async def test_button_answer_then_comment(
     skip = button_payloads(follow["replies"][0])
     assert len(skip) == 1 and skip[0].endswith(":skip")
     thanks = await cust.say("The answer could link to the tracking page")
-    assert thanks["replies"][0]["text"] == "Thank you for your feedback!"
+    assert thanks["replies"][0]["text"] == THANKS
     [row] = await surveys_of(sessions)
     assert (row.kind, row.scale, row.status, row.score) == ("csat", 5, "answered", 4)
     assert row.comment == "The answer could link to the tracking page"
@@ -78,7 +81,7 @@ async def test_comment_can_be_skipped(
     survey = await resolved_by_bot(cust)
     follow = await cust.press(button_payloads(survey)[4])
     done = await cust.press(button_payloads(follow["replies"][0])[0])
-    assert done["replies"][0]["text"] == "Thank you for your feedback!"
+    assert done["replies"][0]["text"] == THANKS
     # After skipping, a new message is a new request for help, not a comment.
     later = await cust.say("how do I return an item")
     assert later["status"] == "bot" and "Did this help?" in later["replies"][0]["text"]
@@ -99,21 +102,39 @@ async def test_typed_answers_count(
     assert row.score == score
 
 
-async def test_ambiguous_text_reopens_help_instead_of_being_swallowed(
+async def test_text_while_the_score_question_waits_is_its_comment_not_a_new_contact(
     client: Client, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     cust = Customer(client, "s-amb")
     first = await cust.say("where is my order")
     await cust.press("yes:order-status")
-    again = await cust.say("how do I reset my password")
-    assert again["conversation_id"] == first["conversation_id"]
-    assert again["status"] == "bot"
-    assert "Did this help?" in again["replies"][0]["text"]
+    comment = await cust.say("the courier was rude to me")
+    assert comment["conversation_id"] == first["conversation_id"]
+    assert comment["status"] == "resolved"
+    assert comment["replies"][0]["text"].startswith("Thank you for your feedback!")
     [row] = await surveys_of(sessions)
-    assert (row.status, row.score) == ("sent", None)
+    assert (row.score, row.comment, row.awaiting) == (None, "the courier was rude to me", None)
     async with sessions() as session:
         conv = await session.get(Conversation, first["conversation_id"])
-        assert conv is not None and conv.reopen_count == 1
+        assert conv is not None
+        assert (conv.reopen_count, conv.customer_messages) == (0, 2)  # the comment is no contact
+    tail = (await kinds(sessions))[-2:]
+    assert tail == ["survey_sent", "survey_comment"]  # no message_in, no handoff, no gap
+    # With the question answered, the next message is help again: it reopens.
+    again = await cust.say("how do I reset my password")
+    assert again["status"] == "bot" and "Did this help?" in again["replies"][0]["text"]
+
+
+async def test_asking_for_a_person_while_a_survey_waits_reopens(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    cust = Customer(client, "s-human")
+    first = await cust.say("where is my order")
+    await cust.press("yes:order-status")
+    again = await cust.say("/human")
+    assert (again["conversation_id"], again["status"]) == (first["conversation_id"], "queued")
+    [row] = await surveys_of(sessions)
+    assert (row.status, row.comment) == ("sent", None)
 
 
 async def test_expired_survey_answer_is_a_new_message(

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from carebot.domain.messages import InboundMessage
-from carebot.routing.router import DuplicateIdConflict
+from carebot.routing.batch import DuplicateIdConflict
 from carebot.web.errors import ApiError, read_json_object, text_field
 from carebot.web.keys import INBOUND, SETTINGS
 from carebot.web.publish import publish_effects

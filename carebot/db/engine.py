@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -33,6 +33,8 @@ def make_engine(
             engine.sync_engine, "connect",
             functools.partial(_sqlite_pragmas, synchronous=sqlite_synchronous),
         )
+        event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
@@ -74,6 +76,30 @@ def _sqlite_pragmas(
     cursor.close()
 
 
+def _sqlite_manual_transactions(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # sqlite3 would begin a transaction only at the first INSERT/UPDATE, so a session's reads
+    # ran outside it and a read-modify-write could lose a concurrent update; carebot begins
+    # transactions itself (`_sqlite_begin`).
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writing sessions (`make_write_sessionmaker`) take the write lock before their first read;
+    # readers (stats, listings) must not hold it, or a long query would stall every writer.
+    mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+WRITE_OPTION = "carebot_writes"
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Session factory; objects stay usable after commit (no implicit reloads in async code)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def make_write_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Session factory for transactions that read, decide and write: on SQLite they hold the
+    write lock from their first statement (on PostgreSQL they lock the rows they change)."""
+    return async_sessionmaker(engine.execution_options(**{WRITE_OPTION: True}),
+                              expire_on_commit=False)

@@ -104,8 +104,16 @@ class Conversation(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(index=True)
     resolved_by: Mapped[str | None] = mapped_column(String(16))
     resolution_code: Mapped[str | None] = mapped_column(String(64))
+    # The agent who resolved it (credited in the stats), whoever held it.
+    resolved_agent_id: Mapped[int | None] = mapped_column(BigId, index=True)
     # The FAQ the bot last answered with, while it waits for "Did this help?".
     pending_faq_id: Mapped[str | None] = mapped_column(String(100))
+    # Payloads of the buttons the bot showed last: a press of anything else is stale or forged.
+    offered_payloads: Mapped[list[Any] | None]
+    # When a queued customer was last told their position (at most every few minutes).
+    queue_ack_at: Mapped[datetime | None]
+    # The agent who put it back in the queue: it is never handed straight back to them.
+    released_by_agent_id: Mapped[int | None] = mapped_column(BigId)
     failed_bot_turns: Mapped[int] = mapped_column(Integer, default=0)
     customer_messages: Mapped[int] = mapped_column(Integer, default=0)
     bot_answers: Mapped[int] = mapped_column(Integer, default=0)
@@ -116,6 +124,21 @@ class Conversation(Base):
     effort_score: Mapped[int] = mapped_column(Integer, default=0)
     first_bot_response_ms: Mapped[int | None]
     first_human_response_ms: Mapped[int | None]
+
+
+class ResolutionCode(Base):
+    """The managed list of codes an agent resolves a conversation with."""
+
+    __tablename__ = "resolution_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    # False for codes like `spam`: no survey is sent.
+    survey: Mapped[bool] = mapped_column(Boolean, default=True)
+    # False for codes like `spam`: a new message starts a new conversation instead.
+    may_reopen: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
 
 
 class Message(Base):
@@ -160,7 +183,7 @@ class Touchpoint(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     faq_id: Mapped[str | None] = mapped_column(String(100), index=True)
     score: Mapped[float | None] = mapped_column(Float)
-    # Points this step cost the customer (see carebot.routing.touchpoints.EFFORT).
+    # Points this step cost the customer (see carebot.routing.states.EFFORT).
     effort: Mapped[int] = mapped_column(Integer, default=0)
     # How long the customer waited for this response, in milliseconds.
     wait_ms: Mapped[int | None]

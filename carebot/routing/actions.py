@@ -1,11 +1,16 @@
 """What agents do in the console: read conversations, reply, note, transfer, resolve, claim.
 
-Every action is a touchpoint with the acting agent. Access: agents see and act on the
-conversations assigned to them and on the queue; managers and admins on everything.
+Each action loads the conversation (locked) and the facts it needs, asks the decision core
+(`carebot.routing.core`) what happens, and writes that (`carebot.routing.apply`). Access:
+agents see and act on the conversations assigned to them and on the queue; managers and
+admins on everything. Lock order, everywhere: the conversation row first, then agent rows
+(FOR NO KEY UPDATE, which does not conflict with the key-share locks that inserts
+referencing an agent take).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,19 +18,27 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.agents import assignment
-from carebot.db.models import Agent, Contact, Conversation, Message, Touchpoint
-from carebot.delivery.outbox import enqueue
-from carebot.domain.clock import ms_between
+from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
+from carebot.db.models import ResolutionCode as ResolutionCodeRow
 from carebot.domain.events import Effects, Event
-from carebot.domain.messages import OutboundMessage
-from carebot.routing import surveys, touchpoints
-from carebot.routing.conversations import OPEN_STATUSES, resolve
-from carebot.routing.surveys import SurveyPolicy
+from carebot.routing import apply, core, touchpoints
+from carebot.routing.agent_facts import agent_facts, agent_facts_query, facts_of
+from carebot.routing.decision import (
+    CONV_COLUMNS,
+    SURVEY_COLUMNS,
+    AgentFacts,
+    ConvState,
+    Decision,
+    Facts,
+    NotAllowed,
+    SurveyState,
+)
+from carebot.routing.policy import Policy, ResolutionCode
 
 STATUSES = ("bot", "queued", "assigned", "resolved")
 MAX_RESOLUTION_CODE = 64
-BACK_TO_BOT = "You're back with the assistant. Ask me anything, or send /human for a person."
+# Waiting conversations one action assigns at most (agents free up one at a time).
+REFILL_LIMIT = 50
 
 
 class ConsoleError(Exception):
@@ -137,69 +150,111 @@ async def conversation_detail(
     }
 
 
+async def _actor(session: AsyncSession, agent: Agent, *, lock: bool = False) -> AgentFacts:
+    return await _agent_facts(session, agent.id, lock=lock)
+
+
+async def _agent_facts(session: AsyncSession, agent_id: int, *, lock: bool = False) -> AgentFacts:
+    """An agent's facts; `lock` holds their row (FOR NO KEY UPDATE: it does not conflict with
+    the key-share locks inserts referencing the agent take) so their load is counted once."""
+    if lock:
+        await session.execute(
+            select(Agent.id).where(Agent.id == agent_id).with_for_update(key_share=True)
+        )
+    return await _read_agent(session, agent_id)
+
+
+async def _try_agent(session: AsyncSession, agent_id: int) -> AgentFacts | None:
+    """The agent's facts under their row lock, or None while another transaction holds it
+    (SKIP LOCKED: assignment never waits, so it never deadlocks on agents)."""
+    locked = await session.scalar(
+        select(Agent.id).where(Agent.id == agent_id)
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    return None if locked is None else await _read_agent(session, agent_id)
+
+
+async def _read_agent(session: AsyncSession, agent_id: int) -> AgentFacts:
+    row = (await session.execute(
+        agent_facts_query(online_only=False).where(Agent.id == agent_id)
+    )).one_or_none()
+    if row is None:
+        raise ConsoleError(404, f"agent {agent_id} not found")
+    return agent_facts(row)
+
+
+async def _online_agents(session: AsyncSession) -> tuple[AgentFacts, ...]:
+    return facts_of(list(await session.execute(agent_facts_query(online_only=True))))
+
+
+def _survey_state(row: Survey | None) -> SurveyState | None:
+    if row is None:
+        return None
+    return SurveyState.from_row({c: getattr(row, c) for c in SURVEY_COLUMNS})
+
+
+def _state(conv: Conversation) -> ConvState:
+    return ConvState.from_row({c: getattr(conv, c) for c in CONV_COLUMNS})
+
+
+async def _recipient(session: AsyncSession, conv: Conversation | ConvState) -> str:
+    contact = await session.get(Contact, conv.contact_id)
+    assert contact is not None
+    return contact.external_id
+
+
+async def _commit(
+    session: AsyncSession, conv: Conversation, d: Decision, policy: Policy, effects: Effects
+) -> list[int]:
+    ids = await apply.write(session, d, await _recipient(session, conv), policy, effects)
+    await session.refresh(conv)
+    return ids
+
+
+def _decide(fn: Callable[[], Decision]) -> Decision:
+    try:
+        return fn()
+    except NotAllowed as exc:
+        raise ConsoleError(409, exc.message) from None
+
+
 async def reply(
     session: AsyncSession, agent: Agent, conversation_id: int, text: str, now: datetime,
-    effects: Effects,
+    effects: Effects, policy: Policy,
 ) -> Message:
     """Send the agent's reply to the customer through the outbox."""
     conv = await load_for(session, agent, conversation_id, lock=True)
-    if conv.status == "queued":
-        raise ConsoleError(409, "conversation is in the queue; claim it before replying")
-    if conv.status != "assigned" or (
-        conv.assigned_agent_id != agent.id and not is_supervisor(agent)
-    ):
-        raise ConsoleError(409, f"conversation is {conv.status}, not assigned to you")
-    contact = await session.get(Contact, conv.contact_id)
-    assert contact is not None
     last_reply = await session.scalar(
         select(func.max(Message.created_at)).where(
             Message.conversation_id == conv.id, Message.sender == "agent",
             Message.direction == "out",
         )
     )
-    waiting_since = conv.last_customer_message_at
-    if last_reply is not None and waiting_since is not None and waiting_since <= last_reply:
-        waiting_since = None  # the customer already had an answer to their last message
-    message = await enqueue(
-        session, conv, contact.external_id, OutboundMessage(text), now,
-        sender="agent", agent_id=agent.id,
-    )
-    effects.outbox_pending = True
-    conv.agent_messages += 1
-    conv.updated_at = now
-    if conv.first_human_response_ms is None:
-        # Human first response runs from the handoff, never from the bot's time.
-        conv.first_human_response_ms = ms_between(conv.queued_at, now)
-    touchpoints.record(
-        session, conv, "agent_reply", actor="agent", channel=conv.channel, at=now,
-        agent_id=agent.id, message_id=message.id, wait_ms=ms_between(waiting_since, now),
-    )
-    effects.emit(_status_event("agent_reply", conv, {"text": text, "agent_id": agent.id}))
+    actor = await _actor(session, agent)
+    d = _decide(lambda: core.reply(_state(conv), actor, text, now, last_reply))
+    ids = await _commit(session, conv, d, policy, effects)
+    message = await session.get(Message, ids[0])
+    assert message is not None
     return message
 
 
 async def note(
     session: AsyncSession, agent: Agent, conversation_id: int, text: str, now: datetime,
-    effects: Effects,
+    effects: Effects, policy: Policy,
 ) -> Message:
     """A private note on the conversation: stored and shown to agents, never sent."""
     conv = await load_for(session, agent, conversation_id, lock=True)
-    message = Message(
-        conversation_id=conv.id, channel=conv.channel, direction="note", sender="agent",
-        agent_id=agent.id, text=text, created_at=now,
-    )
-    session.add(message)
-    await session.flush()
-    touchpoints.record(
-        session, conv, "note", actor="agent", channel=conv.channel, at=now,
-        agent_id=agent.id, message_id=message.id,
-    )
-    effects.emit(_status_event("note", conv, {"text": text, "agent_id": agent.id}))
+    actor = await _actor(session, agent)
+    d = _decide(lambda: core.note(_state(conv), actor, text, now))
+    ids = await _commit(session, conv, d, policy, effects)
+    message = await session.get(Message, ids[0])
+    assert message is not None
     return message
 
 
 async def claim(
-    session: AsyncSession, agent: Agent, conversation_id: int, now: datetime, effects: Effects
+    session: AsyncSession, agent: Agent, conversation_id: int, now: datetime, effects: Effects,
+    policy: Policy,
 ) -> Conversation:
     """Take a queued conversation by hand (within the agent's capacity)."""
     conv = await session.scalar(
@@ -207,118 +262,96 @@ async def claim(
     )
     if conv is None:
         raise ConsoleError(404, f"conversation {conversation_id} not found")
-    if conv.status != "queued":
-        # Anyone may claim from the queue, so losing a race is a conflict, not a secret.
-        taken = " by another agent" if conv.assigned_agent_id not in (None, agent.id) else ""
-        raise ConsoleError(409, f"conversation is {conv.status}{taken}, not queued")
-    locked = await session.scalar(select(Agent).where(Agent.id == agent.id).with_for_update())
-    assert locked is not None
-    if await assignment.agent_load(session, agent.id) >= agent.capacity:
-        raise ConsoleError(409, f"you are at your capacity of {agent.capacity} conversations")
-    assignment.assign(
-        session, conv, locked, now, effects, actor="agent", actor_agent_id=agent.id
-    )
+    actor = await _actor(session, agent, lock=True)
+    d = _decide(lambda: core.claim(_state(conv), actor, now))
+    await _commit(session, conv, d, policy, effects)
     return conv
 
 
 async def transfer(
     session: AsyncSession, agent: Agent, conversation_id: int, to_agent_id: int | None,
-    now: datetime, effects: Effects,
+    now: datetime, effects: Effects, policy: Policy, note_text: str | None = None,
 ) -> Conversation:
     """Pass the conversation to another agent, or back to the queue (`to_agent_id` None)."""
     conv = await load_for(session, agent, conversation_id, lock=True)
-    if conv.status not in {"assigned", "queued"}:
-        raise ConsoleError(409, f"conversation is {conv.status}; only a person's can be moved")
-    previous = conv.assigned_agent_id
-    target: Agent | None = None
+    actor = await _actor(session, agent)
+    target = None
     if to_agent_id is not None:
-        target = await session.scalar(
-            select(Agent).where(Agent.id == to_agent_id).with_for_update()
-        )
-        if target is None or target.disabled:
-            raise ConsoleError(404, f"agent {to_agent_id} not found")
-        if target.id == previous:
-            raise ConsoleError(409, "conversation is already assigned to that agent")
-        if await assignment.agent_load(session, target.id) >= target.capacity:
-            raise ConsoleError(409, f"{target.name} has no free capacity")
-    conv.transfers += 1
-    touchpoints.record(
-        session, conv, "transfer", actor="agent", channel=conv.channel, at=now,
-        agent_id=agent.id,
-        details={"from_agent_id": previous, "to_agent_id": to_agent_id},
-    )
-    if target is not None:
-        assignment.assign(session, conv, target, now, effects, actor="agent",
-                          actor_agent_id=agent.id)
-    else:
-        conv.status = "queued"
-        conv.assigned_agent_id = None
-        conv.queued_at = now
-        conv.updated_at = now
-        await session.flush()
-        exclude = {previous} if previous is not None else set()
-        picked = await assignment.pick_agent(session, exclude=exclude)
-        if picked is not None:
-            assignment.assign(session, conv, picked, now, effects)
-        else:
-            effects.emit(Event("queued", conv.id, queue=True, data={"reason": "transfer"}))
-    if previous is not None:
-        effects.emit(Event("unassigned", conv.id, agent_ids=(previous,)))
-        await _refill(session, now, effects)
+        target = await _agent_facts(session, to_agent_id, lock=True)
+    agents = await _online_agents(session) if target is None else ()
+    d = _decide(lambda: core.transfer(_state(conv), actor, target, note_text, now, agents))
+    await _commit(session, conv, d, policy, effects)
+    await assign_waiting(session, now, effects, policy)
     return conv
 
 
 async def hand_back(
-    session: AsyncSession, agent: Agent, conversation_id: int, now: datetime, effects: Effects
+    session: AsyncSession, agent: Agent, conversation_id: int, now: datetime, effects: Effects,
+    policy: Policy,
 ) -> Conversation:
     """Give the conversation back to the bot and tell the customer."""
     conv = await load_for(session, agent, conversation_id, lock=True)
-    if conv.status not in {"assigned", "queued"}:
-        raise ConsoleError(409, f"conversation is {conv.status}, not with a person")
-    previous = conv.assigned_agent_id
-    conv.status = "bot"
-    conv.assigned_agent_id = None
-    conv.failed_bot_turns = 0
-    conv.updated_at = now
-    touchpoints.record(
-        session, conv, "handback", actor="agent", channel=conv.channel, at=now,
-        agent_id=agent.id,
-    )
-    contact = await session.get(Contact, conv.contact_id)
-    assert contact is not None
-    await enqueue(session, conv, contact.external_id, OutboundMessage(BACK_TO_BOT), now,
-                  sender="system", agent_id=agent.id)
-    effects.outbox_pending = True
-    effects.emit(_status_event("handback", conv, {"agent_id": agent.id}, previous))
-    await _refill(session, now, effects)
+    actor = await _actor(session, agent)
+    d = _decide(lambda: core.hand_back(_state(conv), actor, now))
+    await _commit(session, conv, d, policy, effects)
+    await assign_waiting(session, now, effects, policy)
     return conv
+
+
+async def resolution_code(session: AsyncSession, code: str) -> ResolutionCode:
+    """The enabled code from the managed list (400 for anything else)."""
+    row = await session.get(ResolutionCodeRow, code)
+    if row is None or not row.enabled:
+        known = await session.scalars(
+            select(ResolutionCodeRow.code).where(ResolutionCodeRow.enabled.is_(True))
+            .order_by(ResolutionCodeRow.code)
+        )
+        raise ConsoleError(400, f"unknown resolution code {code!r}; use one of: "
+                                f"{', '.join(known)}")
+    return ResolutionCode(row.code, row.label, row.survey, row.may_reopen)
 
 
 async def resolve_by_agent(
     session: AsyncSession, agent: Agent, conversation_id: int, code: str, now: datetime,
-    effects: Effects, survey_policy: SurveyPolicy,
+    effects: Effects, policy: Policy,
 ) -> Conversation:
-    """Resolve with a resolution code (e.g. `answered`, `refund_issued`, `spam`)."""
+    """Resolve with a code from the managed list (e.g. `answered`, `refund_issued`, `spam`)."""
     conv = await load_for(session, agent, conversation_id, lock=True)
-    if conv.status not in OPEN_STATUSES:
-        raise ConsoleError(409, "conversation is already resolved")
-    resolve(session, conv, now, by="agent", actor="agent", code=code, agent_id=agent.id)
-    effects.emit(_status_event("resolved", conv, {"agent_id": agent.id, "code": code}))
-    question = await surveys.on_resolved(session, conv, now, survey_policy)
-    if question is not None:
-        contact = await session.get(Contact, conv.contact_id)
-        assert contact is not None
-        await enqueue(session, conv, contact.external_id, question, now, sender="system")
-        effects.outbox_pending = True
-    await _refill(session, now, effects)
+    managed = await resolution_code(session, code)
+    actor = await _actor(session, agent)
+    facts = await resolve_facts(session, conv.id, conv.customer_id, now, policy)
+    d = _decide(lambda: core.resolve_by_agent(_state(conv), actor, managed, now, facts, policy))
+    await _commit(session, conv, d, policy, effects)
+    await assign_waiting(session, now, effects, policy)
     return conv
 
 
+async def resolve_facts(
+    session: AsyncSession, conversation_id: int, customer_id: int, now: datetime,
+    policy: Policy,
+) -> Facts:
+    """What a resolution needs to know to decide about the survey."""
+    latest = await session.scalar(
+        select(Survey).where(Survey.conversation_id == conversation_id)
+        .order_by(Survey.id.desc()).limit(1)
+    )
+    recent = await session.scalar(
+        select(Survey.id).where(
+            Survey.customer_id == customer_id, Survey.sent_at.is_not(None),
+            Survey.sent_at > now - policy.surveys.cooldown,
+        ).limit(1)
+    )
+    return Facts(survey=_survey_state(latest), surveyed_recently=recent is not None)
+
+
 async def set_availability(
-    session: AsyncSession, agent: Agent, status: str, now: datetime, effects: Effects
+    session: AsyncSession, agent: Agent, status: str, now: datetime, effects: Effects,
+    policy: Policy,
 ) -> Agent:
     """Go online, away or offline; going online pulls waiting conversations."""
-    locked = await session.scalar(select(Agent).where(Agent.id == agent.id).with_for_update())
+    locked = await session.scalar(
+        select(Agent).where(Agent.id == agent.id).with_for_update(key_share=True)
+    )
     assert locked is not None
     if locked.status != status:
         if status == "online":
@@ -332,25 +365,48 @@ async def set_availability(
                            data={"agent_id": agent.id, "status": status}))
     await session.flush()
     if status == "online":
-        await _refill(session, now, effects)
+        await assign_waiting(session, now, effects, policy)
     return locked
 
 
-async def _refill(session: AsyncSession, now: datetime, effects: Effects) -> None:
-    # Capacity may have freed up: the oldest waiting conversations go first.
+async def assign_waiting(
+    session: AsyncSession, now: datetime, effects: Effects, policy: Policy
+) -> int:
+    """Capacity may have freed up: waiting conversations, oldest first, get agents; returns
+    how many were assigned."""
     await session.flush()
-    await assignment.assign_waiting(session, now, effects)
+    skipped: list[int] = []
+    busy: set[int] = set()  # agents another transaction holds right now
+    assigned = 0
+    for _ in range(REFILL_LIMIT):
+        agents = tuple(a for a in await _online_agents(session) if a.id not in busy)
+        if core.pick_agent(agents) is None:
+            return assigned
+        stmt = (select(Conversation).where(Conversation.status == "queued")
+                .order_by(Conversation.queued_at, Conversation.id).limit(1)
+                .with_for_update(skip_locked=True))
+        if skipped:
+            stmt = stmt.where(Conversation.id.not_in(skipped))
+        conv = await session.scalar(stmt)
+        if conv is None:
+            return assigned
+        d = core.assign_waiting(_state(conv), agents, now)
+        if not d.assigned:
+            skipped.append(conv.id)  # only the agent who released it is free
+            continue
+        # The load read above may predate another process's commit: count again under the
+        # agent's lock (PostgreSQL; SQLite has one writer).
+        fresh = await _try_agent(session, d.assigned[0].id)
+        if fresh is None:
+            busy.add(d.assigned[0].id)
+        if fresh is None or not fresh.available:
+            continue  # re-read the agents and try again
+        await _commit(session, conv, d, policy, effects)
+        assigned += 1
+    return assigned
 
 
-def _status_event(
-    kind: str, conv: Conversation, data: dict[str, Any], also: int | None = None
-) -> Event:
-    agents = {a for a in (conv.assigned_agent_id, also) if a is not None}
-    return Event(kind, conv.id, agent_ids=tuple(sorted(agents)),
-                 data={"status": conv.status, **data})
-
-
-def conversation_summary(conv: Conversation) -> dict[str, Any]:
+def conversation_summary(conv: Conversation | ConvState) -> dict[str, Any]:
     """A conversation's summary fields as JSON."""
     return {
         "id": conv.id,

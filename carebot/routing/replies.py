@@ -31,6 +31,13 @@ HANDOFF_ASSIGNED = (
     "I've passed your conversation to {agent} from our support team; they'll reply here."
 )
 STILL_WAITING = "You're still in the queue (number {position}). A person will reply here soon."
+STILL_ASSIGNED = "{agent} has your conversation and will reply here soon."
+JOINED = "{agent} has joined the conversation."
+STALE_BUTTON = (
+    "That button is no longer active. Please type your question, or send /human to talk to a "
+    "person."
+)
+BACK_TO_BOT = "You're back with the assistant. Ask me anything, or send /human for a person."
 GLAD = "Glad I could help! If there's anything else, just write."
 UNSUPPORTED = (
     "Sorry, I can only read text messages. Please type your question, or send /human to "

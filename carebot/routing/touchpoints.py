@@ -1,4 +1,5 @@
-"""Touchpoints: the event log every statistic is computed from, and the effort each step costs."""
+"""Recording a touchpoint that changes no conversation state (availability, an edited or
+ignored update, a failed delivery); conversation steps are written from the core's decisions."""
 
 from __future__ import annotations
 
@@ -8,23 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.db.models import Conversation, Touchpoint
-
-# Effort points a step costs the customer. Answers cost nothing; every message the customer
-# has to write, every choice they have to make and every person they are passed to costs more.
-EFFORT: dict[str, int] = {
-    "message_in": 1,
-    "faq_answer": 0,
-    "faq_suggest": 1,  # the customer has to pick from a list
-    "faq_feedback": 0,
-    "handoff": 2,  # explaining the problem again to a person
-    "queued": 0,
-    "assigned": 0,
-    "agent_reply": 0,
-    "transfer": 3,  # passed on once more
-    "reopened": 3,  # the problem came back
-    "resolved": 0,
-    "unsupported": 1,  # sent something the bot cannot read
-}
+from carebot.routing.states import EFFORT
 
 
 def record(

@@ -21,7 +21,6 @@ from carebot.domain.clock import Clock
 from carebot.domain.events import Effects, Event
 from carebot.domain.messages import OutboundMessage
 from carebot.routing import touchpoints
-from carebot.routing.conversations import latest_conversation
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,16 @@ async def note_unrouted(
     except IntegrityError:
         return False, Effects()  # a concurrent redelivery got there first
     return True, effects
+
+
+async def latest_conversation(session: AsyncSession, contact: Contact) -> Conversation | None:
+    """The contact's most recent conversation."""
+    return await session.scalar(
+        select(Conversation)
+        .where(Conversation.contact_id == contact.id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
 
 
 async def _record(

@@ -8,23 +8,24 @@ import functools
 import logging
 import os
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import text
 
 from carebot.channels import http as http_channel
 from carebot.channels import telegram as telegram_channel
-from carebot.db.engine import make_engine, make_sessionmaker
+from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
 from carebot.domain.clock import Clock, system_clock
 from carebot.domain.hub import EventHub
 from carebot.matching.embedding_model import load_encoder
 from carebot.matching.faq_index import FaqIndex, MatcherBuilder
 from carebot.matching.knowledge import enabled_docs, knowledge_version
 from carebot.matching.matcher import build_matcher
-from carebot.routing.inbound_batch import InboundBatcher
-from carebot.routing.router import Router, RoutingPolicy
-from carebot.routing.surveys import SurveyPolicy
+from carebot.routing.batch import BatchContext
+from carebot.routing.decision import Knowledge
+from carebot.routing.pipeline import InboundBatcher
+from carebot.routing.policy import Policy
+from carebot.routing.smalltalk import load_small_talk
 from carebot.settings import Settings
 from carebot.web import console
 from carebot.web import stats as stats_api
@@ -39,9 +40,10 @@ from carebot.web.keys import (
     FAQ_INDEX,
     INBOUND,
     MATCHER_BUILDER,
-    ROUTER,
+    POLICY,
     SESSIONS,
     SETTINGS,
+    WRITES,
 )
 from carebot.web.openapi import openapi_json
 from carebot.web.timers import run_timers
@@ -93,6 +95,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     app[ENGINE] = engine
     app[SESSIONS] = make_sessionmaker(engine)
+    app[WRITES] = make_write_sessionmaker(engine)
     yield
     await engine.dispose()
 
@@ -138,30 +141,7 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
     )
     app[FAQ_INDEX] = index
     version = await _refresh_index(app, None)
-    app[ROUTER] = Router(
-        app[SESSIONS],
-        index,
-        RoutingPolicy(
-            answer_threshold=settings.answer_threshold,
-            suggest_threshold=settings.suggest_threshold,
-            max_suggestions=settings.max_suggestions,
-            max_failed_bot_turns=settings.max_failed_bot_turns,
-            reopen_window=timedelta(hours=settings.reopen_window_hours),
-        ),
-        app[CLOCK],
-        SurveyPolicy(
-            channels=frozenset(c.strip() for c in settings.survey_channels.split(",") if c.strip()),
-            delay=timedelta(seconds=settings.survey_delay_seconds),
-            cooldown=timedelta(days=settings.survey_cooldown_days),
-            expiry=timedelta(hours=settings.survey_expiry_hours),
-            ces_enabled=settings.survey_ces,
-            comment_enabled=settings.survey_comment,
-            csat_text=settings.survey_csat_text,
-            ces_text=settings.survey_ces_text,
-            comment_text=settings.survey_comment_text,
-            thanks_text=settings.survey_thanks_text,
-        ),
-    )
+    app[POLICY] = Policy.from_settings(settings)
     task = asyncio.create_task(_watch_knowledge(app, version))
     yield
     task.cancel()
@@ -175,8 +155,16 @@ async def _knowledge(app: web.Application) -> AsyncIterator[None]:
 async def _inbound(app: web.Application) -> AsyncIterator[None]:
     # One writer per process commits concurrent inbound messages together (group commit).
     hub = app[EVENT_HUB]
+    index = app[FAQ_INDEX]
+    small_talk = load_small_talk(app[SETTINGS].knowledge_path / "smalltalk")
+    ctx = BatchContext(
+        app[POLICY],
+        lambda: Knowledge(index.docs_by_id, small_talk),
+        app[CLOCK],
+        index.match_sync,
+    )
     batcher = InboundBatcher(
-        app[ROUTER], app[ENGINE], publish=hub.publish,
+        ctx, index, app[ENGINE], publish=hub.publish,
         sqlite_synchronous=app[SETTINGS].sqlite_synchronous,
     )
     await batcher.start()

@@ -9,13 +9,13 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.agents.accounts import ROLES, STATUSES, AgentError, create_agent, list_agents
-from carebot.agents.assignment import agent_load
 from carebot.db.models import Agent
 from carebot.domain.events import Effects
 from carebot.routing import actions as console
+from carebot.routing.agent_facts import agent_load
 from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
 from carebot.web.errors import ApiError, read_json_object, text_field
-from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS
+from carebot.web.keys import CLOCK, POLICY, SESSIONS, SETTINGS, WRITES
 from carebot.web.publish import publish_effects
 
 T = TypeVar("T")
@@ -28,7 +28,7 @@ async def _run(
     """Run a console action in one transaction, then publish what it produced."""
     effects = Effects()
     try:
-        async with request.app[SESSIONS].begin() as session:
+        async with request.app[WRITES].begin() as session:
             result = await action(session, effects)
     except console.ConsoleError as exc:
         raise ApiError(exc.status, exc.message) from None
@@ -110,8 +110,9 @@ async def reply(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     text = text_field(body, "text", request.app[SETTINGS].max_text_chars)
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    policy = request.app[POLICY]
     message = await _run(
-        request, lambda s, e: console.reply(s, agent, cid, text, now, e)
+        request, lambda s, e: console.reply(s, agent, cid, text, now, e, policy)
     )
     return web.json_response(console.message_dict(message), status=201)
 
@@ -122,7 +123,8 @@ async def add_note(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     text = text_field(body, "text", request.app[SETTINGS].max_text_chars)
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
-    message = await _run(request, lambda s, e: console.note(s, agent, cid, text, now, e))
+    policy = request.app[POLICY]
+    message = await _run(request, lambda s, e: console.note(s, agent, cid, text, now, e, policy))
     return web.json_response(console.message_dict(message), status=201)
 
 
@@ -130,7 +132,8 @@ async def add_note(request: web.Request) -> web.Response:
 async def claim(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/claim: take a queued conversation."""
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
-    conv = await _run(request, lambda s, e: console.claim(s, agent, cid, now, e))
+    policy = request.app[POLICY]
+    conv = await _run(request, lambda s, e: console.claim(s, agent, cid, now, e, policy))
     return web.json_response(console.conversation_summary(conv))
 
 
@@ -143,8 +146,14 @@ async def transfer(request: web.Request) -> web.Response:
     to = body["agent_id"]
     if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
         raise ApiError(400, "'agent_id' must be a positive integer or null")
+    note = None
+    if body.get("note") is not None:
+        note = text_field(body, "note", request.app[SETTINGS].max_text_chars).strip() or None
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
-    conv = await _run(request, lambda s, e: console.transfer(s, agent, cid, to, now, e))
+    policy = request.app[POLICY]
+    conv = await _run(
+        request, lambda s, e: console.transfer(s, agent, cid, to, now, e, policy, note)
+    )
     return web.json_response(console.conversation_summary(conv))
 
 
@@ -152,7 +161,8 @@ async def transfer(request: web.Request) -> web.Response:
 async def hand_back(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/handback: back to the bot."""
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
-    conv = await _run(request, lambda s, e: console.hand_back(s, agent, cid, now, e))
+    policy = request.app[POLICY]
+    conv = await _run(request, lambda s, e: console.hand_back(s, agent, cid, now, e, policy))
     return web.json_response(console.conversation_summary(conv))
 
 
@@ -162,10 +172,11 @@ async def resolve(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     code = text_field(body, "code", console.MAX_RESOLUTION_CODE).strip()
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
+    policy = request.app[POLICY]
     conv = await _run(
         request,
         lambda s, e: console.resolve_by_agent(
-            s, agent, cid, code, now, e, request.app[ROUTER].surveys
+            s, agent, cid, code, now, e, policy
         ),
     )
     return web.json_response(console.conversation_summary(conv))
@@ -179,8 +190,9 @@ async def set_availability(request: web.Request) -> web.Response:
     if status not in STATUSES:
         raise ApiError(400, f"'status' must be one of {', '.join(STATUSES)}")
     agent, now = current_agent(request), request.app[CLOCK]()
+    policy = request.app[POLICY]
     updated = await _run(
-        request, lambda s, e: console.set_availability(s, agent, str(status), now, e)
+        request, lambda s, e: console.set_availability(s, agent, str(status), now, e, policy)
     )
     return web.json_response(console.agent_dict(updated))
 

@@ -12,8 +12,8 @@ from carebot.delivery.outbox import OutboxWorker, Sender
 from carebot.domain.clock import Clock
 from carebot.domain.hub import EventHub
 from carebot.matching.faq_index import FaqIndex, MatcherBuilder
-from carebot.routing.inbound_batch import InboundBatcher
-from carebot.routing.router import Router
+from carebot.routing.pipeline import InboundBatcher
+from carebot.routing.policy import Policy
 from carebot.settings import Settings
 
 if TYPE_CHECKING:  # the channel module imports these keys
@@ -23,9 +23,11 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+# Sessions that read, decide and write (on SQLite they take the write lock first).
+WRITES = web.AppKey("writes", async_sessionmaker[AsyncSession])
 FAQ_INDEX = web.AppKey("faq_index", FaqIndex)
 MATCHER_BUILDER: web.AppKey[MatcherBuilder] = web.AppKey("matcher_builder")
-ROUTER = web.AppKey("router", Router)
+POLICY = web.AppKey("policy", Policy)
 EVENT_HUB = web.AppKey("event_hub", EventHub)
 OUTBOX_WAKE = web.AppKey("outbox_wake", asyncio.Event)
 INBOUND = web.AppKey("inbound", InboundBatcher)

@@ -9,9 +9,13 @@ from datetime import timedelta
 from aiohttp import web
 
 from carebot.domain.events import Effects
-from carebot.routing import surveys
-from carebot.routing.timers import flag_sla_breaches, resolve_timeouts
-from carebot.web.keys import CLOCK, ROUTER, SESSIONS, SETTINGS
+from carebot.routing.timers import (
+    expire_surveys,
+    flag_sla_breaches,
+    resolve_timeouts,
+    send_due_surveys,
+)
+from carebot.web.keys import CLOCK, POLICY, SETTINGS, WRITES
 from carebot.web.publish import publish_effects
 
 log = logging.getLogger(__name__)
@@ -24,16 +28,14 @@ async def tick(app: web.Application) -> tuple[int, int]:
     """
     settings, now = app[SETTINGS], app[CLOCK]()
     effects = Effects()
-    async with app[SESSIONS].begin() as session:
+    policy = app[POLICY]
+    async with app[WRITES].begin() as session:
         timed_out = await resolve_timeouts(
-            session, now, timedelta(minutes=settings.bot_timeout_minutes), effects
+            session, now, policy, now - timedelta(minutes=settings.bot_timeout_minutes), effects
         )
-        breached = await flag_sla_breaches(
-            session, now, timedelta(seconds=settings.queue_sla_seconds), effects
-        )
-        policy = app[ROUTER].surveys
-        await surveys.send_due(session, now, policy, effects)
-        await surveys.expire_due(session, now)
+        breached = await flag_sla_breaches(session, now, policy, effects)
+        await send_due_surveys(session, now, policy, effects)
+        await expire_surveys(session, now, policy, effects)
     await publish_effects(app, effects)
     return timed_out, breached
 

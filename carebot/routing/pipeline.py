@@ -1,0 +1,274 @@
+"""The inbound pipeline: one writer per process commits concurrent messages together.
+
+Every message is answered only after the transaction holding it, its touchpoints and its
+replies has committed; a redelivery is recognised and changes nothing. Concurrent messages
+share one transaction (`carebot.routing.batch`): a batch is matched (worker threads, mostly
+outside the GIL) while the previous one is written. On SQLite the batches run on a connection
+of their own in a writer thread (`carebot.db.writer_thread`). If a batch fails, its messages
+are written again one per transaction, so one bad message cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carebot.db.checkpoint import WalCheckpointer
+from carebot.db.engine import WRITE_OPTION
+from carebot.db.writer_thread import SqliteWriterThread
+from carebot.domain.events import Event
+from carebot.domain.messages import InboundMessage
+from carebot.matching.faq_index import FaqIndex
+from carebot.routing import core
+from carebot.routing.batch import Batch, BatchContext, Outcome, Pending
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 128
+_Result = list[Outcome | BaseException]
+
+
+@dataclass(eq=False)
+class _Waiting:
+    pending: Pending
+    future: asyncio.Future[Outcome]
+
+
+class InboundBatcher:
+    """Routes inbound messages through one writer that commits them in batches."""
+
+    def __init__(
+        self,
+        ctx: BatchContext,
+        index: FaqIndex,
+        engine: AsyncEngine,
+        publish: Callable[[list[Event]], Awaitable[None]] | None = None,
+        max_batch: int = MAX_BATCH,
+        sqlite_synchronous: str = "full",
+    ) -> None:
+        self.ctx = ctx
+        self.index = index
+        self.engine = engine
+        # Transactions that read, decide and write: on SQLite they take the write lock first.
+        self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
+        # Live events of a whole batch go out in one call (on PostgreSQL one NOTIFY round
+        # trip per batch instead of per message).
+        self.publish = publish
+        self._publishing: set[asyncio.Task[None]] = set()
+        self.max_batch = max_batch
+        self._sqlite_synchronous = sqlite_synchronous
+        self._writer: SqliteWriterThread[_Waiting, _Result] | None = None  # SQLite
+        self._conn: AsyncConnection | None = None  # the writer's connection (PostgreSQL)
+        self._settling: set[asyncio.Task[None]] = set()
+        self._checkpointer: WalCheckpointer | None = None
+        self._queue: list[_Waiting] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Start the writer."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            # SQLite through aiosqlite costs a thread round trip per statement; batches run
+            # their statements back to back on a plain sqlite3 connection in a thread of their
+            # own. Checkpoints run beside the writer rather than inside its commits.
+            self._writer = SqliteWriterThread(
+                url, self._sqlite_synchronous, self._write_in_thread, self._written,
+                _failed, self.max_batch,
+            )
+            self._writer.start()
+            self._checkpointer = WalCheckpointer(url, self._sqlite_synchronous)
+            self._checkpointer.start()
+        self._task = asyncio.create_task(self._run(), name="inbound-writer")
+
+    async def stop(self) -> None:
+        """Finish every message already submitted, then stop the writer."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._writer is not None:
+            await self._writer.stop()
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
+
+    async def submit(self, msg: InboundMessage) -> Outcome:
+        """Route one message; returns after its transaction committed (or raises)."""
+        waiting = _Waiting(Pending(msg), asyncio.get_running_loop().create_future())
+        if self._task is None or self._stopping:
+            await self._match([waiting])
+            await self._alone(waiting)
+        else:
+            self._queue.append(waiting)
+            self._wake.set()
+        return await waiting.future
+
+    async def _match(self, batch: Sequence[_Waiting]) -> None:
+        """Match the batch's typed questions (the index caches repeated ones; the rest are
+        matched in one worker-thread hop)."""
+        todo = [w for w in batch if core.needs_match(w.pending.msg.text, w.pending.msg.payload)]
+        if not todo:
+            return
+        try:
+            found = await self.index.match_many(
+                [w.pending.msg.text for w in todo], self.ctx.policy.routing.match_limit
+            )
+        except Exception:
+            # Without candidates the batch matches each such message in its own thread.
+            log.exception("matching a batch failed")
+            return
+        for w, candidates in zip(todo, found, strict=True):
+            w.pending.candidates = candidates
+
+    async def _run(self) -> None:
+        writing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    # Everything that arrived while the previous batch was busy: group commit.
+                    batch = self._queue[: self.max_batch]
+                    self._queue = self._queue[self.max_batch:]
+                    await self._match(batch)
+                    if self._writer is not None:
+                        self._writer.put(batch)
+                        continue
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._process(batch), name="inbound-batch")
+                if self._stopping:
+                    return
+        finally:
+            if writing is not None:
+                await writing
+
+    async def _process(self, batch: Sequence[_Waiting]) -> None:
+        """A batch in one transaction on the async engine; on failure one at a time."""
+        try:
+            result = await self._write(batch)
+        except Exception as exc:
+            await self._one_by_one(batch, exc)
+            return
+        self._answer(batch, result)
+
+    def _write_in_thread(self, conn: Connection, batch: list[_Waiting]) -> _Result:
+        """SQLite: the batch's transaction, in the writer thread."""
+        return Batch(self.ctx, [w.pending for w in batch]).run(conn)
+
+    def _written(
+        self, batch: list[_Waiting], result: _Result | BaseException,
+        resume: threading.Event | None,
+    ) -> None:
+        """SQLite: a batch the writer thread finished, back on the event loop."""
+        if not isinstance(result, BaseException):
+            self._answer(batch, result)
+            return
+        assert resume is not None
+        # The thread waits until the failed batch's messages are written one by one, so no
+        # later message of the same customer overtakes them.
+        task = asyncio.create_task(self._retry(batch, result, resume))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _retry(
+        self, batch: list[_Waiting], error: BaseException, resume: threading.Event
+    ) -> None:
+        try:
+            await self._one_by_one(batch, error)
+        finally:
+            resume.set()
+
+    async def _one_by_one(self, batch: Sequence[_Waiting], error: BaseException) -> None:
+        log.warning("inbound batch of %d failed (%s); writing its messages one by one",
+                    len(batch), type(error).__name__, exc_info=error)
+        for w in batch:
+            await self._alone(w)
+
+    async def _alone(self, waiting: _Waiting) -> None:
+        """Write one message in its own transaction; its error is its caller's only."""
+        for attempt in range(3):
+            try:
+                result = await self._write([waiting])
+            except IntegrityError as exc:
+                # Lost a race: the same message (or the same new customer) was stored by a
+                # concurrent writer. Look again; the retry finds the duplicate or the contact.
+                if attempt < 2:
+                    continue
+                error: BaseException = exc
+            except Exception as exc:
+                error = exc
+            else:
+                self._answer([waiting], result)
+                return
+            if not waiting.future.done():
+                waiting.future.set_exception(error)
+            return
+
+    def _answer(self, batch: Sequence[_Waiting], outcomes: _Result) -> None:
+        """Committed: answer the messages, and publish their live events."""
+        if self.publish is not None:
+            events: list[Event] = []
+            for outcome in outcomes:
+                if isinstance(outcome, tuple) and outcome[1].events:
+                    events += outcome[1].events
+                    outcome[1].events = []
+            if events:
+                task = asyncio.create_task(self._publish(events))
+                self._publishing.add(task)
+                task.add_done_callback(self._publishing.discard)
+        for w, outcome in zip(batch, outcomes, strict=True):
+            if w.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                w.future.set_exception(outcome)
+            else:
+                w.future.set_result(outcome)
+
+    async def _publish(self, events: list[Event]) -> None:
+        assert self.publish is not None
+        try:
+            await self.publish(events)
+        except Exception:  # the data is committed; live events are best effort
+            log.exception("could not publish %d live events", len(events))
+
+    async def _write(self, batch: Sequence[_Waiting]) -> _Result:
+        if self._writer is not None:
+            # SQLite: the writer thread has its own connection; the engine's one pooled
+            # connection is everyone's, so a message written alone here borrows it briefly.
+            work = Batch(self.ctx, [w.pending for w in batch])
+            async with self._write_engine.connect() as conn, conn.begin():
+                return await conn.run_sync(work.run)
+        # One connection kept for the writer: no pool checkout and pre-ping per batch.
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = await self._write_engine.connect()
+        work = Batch(self.ctx, [w.pending for w in batch])
+        try:
+            async with self._conn.begin():
+                return await self._conn.run_sync(work.run)
+        except Exception:
+            # Start the next batch on a fresh connection in case this one is broken.
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+
+
+def _failed(result: _Result | BaseException) -> bool:
+    return isinstance(result, BaseException)

@@ -1,0 +1,104 @@
+"""The knobs of the decision core, as small typed groups built from `Settings` (their one home)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from carebot.settings import Settings
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """How the bot decides: thresholds, patience, windows."""
+
+    answer_threshold: float
+    suggest_threshold: float
+    max_suggestions: int
+    max_failed_bot_turns: int
+    reopen_window: timedelta
+    # A customer writing while queued is told their position at most this often.
+    queue_ack_interval: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RoutingPolicy:
+        """The policy the settings describe."""
+        return cls(
+            answer_threshold=settings.answer_threshold,
+            suggest_threshold=settings.suggest_threshold,
+            max_suggestions=settings.max_suggestions,
+            max_failed_bot_turns=settings.max_failed_bot_turns,
+            reopen_window=timedelta(hours=settings.reopen_window_hours),
+            queue_ack_interval=timedelta(minutes=settings.queue_ack_minutes),
+        )
+
+    @property
+    def match_limit(self) -> int:
+        """How many FAQ candidates a decision looks at."""
+        return max(3, self.max_suggestions)
+
+
+@dataclass(frozen=True)
+class SurveyPolicy:
+    """When and how the customer is asked how it went."""
+
+    channels: frozenset[str]
+    delay: timedelta
+    cooldown: timedelta
+    expiry: timedelta
+    ces_enabled: bool
+    comment_enabled: bool
+    csat_text: str
+    ces_text: str
+    comment_text: str
+    thanks_text: str
+    stale_text: str = "Thanks! We already have your answer to that survey."
+    closed_text: str = "That survey has closed, thank you anyway. Write any time if you need help."
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SurveyPolicy:
+        """The policy the settings describe."""
+        return cls(
+            channels=frozenset(
+                c.strip() for c in settings.survey_channels.split(",") if c.strip()
+            ),
+            delay=timedelta(seconds=settings.survey_delay_seconds),
+            cooldown=timedelta(days=settings.survey_cooldown_days),
+            expiry=timedelta(hours=settings.survey_expiry_hours),
+            ces_enabled=settings.survey_ces,
+            comment_enabled=settings.survey_comment,
+            csat_text=settings.survey_csat_text,
+            ces_text=settings.survey_ces_text,
+            comment_text=settings.survey_comment_text,
+            thanks_text=settings.survey_thanks_text,
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the core needs to know about how this installation behaves."""
+
+    routing: RoutingPolicy
+    surveys: SurveyPolicy
+    queue_sla: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        """The policy the settings describe."""
+        return cls(
+            RoutingPolicy.from_settings(settings),
+            SurveyPolicy.from_settings(settings),
+            timedelta(seconds=settings.queue_sla_seconds),
+        )
+
+
+@dataclass(frozen=True)
+class ResolutionCode:
+    """An entry of the managed list of resolution codes."""
+
+    code: str
+    label: str
+    # False for codes like `spam`: no survey is sent.
+    survey: bool = True
+    # False for codes like `spam`: a new message starts a new conversation instead.
+    may_reopen: bool = True
