@@ -3,14 +3,7 @@
 Model
 -----
 Every FAQ text (question + phrasings) is normalised (`textnorm.normalize`) and embedded with
-two TF-IDF views, both with sublinear tf, each L2-normalised, then joined and L2-normalised:
-
-* words: unigrams, bigrams, trigrams and skip-bigrams (pairs one or two words apart), which
-  catch "card ... arrive" patterns that plain bigrams miss;
-* character n-grams (2-5, within word boundaries), which absorb typos and inflections.
-
-IDF is fitted with 100 extra background documents made of English function words only, so a
-small KB does not treat "what is the" as topical (negligible for large KBs).
+word and character TF-IDF (`lexical`).
 
 Entries are ranked by a *primary* score:
 
@@ -90,11 +83,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.lexical import STOP_WORDS, F64Array, Featurizer, FloatArray, IntArray, l2_rows
 from carebot.matching.textnorm import normalize
 
 DEFAULT_ANSWER_THRESHOLD = 0.40
@@ -104,9 +97,6 @@ DEFAULT_SUGGEST_THRESHOLD = 0.30
 OUT_OF_SCOPE_SHARE = 0.2
 
 Mode = Literal["auto", "linear", "similarity"]
-FloatArray = npt.NDArray[np.float32]
-F64Array = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 _CANDIDATES = 10  # entries re-scored by the calibrator per query
 _FUZZY_PHRASINGS = 20  # per candidate, the closest phrasings compared with rapidfuzz
@@ -139,9 +129,6 @@ _LEXICAL_SURE = 0.95
 # Embedding a KB text costs ~4 ms of CPU at build time: above this many texts (~2 minutes)
 # the matcher stays lexical, so a huge KB still rebuilds in reasonable time.
 _MAX_EMBEDDED_TEXTS = 30_000
-_STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
-_BACKGROUND_DOCS = 100
-_BACKGROUND_DOC = " ".join(sorted(_STOP_WORDS))
 
 # Similarity-mode calibrator for KBs too small to cross-validate: raw-feature logistic
 # coefficients (order as in `_candidate_features`) fit with this module's cross-validation,
@@ -209,115 +196,6 @@ _OFF_TOPIC_SHARE = 0.3  # of the out-of-scope calibration weight
 _OFF_TOPIC_NORMALIZED = tuple(normalize(t) for t in _OFF_TOPIC)
 
 
-def _char_grams(text: str) -> list[str]:
-    """Character 2-5-grams of each word padded with spaces (sklearn's char_wb, but callable
-    without sklearn's per-call overhead)."""
-    grams: list[str] = []
-    for word in text.split():
-        padded = f" {word} "
-        n_chars = len(padded)
-        for n in range(2, 6):
-            if n > n_chars:
-                break
-            grams.extend(padded[i : i + n] for i in range(n_chars - n + 1))
-    return grams
-
-
-def _word_grams(text: str) -> list[str]:
-    words = text.split()
-    grams = list(words)
-    n = len(words)
-    for i in range(n - 1):
-        grams.append(f"{words[i]} {words[i + 1]}")
-        if i + 2 < n:
-            grams.append(f"{words[i]} {words[i + 1]} {words[i + 2]}")
-            grams.append(f"{words[i]} _ {words[i + 2]}")
-        if i + 3 < n:
-            grams.append(f"{words[i]} _ {words[i + 3]}")
-    return grams
-
-
-class _Featurizer:
-    """Word (with skip-grams) and character TF-IDF, joined and L2-normalised."""
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        self._words = TfidfVectorizer(
-            analyzer=_word_grams, sublinear_tf=True, dtype=np.float32
-        )
-        self._chars = TfidfVectorizer(analyzer=_char_grams, sublinear_tf=True, dtype=np.float32)
-        # Background documents made of function words only: a small KB's IDF cannot tell that
-        # "what", "is", "the" carry no topic, they teach it; in a large KB they change next to
-        # nothing. They are fitted on, then dropped.
-        background = [_BACKGROUND_DOC] * _BACKGROUND_DOCS
-        words = self._words.fit_transform([*texts, *background])[: len(texts)]
-        chars = self._chars.fit_transform([*texts, *background])[: len(texts)]
-        self._word_vocab: dict[str, int] = self._words.vocabulary_
-        self._char_vocab: dict[str, int] = self._chars.vocabulary_
-        self._word_idf = np.asarray(self._words.idf_, dtype=np.float64)
-        self._char_idf = np.asarray(self._chars.idf_, dtype=np.float64)
-        self.n_features = len(self._word_vocab) + len(self._char_vocab)
-        # The training matrix falls out of fitting; keep it rather than analyse texts twice.
-        self.fitted = _l2_rows(
-            sp.hstack([words, chars], format="csr")
-        )
-
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Batch transform (build time)."""
-        joined = sp.hstack(
-            [self._words.transform(texts), self._chars.transform(texts)], format="csr"
-        )
-        return _l2_rows(joined)
-
-    def transform_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Same result as `transform(texts)` without sklearn's per-call validation cost,
-        which dominates the latency of a handful of queries."""
-        indices: list[IntArray] = []
-        values: list[FloatArray] = []
-        indptr = [0]
-        for text in texts:
-            w_idx, w_val = _tfidf_block(_word_grams(text), self._word_vocab, self._word_idf, 0)
-            c_idx, c_val = _tfidf_block(
-                _char_grams(text), self._char_vocab, self._char_idf, len(self._word_vocab)
-            )
-            idx = np.concatenate([w_idx, c_idx])
-            val = np.concatenate([w_val, c_val])
-            norm = float(np.sqrt(val @ val))
-            if norm > 0.0:
-                val /= norm
-            order = np.argsort(idx)
-            indices.append(idx[order])
-            values.append(val[order].astype(np.float32))
-            indptr.append(indptr[-1] + len(idx))
-        return sp.csr_matrix(
-            (np.concatenate(values), np.concatenate(indices), np.array(indptr)),
-            shape=(len(texts), self.n_features),
-        )
-
-
-def _tfidf_block(
-    grams: Sequence[str], vocab: dict[str, int], idf: F64Array, offset: int
-) -> tuple[IntArray, F64Array]:
-    counts: dict[int, int] = {}
-    for g in grams:
-        j = vocab.get(g)
-        if j is not None:
-            counts[j] = counts.get(j, 0) + 1
-    idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-    val = (1.0 + np.log(tf)) * idf[idx] if len(idx) else tf
-    norm = float(np.sqrt(val @ val))
-    if norm > 0.0:
-        val = val / norm
-    return idx + offset, val
-
-
-def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64)).ravel()
-    norms[norms == 0.0] = 1.0
-    out: sp.csr_matrix = sp.csr_matrix(sp.diags((1.0 / norms).astype(np.float32)) @ m)
-    return out
-
-
 @dataclass(frozen=True)
 class _Index:
     """Scoring structures over one set of training rows (the whole KB, or one CV fold).
@@ -368,7 +246,7 @@ def _build_index(
         (np.ones(len(rows), dtype=np.float32), (local, np.arange(len(rows)))),
         shape=(len(entry_of), len(rows)),
     )
-    centroids = _l2_rows(sp.csr_matrix(sp.diags(1.0 / counts.astype(np.float32)) @ assign @ sub))
+    centroids = l2_rows(sp.csr_matrix(sp.diags(1.0 / counts.astype(np.float32)) @ assign @ sub))
     entry_words = tuple(
         frozenset(w for i in rows[lo:hi] for w in texts[i].split())
         for lo, hi in zip(starts, np.append(starts[1:], len(rows)), strict=True)
@@ -525,7 +403,7 @@ def _candidate_features(
     length = np.full(len(top), math.log1p(len(tokens)), dtype=np.float64)
     # Words the KB has never seen ("joke", "weather") are the plainest sign of an off-topic
     # question; coverage says how much of the question the candidate's own texts explain.
-    content = [w for w in tokens if w not in _STOP_WORDS] or tokens
+    content = [w for w in tokens if w not in STOP_WORDS] or tokens
     unknown = sum(w not in index.vocabulary for w in content) / len(content)
     oov = np.full(len(top), unknown, dtype=np.float64)
     coverage = np.array(
@@ -610,7 +488,7 @@ class Matcher:
     def __init__(
         self,
         ids: Sequence[str],
-        featurizer: _Featurizer | None,
+        featurizer: Featurizer | None,
         index: _Index | None,
         coef: F64Array,
         intercept: float,
@@ -778,7 +656,7 @@ class _Prepared:
     texts: list[str]
     owner: IntArray
     off_entry: int  # number of the hidden off-topic entry (the last one)
-    featurizer: _Featurizer
+    featurizer: Featurizer
     x: sp.csr_matrix
     folds: IntArray
     oos_fold: IntArray
@@ -798,7 +676,7 @@ def _prepare(docs: Sequence[FaqDoc], mode: Mode) -> _Prepared | None:
     per_entry = [*per_entry, list(_OFF_TOPIC_NORMALIZED)]
     texts = [t for ts in per_entry for t in ts]
     owner = np.array([e for e, ts in enumerate(per_entry) for _ in ts], dtype=np.int64)
-    featurizer = _Featurizer(texts)
+    featurizer = Featurizer(texts)
     x = featurizer.fitted
     featurizer.fitted = sp.csr_matrix((0, featurizer.n_features), dtype=np.float32)
     folds, oos_fold = _assign_folds(per_entry, owner, off_entry)
