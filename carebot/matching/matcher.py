@@ -5,25 +5,17 @@ Model
 Every FAQ text (question + phrasings) is normalised (`textnorm.normalize`) and embedded with
 word and character TF-IDF (`lexical`).
 
-Entries are ranked by a *primary* score:
-
-* ``linear`` mode (when the KB is large enough to cross-validate and small enough for a dense
-  one-vs-rest model, see `_MAX_LINEAR_*`): a class-balanced LinearSVC on the phrasings;
-* ``similarity`` mode (tiny KBs, and huge ones where one-vs-rest training is too slow):
-  ``0.3 * nearest-phrasing cosine + 0.7 * centroid cosine``. Above `_EXACT_ROWS` phrasings
-  the nearest-phrasing cosine is computed only for the `_SHORTLIST` best entries by centroid.
+Entries are ranked by a *primary* score (a LinearSVC, or similarity to the phrasings for
+tiny and huge KBs) and the ten best are re-scored by a calibrator, a logistic regression over
+per-candidate features (`ranking` computes both).
 
 A hidden entry made of generic off-topic questions (`_OFF_TOPIC`) is trained and ranked like
 the others but never returned: chatter like "tell me a joke" then finds a better match there
 than in the FAQ that happens to share "tell me", which lowers that FAQ's probability.
 
-The ten best entries by primary score are re-scored by a calibrator, a logistic regression
-over per-candidate features: the primary score and its gap to the best other candidate, the
-nearest-phrasing cosine and its gap, the centroid cosine, a rapidfuzz ``ratio`` against the
-entry's closest phrasings and its gap, a top-rank flag, the query length, the share of the
-query's content words unknown to the KB and the share found in the candidate's own texts.
-Its output is the probability that the candidate is the right answer; candidates are returned
-in that order (probabilities of one query's candidates are scaled to sum to at most 1).
+The calibrator's output is the probability that the candidate is the right answer;
+candidates are returned in that order (probabilities of one query's candidates are scaled
+to sum to at most 1).
 
 Sentence embeddings
 -------------------
@@ -73,7 +65,6 @@ is pessimistic there); the BANKING77 values are the shipped defaults.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -81,13 +72,21 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 from sklearn.linear_model import LogisticRegression
-from sklearn.svm import LinearSVC
 
 from carebot.matching.faq import Candidate, FaqDoc
-from carebot.matching.lexical import STOP_WORDS, F64Array, Featurizer, FloatArray, IntArray, l2_rows
+from carebot.matching.lexical import F64Array, Featurizer, FloatArray, IntArray
+from carebot.matching.ranking import (
+    CANDIDATES,
+    N_FEATURES,
+    Index,
+    Scored,
+    build_index,
+    score_queries,
+    with_embedding_features,
+)
 from carebot.matching.textnorm import normalize
 
 DEFAULT_ANSWER_THRESHOLD = 0.40
@@ -98,10 +97,6 @@ OUT_OF_SCOPE_SHARE = 0.2
 
 Mode = Literal["auto", "linear", "similarity"]
 
-_CANDIDATES = 10  # entries re-scored by the calibrator per query
-_FUZZY_PHRASINGS = 20  # per candidate, the closest phrasings compared with rapidfuzz
-_KNN_WEIGHT = 0.3  # similarity mode: nearest phrasing vs centroid
-_SVC_C = 1.0
 _CV_FOLDS = 5
 _CV_FOLDS_LARGE = 3
 _LARGE_TEXTS = 30_000
@@ -116,13 +111,8 @@ _MAX_LINEAR_WORK = 6_000_000  # entries x training texts
 _CV_QUERIES_PER_FOLD = 1_500
 _CV_QUERIES_PER_FOLD_LARGE = 1_000
 _CV_OOS_PER_ENTRY = 25
-_DENSE_BUDGET = 4_000_000  # floats per dense similarity block when scoring in batches
-_EXACT_ROWS = 12_000  # above this, phrasing similarities only for a shortlist of entries
-_SHORTLIST = 100
 _SEED = 20_240_601
 
-_N_FEATURES = 11  # lexical calibrator features
-_N_EMB_FEATURES = 4  # added when the matcher has a sentence encoder
 # With an encoder, a query whose lexical P(right) reaches this skips the embedding (which
 # costs ~10 ms of CPU): the embedding features rarely overturn so sure a lexical answer.
 _LEXICAL_SURE = 0.95
@@ -131,9 +121,9 @@ _LEXICAL_SURE = 0.95
 _MAX_EMBEDDED_TEXTS = 30_000
 
 # Similarity-mode calibrator for KBs too small to cross-validate: raw-feature logistic
-# coefficients (order as in `_candidate_features`) fit with this module's cross-validation,
-# pooled over 120 small KBs sampled from the BANKING77 training split (4-25 intents, 2-8
-# texts each), since hand-written starter KBs look like that.
+# coefficients (order as in `ranking._candidate_features`) fit with this module's
+# cross-validation, pooled over 120 small KBs sampled from the BANKING77 training split (4-25
+# intents, 2-8 texts each), since hand-written starter KBs look like that.
 _PRIOR_COEF: F64Array = np.array(
     [2.828, 16.012, 0.743, -3.524, 3.738, -1.126, 2.713, 0.567, 0.219, 0.408, 1.274],
     dtype=np.float64,
@@ -196,268 +186,6 @@ _OFF_TOPIC_SHARE = 0.3  # of the out-of-scope calibration weight
 _OFF_TOPIC_NORMALIZED = tuple(normalize(t) for t in _OFF_TOPIC)
 
 
-@dataclass(frozen=True)
-class _Index:
-    """Scoring structures over one set of training rows (the whole KB, or one CV fold).
-
-    Phrasings are grouped by entry: local entry j owns phrasings starts[j]:starts[j+1];
-    `entry_of` maps local entries to global entry numbers.
-    """
-
-    entry_of: IntArray
-    starts: IntArray
-    texts: tuple[str, ...]
-    entry_words: tuple[frozenset[str], ...]  # words of each local entry's texts
-    vocabulary: frozenset[str]  # words of all indexed texts
-    exact: bool  # small index: every query is compared with every phrasing
-    rows: sp.csr_matrix  # exact: features x phrasings; else phrasings x features
-    centroids_t: sp.csr_matrix  # features x local entries
-    coef_t: FloatArray | None  # features x local entries (linear mode)
-    intercept: FloatArray | None
-    emb_rows: FloatArray | None  # phrasings x embedding dims (with a sentence encoder)
-    emb_centroids: FloatArray | None  # local entries x embedding dims, L2-normalised
-
-    @property
-    def n_entries(self) -> int:
-        return len(self.entry_of)
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.texts)
-
-
-def _build_index(
-    x: sp.csr_matrix,
-    owner: IntArray,
-    texts: Sequence[str],
-    rows: IntArray,
-    linear: bool,
-    hidden: int,
-    emb: FloatArray | None = None,
-) -> _Index:
-    """Index the given rows (must be sorted by owner) and, in linear mode, fit the SVC;
-    `hidden` is the global number of the off-topic entry, `emb` all texts' embeddings."""
-    sub = x[rows]
-    own = owner[rows]
-    entry_of, starts = np.unique(own, return_index=True)
-    local = np.searchsorted(entry_of, own)
-    counts = np.diff(np.append(starts, len(rows)))
-    assign = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (local, np.arange(len(rows)))),
-        shape=(len(entry_of), len(rows)),
-    )
-    centroids = l2_rows(sp.csr_matrix(sp.diags(1.0 / counts.astype(np.float32)) @ assign @ sub))
-    entry_words = tuple(
-        frozenset(w for i in rows[lo:hi] for w in texts[i].split())
-        for lo, hi in zip(starts, np.append(starts[1:], len(rows)), strict=True)
-    )
-    coef_t: FloatArray | None = None
-    intercept: FloatArray | None = None
-    if linear:
-        svc = LinearSVC(C=_SVC_C, class_weight="balanced", random_state=0)
-        svc.fit(sub, local)
-        coef = np.asarray(svc.coef_, dtype=np.float32)
-        icpt = np.asarray(svc.intercept_, dtype=np.float32)
-        if coef.shape[0] == 1:  # binary problem: sklearn keeps one hyperplane
-            coef = np.vstack([-coef, coef])
-            icpt = np.array([-icpt[0], icpt[0]], dtype=np.float32)
-        coef_t = np.ascontiguousarray(coef.T)
-        intercept = icpt
-    emb_rows: FloatArray | None = None
-    emb_centroids: FloatArray | None = None
-    if emb is not None:
-        emb_rows = np.ascontiguousarray(emb[rows])
-        sums = np.add.reduceat(emb_rows, starts, axis=0)
-        emb_centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    return _Index(
-        entry_of=entry_of.astype(np.int64),
-        starts=starts.astype(np.int64),
-        texts=tuple(texts[i] for i in rows),
-        entry_words=entry_words,
-        # The hidden off-topic entry's words ("movie", "recipe") are not the KB's vocabulary.
-        vocabulary=frozenset().union(
-            *(w for w, e in zip(entry_words, entry_of, strict=True) if e != hidden)
-        ),
-        exact=len(rows) <= _EXACT_ROWS,
-        rows=sp.csr_matrix(sub.T) if len(rows) <= _EXACT_ROWS else sub,
-        centroids_t=sp.csr_matrix(centroids.T),
-        coef_t=coef_t,
-        intercept=intercept,
-        emb_rows=emb_rows,
-        emb_centroids=emb_centroids,
-    )
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """Top candidates of a batch of queries: local entry numbers and their features."""
-
-    candidates: IntArray  # (queries, k) local entry numbers, best primary score first
-    features: F64Array  # (queries, k, _N_FEATURES)
-
-
-def _score(index: _Index, v: sp.csr_matrix, queries: Sequence[str], k: int) -> _Scored:
-    """Primary scores, top-k candidates and lexical calibration features for a batch of
-    queries."""
-    n_q = v.shape[0]
-    k = min(k, index.n_entries)
-    n_rows = index.n_rows
-    cands = np.zeros((n_q, k), dtype=np.int64)
-    feats = np.zeros((n_q, k, _N_FEATURES), dtype=np.float64)
-    step = max(1, _DENSE_BUDGET // max(n_rows if index.exact else 0, index.n_entries))
-    for lo in range(0, n_q, step):
-        hi = min(n_q, lo + step)
-        block = v[lo:hi]
-        cent = np.asarray((block @ index.centroids_t).toarray(), dtype=np.float32)
-        linear: FloatArray | None = None
-        if index.coef_t is not None and index.intercept is not None:
-            linear = np.asarray(block @ index.coef_t, dtype=np.float32) + index.intercept
-        if index.exact:
-            sims = np.asarray((block @ index.rows).toarray(), dtype=np.float32)
-            knn = np.maximum.reduceat(sims, index.starts, axis=1)
-        for r in range(hi - lo):
-            if not index.exact:
-                sims_r, knn_r = _shortlist_knn(
-                    index, block[r], cent[r] if linear is None else linear[r]
-                )
-            else:
-                sims_r, knn_r = sims[r], knn[r]
-            if linear is None:
-                primary = _KNN_WEIGHT * knn_r + (1.0 - _KNN_WEIGHT) * cent[r]
-            else:
-                primary = linear[r]
-            if k < index.n_entries:
-                top = np.argpartition(-primary, k - 1)[:k]
-            else:
-                top = np.arange(index.n_entries)
-            top = top[np.argsort(-primary[top], kind="stable")]
-            cands[lo + r] = top
-            feats[lo + r] = _candidate_features(
-                index, queries[lo + r], top, primary, knn_r, cent[r], sims_r
-            )
-    return _Scored(candidates=cands, features=feats)
-
-
-def _shortlist_knn(
-    index: _Index, q: sp.csr_matrix, coarse: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Nearest-phrasing cosines for the `_SHORTLIST` entries best by `coarse` only (0 elsewhere).
-
-    A full query-by-phrasings product touches most of a huge index, because common character
-    n-grams occur in nearly every phrasing; the shortlist keeps latency flat in KB size.
-    """
-    n = min(_SHORTLIST, index.n_entries)
-    entries = np.sort(np.argpartition(-coarse, n - 1)[:n])
-    ends = np.append(index.starts[1:], index.n_rows)
-    lengths = ends[entries] - index.starts[entries]
-    rows = np.repeat(index.starts[entries] - np.cumsum(lengths) + lengths, lengths) + np.arange(
-        int(lengths.sum())
-    )
-    dense_q = np.zeros(index.rows.shape[1], dtype=np.float32)
-    dense_q[q.indices] = q.data
-    sims = np.zeros(index.n_rows, dtype=np.float32)
-    # sparse @ dense vector: scipy's sparse @ sparse would first build a huge transposed query.
-    sims[rows] = index.rows[rows] @ dense_q
-    knn = np.zeros(index.n_entries, dtype=np.float32)
-    knn[entries] = np.maximum.reduceat(sims[rows], np.cumsum(lengths) - lengths)
-    return sims, knn
-
-
-def _gap(values: F64Array) -> F64Array:
-    """Each value minus the best of the others (0 stands in for "no other candidate")."""
-    if len(values) == 1:
-        return values.copy()
-    order = np.argsort(-values, kind="stable")
-    best, second = values[order[0]], values[order[1]]
-    others_best = np.where(np.arange(len(values)) == order[0], second, best)
-    out: F64Array = values - others_best
-    return out
-
-
-def _candidate_features(
-    index: _Index,
-    query: str,
-    top: IntArray,
-    primary: FloatArray,
-    knn: FloatArray,
-    cent: FloatArray,
-    sims: FloatArray,
-) -> F64Array:
-    prim = primary[top].astype(np.float64)
-    kn = knn[top].astype(np.float64)
-    ce = cent[top].astype(np.float64)
-    fz = np.zeros(len(top), dtype=np.float64)
-    for i, e in enumerate(top):
-        lo, hi = int(index.starts[e]), _end(index, int(e))
-        if hi - lo > _FUZZY_PHRASINGS:
-            rows = lo + np.argpartition(-sims[lo:hi], _FUZZY_PHRASINGS - 1)[:_FUZZY_PHRASINGS]
-        else:
-            rows = np.arange(lo, hi)
-        best = process.extractOne(
-            query, [index.texts[j] for j in rows], scorer=fuzz.ratio
-        )
-        fz[i] = 0.0 if best is None else best[1] / 100.0
-    is_top = np.zeros(len(top), dtype=np.float64)
-    is_top[0] = 1.0
-    tokens = query.split()
-    length = np.full(len(top), math.log1p(len(tokens)), dtype=np.float64)
-    # Words the KB has never seen ("joke", "weather") are the plainest sign of an off-topic
-    # question; coverage says how much of the question the candidate's own texts explain.
-    content = [w for w in tokens if w not in STOP_WORDS] or tokens
-    unknown = sum(w not in index.vocabulary for w in content) / len(content)
-    oov = np.full(len(top), unknown, dtype=np.float64)
-    coverage = np.array(
-        [sum(w in index.entry_words[e] for w in content) / len(content) for e in top],
-        dtype=np.float64,
-    )
-    return np.stack(
-        [prim, _gap(prim), kn, _gap(kn), ce, fz, _gap(fz), is_top, length, oov, coverage],
-        axis=1,
-    )
-
-
-def _with_embedding_features(index: _Index, scored: _Scored, q_emb: FloatArray) -> F64Array:
-    """The lexical features of `scored` followed by the candidates' embedding features."""
-    assert index.emb_rows is not None and index.emb_centroids is not None
-    n_q, k, _ = scored.features.shape
-    out = np.zeros((n_q, k, _N_FEATURES + _N_EMB_FEATURES), dtype=np.float64)
-    out[:, :, :_N_FEATURES] = scored.features
-    step = max(1, _DENSE_BUDGET // index.n_rows)
-    for lo in range(0, n_q, step):
-        hi = min(n_q, lo + step)
-        knn = np.maximum.reduceat(q_emb[lo:hi] @ index.emb_rows.T, index.starts, axis=1)
-        cent = q_emb[lo:hi] @ index.emb_centroids.T
-        for r in range(hi - lo):
-            out[lo + r, :, _N_FEATURES:] = _embedding_features(
-                scored.candidates[lo + r], knn[r], cent[r]
-            )
-    return out
-
-
-def _embedding_features(top: IntArray, knn: FloatArray, cent: FloatArray) -> F64Array:
-    """Sentence-embedding cosines of the candidates: nearest phrasing and centroid, each with
-    its gap to the best other entry of the whole index (not only the candidates), so a
-    paraphrase the lexical ranking missed still shows as a rival."""
-    return np.stack(
-        [knn[top], _gap_over_all(knn, top), cent[top], _gap_over_all(cent, top)], axis=1
-    ).astype(np.float64)
-
-
-def _gap_over_all(values: FloatArray, top: IntArray) -> F64Array:
-    """values[top] minus the best value among all other entries."""
-    if len(values) == 1:
-        return values[top].astype(np.float64)
-    two = np.argpartition(-values, 1)[:2]
-    first, second = (two[0], two[1]) if values[two[0]] >= values[two[1]] else (two[1], two[0])
-    others_best = np.where(top == first, values[second], values[first])
-    out: F64Array = (values[top] - others_best).astype(np.float64)
-    return out
-
-
-def _end(index: _Index, e: int) -> int:
-    return int(index.starts[e + 1]) if e + 1 < index.n_entries else index.n_rows
-
-
 class TextEncoder(Protocol):
     """Sentence embeddings: one L2-normalised float32 row per text (see `embeddings`)."""
 
@@ -489,7 +217,7 @@ class Matcher:
         self,
         ids: Sequence[str],
         featurizer: Featurizer | None,
-        index: _Index | None,
+        index: Index | None,
         coef: F64Array,
         intercept: float,
         mode: Literal["linear", "similarity", "empty"],
@@ -548,7 +276,7 @@ class Matcher:
             return results
         rows, normalized = list(queries), list(queries.values())
         v = self._featurizer.transform_queries(normalized)
-        scored = _score(index, v, normalized, max(_CANDIDATES, limit) + 1)
+        scored = score_queries(index, v, normalized, max(CANDIDATES, limit) + 1)
         entries = index.entry_of[scored.candidates]
         valid = entries < len(self._ids)
         probs = [
@@ -565,8 +293,8 @@ class Matcher:
             q_emb = self._encoder.encode(
                 [_respell(normalized[r], index.vocabulary, self._spellings) for r in embed]
             )
-            sub = _Scored(scored.candidates[embed], scored.features[embed])
-            feats = _with_embedding_features(index, sub, q_emb)
+            sub = Scored(scored.candidates[embed], scored.features[embed])
+            feats = with_embedding_features(index, sub, q_emb)
             for j, r in enumerate(embed):
                 probs[r] = _probabilities(feats[j], self._coef, self._intercept, valid[r])
         embedded = set(embed)
@@ -725,7 +453,7 @@ def build_matcher(
         # look vectors up); the matcher keeps the adapted copy.
         encoder = encoder.fit(prep.texts)
     emb = encoder.encode(prep.texts) if embed and encoder is not None else None
-    index = _build_index(
+    index = build_index(
         prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry, emb
     )
     if not prep.can_cv:
@@ -734,7 +462,7 @@ def build_matcher(
     coef, intercept = _fit_calibrator(feats, labels, weights)
     lexical = None
     if emb is not None:
-        lexical = _fit_calibrator(feats[:, :, :_N_FEATURES], labels, weights)
+        lexical = _fit_calibrator(feats[:, :, :N_FEATURES], labels, weights)
     calibration = _calibration_samples(feats, meta, (coef, intercept), lexical)
     return Matcher(
         ids, prep.featurizer, index, coef, intercept, mode_name, calibration, encoder, lexical
@@ -812,10 +540,10 @@ def _cross_validate(
         queries = np.concatenate([in_q, out_q, off_q]).astype(np.int64)
         if len(queries) == 0:
             continue
-        index = _build_index(
+        index = build_index(
             prep.x, owner, prep.texts, train, prep.linear, prep.off_entry, emb
         )
-        scored = _score(index, prep.x[queries], [prep.texts[i] for i in queries], _CANDIDATES)
+        scored = score_queries(index, prep.x[queries], [prep.texts[i] for i in queries], CANDIDATES)
         global_cands = index.entry_of[scored.candidates]
         is_oos = np.zeros(len(queries), dtype=bool)
         is_oos[len(in_q) :] = True
@@ -824,7 +552,7 @@ def _cross_validate(
         labels = (global_cands == owner[queries][:, None]) & ~is_oos[:, None]
         all_feats.append(
             scored.features if emb is None
-            else _with_embedding_features(index, scored, emb[queries])
+            else with_embedding_features(index, scored, emb[queries])
         )
         all_labels.append(labels.astype(np.float64))
         all_valid.append(global_cands != prep.off_entry)
@@ -889,7 +617,7 @@ def _calibration_samples(
         if lexical is None:
             probs = _probabilities(feats[q], *calibrator, meta.valid[q])
         else:
-            probs = _probabilities(feats[q, :, :_N_FEATURES], *lexical, meta.valid[q])
+            probs = _probabilities(feats[q, :, :N_FEATURES], *lexical, meta.valid[q])
             if _needs_embedding(probs):
                 probs = _probabilities(feats[q], *calibrator, meta.valid[q])
         order = np.argsort(-probs, kind="stable")
