@@ -9,9 +9,8 @@ Entries are ranked by a *primary* score (a LinearSVC, or similarity to the phras
 tiny and huge KBs) and the ten best are re-scored by a calibrator, a logistic regression over
 per-candidate features (`ranking` computes both).
 
-A hidden entry made of generic off-topic questions (`_OFF_TOPIC`) is trained and ranked like
-the others but never returned: chatter like "tell me a joke" then finds a better match there
-than in the FAQ that happens to share "tell me", which lowers that FAQ's probability.
+A hidden entry of generic off-topic questions is trained and ranked like the others but never
+returned (`training`, which also draws the cross-validation folds).
 
 The calibrator's output is the probability that the candidate is the right answer;
 candidates are returned in that order (probabilities of one query's candidates are scaled
@@ -33,17 +32,18 @@ adapted copy.
 
 Calibration
 -----------
-The calibrator is fit at build time by cross-validation over the KB's own texts (`_CV_FOLDS`
-folds, `_CV_FOLDS_LARGE` above `_LARGE_TEXTS` texts, query counts capped per fold): in each
-fold about a fifth of every entry's texts is held out and scored by a model trained on the
-rest (in-scope queries whose right answer is known); ~20 % of the entries, spread over the
-folds, are removed from training altogether so their texts play questions no entry answers
-(near-miss out-of-scope queries), and the held-out off-topic questions play far-off ones.
-Out-of-scope queries are weighted to make up `OUT_OF_SCOPE_SHARE` (20 %) of the calibration
-data (30 % of that weight for off-topic chatter), so scores assume about that share of
-incoming questions has no FAQ. KBs too small to cross-validate (fewer than `_MIN_CV_QUERIES`
-held-out texts or `_MIN_CV_OOS` out-of-scope ones) use the similarity model with a fixed
-calibrator (`_PRIOR_COEF`) fit the same way on small KBs sampled from BANKING77 training data.
+The calibrator is fit at build time by cross-validation over the KB's own texts
+(`training._CV_FOLDS` folds, `training._CV_FOLDS_LARGE` above `training.LARGE_TEXTS` texts,
+query counts capped per fold): in each fold about a fifth of every entry's texts is held out
+and scored by a model trained on the rest (in-scope queries whose right answer is known);
+~20 % of the entries, spread over the folds, are removed from training altogether so their
+texts play questions no entry answers (near-miss out-of-scope queries), and the held-out
+off-topic questions play far-off ones. Out-of-scope queries are weighted to make up
+`OUT_OF_SCOPE_SHARE` (20 %) of the calibration data (30 % of that weight for off-topic
+chatter), so scores assume about that share of incoming questions has no FAQ. KBs too small
+to cross-validate (fewer than `training._MIN_CV_QUERIES` held-out texts or
+`training._MIN_CV_OOS` out-of-scope ones) use the similarity model with a fixed calibrator
+(`_PRIOR_COEF`) fit the same way on small KBs sampled from BANKING77 training data.
 
 Default thresholds
 ------------------
@@ -71,7 +71,6 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 from sklearn.linear_model import LogisticRegression
@@ -88,6 +87,7 @@ from carebot.matching.ranking import (
     with_embedding_features,
 )
 from carebot.matching.textnorm import normalize
+from carebot.matching.training import LARGE_TEXTS, SEED, Mode, Prepared, prepare
 
 DEFAULT_ANSWER_THRESHOLD = 0.40
 DEFAULT_SUGGEST_THRESHOLD = 0.30
@@ -95,23 +95,9 @@ DEFAULT_SUGGEST_THRESHOLD = 0.30
 # Assumed share of incoming questions that no FAQ answers; it sets the calibrator's prior.
 OUT_OF_SCOPE_SHARE = 0.2
 
-Mode = Literal["auto", "linear", "similarity"]
-
-_CV_FOLDS = 5
-_CV_FOLDS_LARGE = 3
-_LARGE_TEXTS = 30_000
-_OOS_ENTRY_SHARE = 0.2  # entries held out whole, across all folds
-_MIN_CV_QUERIES = 60
-_MIN_CV_OOS = 20
-_MIN_LINEAR_ENTRIES = 5
-# Beyond these the one-vs-rest SVC costs too much memory (dense coef) or build time.
-_MAX_LINEAR_ENTRIES = 2_000
-_MAX_LINEAR_COEF = 40_000_000
-_MAX_LINEAR_WORK = 6_000_000  # entries x training texts
 _CV_QUERIES_PER_FOLD = 1_500
 _CV_QUERIES_PER_FOLD_LARGE = 1_000
 _CV_OOS_PER_ENTRY = 25
-_SEED = 20_240_601
 
 # With an encoder, a query whose lexical P(right) reaches this skips the embedding (which
 # costs ~10 ms of CPU): the embedding features rarely overturn so sure a lexical answer.
@@ -129,61 +115,7 @@ _PRIOR_COEF: F64Array = np.array(
     dtype=np.float64,
 )
 _PRIOR_INTERCEPT = -3.469
-
-
-# Questions no customer-care KB answers: the texts of the hidden off-topic entry. Held out in
-# cross-validation they also show the calibrator far-off-topic chatter, not only the near
-# misses simulated by holding out real entries. The topics deliberately differ from the
-# out-of-scope queries of tests/data/starter_queries.csv, so that evaluation stays honest.
-_OFF_TOPIC = (
-    "which planet is the largest in our solar system",
-    "who painted the mona lisa",
-    "how do airplanes stay in the air",
-    "what is the tallest building in the world",
-    "how do i grow basil on my windowsill",
-    "what is the best way to learn french",
-    "how do i train my puppy to sit",
-    "why is the sky blue",
-    "what is the population of china",
-    "how far away is the moon",
-    "can dogs eat chocolate",
-    "how do i fix a leaking tap",
-    "what year did the second world war end",
-    "i am bored",
-    "tell me about dinosaurs",
-    "what is the speed of light",
-    "what is a black hole",
-    "how do i meditate",
-    "what is my horoscope for today",
-    "when should i plant tomatoes",
-    "suggest a name for my cat",
-    "what is the best programming language",
-    "how do volcanoes form",
-    "give me a fun fact",
-    "how many bones are in the human body",
-    "what is the longest river in africa",
-    "how do i get rid of hiccups",
-    "is coffee bad for you",
-    "how do i tie a tie",
-    "what does dna stand for",
-    "how do bees make honey",
-    "what is the difference between a frog and a toad",
-    "how do i become a better chess player",
-    "do aliens exist",
-    "how long do cats live",
-    "who invented the telephone",
-    "how do magnets work",
-    "what causes earthquakes",
-    "how deep is the ocean",
-    "how do i fold a paper crane",
-    "what is the rarest gemstone",
-    "how many stars are in the sky",
-    "lol",
-    "ok cool",
-    "good night",
-)
 _OFF_TOPIC_SHARE = 0.3  # of the out-of-scope calibration weight
-_OFF_TOPIC_NORMALIZED = tuple(normalize(t) for t in _OFF_TOPIC)
 
 
 class TextEncoder(Protocol):
@@ -360,72 +292,6 @@ def _probabilities(
     return out
 
 
-def _texts_by_entry(docs: Sequence[FaqDoc]) -> list[list[str]]:
-    seen_ids: set[str] = set()
-    out: list[list[str]] = []
-    for doc in docs:
-        if doc.id in seen_ids:
-            raise ValueError(f"duplicate FAQ id {doc.id!r}")
-        seen_ids.add(doc.id)
-        texts: list[str] = []
-        for raw in doc.texts():
-            norm = normalize(raw)
-            if norm and norm not in texts:
-                texts.append(norm)
-        out.append(texts)
-    return out
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A KB turned into training rows: texts grouped by entry, features, CV folds, model."""
-
-    per_entry: list[list[str]]
-    texts: list[str]
-    owner: IntArray
-    off_entry: int  # number of the hidden off-topic entry (the last one)
-    featurizer: Featurizer
-    x: sp.csr_matrix
-    folds: IntArray
-    oos_fold: IntArray
-    linear: bool
-    can_cv: bool
-
-
-def _prepare(docs: Sequence[FaqDoc], mode: Mode) -> _Prepared | None:
-    per_entry = _texts_by_entry(docs)
-    if not any(per_entry):
-        return None
-    n_live = sum(1 for ts in per_entry if ts)
-    # A hidden entry of off-topic questions competes in every ranking: chatter such as
-    # "tell me a joke" then has a better match than the FAQ sharing "tell me", which lowers
-    # the FAQ's gap features and so its probability. It is never returned.
-    off_entry = len(per_entry)
-    per_entry = [*per_entry, list(_OFF_TOPIC_NORMALIZED)]
-    texts = [t for ts in per_entry for t in ts]
-    owner = np.array([e for e, ts in enumerate(per_entry) for _ in ts], dtype=np.int64)
-    featurizer = Featurizer(texts)
-    x = featurizer.fitted
-    featurizer.fitted = sp.csr_matrix((0, featurizer.n_features), dtype=np.float32)
-    folds, oos_fold = _assign_folds(per_entry, owner, off_entry)
-    n_in_cv = int(((folds >= 0) & (owner != off_entry)).sum())
-    n_oos_cv = int(sum(len(per_entry[e]) for e in np.flatnonzero(oos_fold >= 0)))
-    can_cv = n_in_cv >= _MIN_CV_QUERIES and n_oos_cv >= _MIN_CV_OOS
-    if mode == "auto":
-        linear = (
-            can_cv
-            and _MIN_LINEAR_ENTRIES <= n_live <= _MAX_LINEAR_ENTRIES
-            and n_live * featurizer.n_features <= _MAX_LINEAR_COEF
-            and n_live * len(texts) <= _MAX_LINEAR_WORK
-        )
-    else:
-        # Without cross-validation there is no calibrator for linear scores.
-        linear = mode == "linear" and can_cv
-    return _Prepared(
-        per_entry, texts, owner, off_entry, featurizer, x, folds, oos_fold, linear, can_cv
-    )
-
-
 def build_matcher(
     docs: Sequence[FaqDoc], *, mode: Mode = "auto", encoder: TextEncoder | None = None
 ) -> Matcher:
@@ -441,7 +307,7 @@ def build_matcher(
     # same scores whether they come from the YAML files or the database.
     docs = sorted(docs, key=lambda d: d.id)
     ids = [d.id for d in docs]
-    prep = _prepare(docs, mode)
+    prep = prepare(docs, mode)
     if prep is None:
         return Matcher(ids, None, None, _PRIOR_COEF, _PRIOR_INTERCEPT, "empty")
     all_rows = np.arange(len(prep.texts), dtype=np.int64)
@@ -469,33 +335,6 @@ def build_matcher(
     )
 
 
-def _assign_folds(
-    per_entry: Sequence[Sequence[str]], owner: IntArray, off_entry: int
-) -> tuple[IntArray, IntArray]:
-    """Fold in which each text is held out (-1: never), fold in which each entry is unknown."""
-    rng = np.random.default_rng(_SEED)
-    n_entries = len(per_entry)
-    n_folds = _CV_FOLDS if len(owner) <= _LARGE_TEXTS else _CV_FOLDS_LARGE
-    live = np.array(
-        [e for e, ts in enumerate(per_entry) if ts and e != off_entry], dtype=np.int64
-    )
-    oos_fold = np.full(n_entries, -1, dtype=np.int64)
-    # Leave-entries-out needs at least two known entries left in every fold.
-    n_oos = round(_OOS_ENTRY_SHARE * len(live)) if len(live) >= 3 else 0
-    for i, e in enumerate(rng.permutation(live)[:n_oos]):
-        oos_fold[e] = i % n_folds
-    folds = np.full(len(owner), -1, dtype=np.int64)
-    start = 0
-    for ts in per_entry:
-        m = len(ts)
-        if m >= 2:
-            offset = int(rng.integers(n_folds))
-            for j, pos in enumerate(rng.permutation(m)):
-                folds[start + pos] = (j + offset) % n_folds
-        start += m
-    return folds, oos_fold
-
-
 @dataclass(frozen=True)
 class _QueryMeta:
     right: IntArray  # per query: rank of the right entry among candidates, -1 if absent
@@ -505,11 +344,11 @@ class _QueryMeta:
 
 
 def _cross_validate(
-    prep: _Prepared, emb: FloatArray | None
+    prep: Prepared, emb: FloatArray | None
 ) -> tuple[F64Array, F64Array, F64Array, _QueryMeta]:
     """Candidate features and labels of held-out texts; (queries, k) weights, 0 for the
     hidden off-topic entry's rows, which the calibrator must not learn from."""
-    rng = np.random.default_rng(_SEED + 1)
+    rng = np.random.default_rng(SEED + 1)
     owner, folds, oos_fold = prep.owner, prep.folds, prep.oos_fold
     n_folds = int(max(folds.max(), oos_fold.max())) + 1
     all_feats: list[F64Array] = []
@@ -517,7 +356,7 @@ def _cross_validate(
     all_valid: list[npt.NDArray[np.bool_]] = []
     oos_flags: list[npt.NDArray[np.bool_]] = []
     off_flags: list[npt.NDArray[np.bool_]] = []
-    cap = _CV_QUERIES_PER_FOLD if len(owner) <= _LARGE_TEXTS else _CV_QUERIES_PER_FOLD_LARGE
+    cap = _CV_QUERIES_PER_FOLD if len(owner) <= LARGE_TEXTS else _CV_QUERIES_PER_FOLD_LARGE
     for f in range(n_folds):
         unknown = oos_fold[owner] == f
         held = (folds == f) & ~unknown

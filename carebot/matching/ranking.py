@@ -3,7 +3,7 @@
 Entries are ranked by a *primary* score:
 
 * ``linear`` mode (when the KB is large enough to cross-validate and small enough for a dense
-  one-vs-rest model, see `matcher._MAX_LINEAR_*`): a class-balanced LinearSVC on the phrasings;
+  one-vs-rest model, see `training._MAX_LINEAR_*`): a class-balanced LinearSVC on the phrasings;
 * ``similarity`` mode (tiny KBs, and huge ones where one-vs-rest training is too slow):
   ``0.3 * nearest-phrasing cosine + 0.7 * centroid cosine``. Above `_EXACT_ROWS` phrasings
   the nearest-phrasing cosine is computed only for the `_SHORTLIST` best entries by centroid.
