@@ -8,7 +8,7 @@ Entries are ranked by a *primary* score:
   ``0.3 * nearest-phrasing cosine + 0.7 * centroid cosine``. Above `_EXACT_ROWS` phrasings
   the nearest-phrasing cosine is computed only for the `_SHORTLIST` best entries by centroid.
 
-The ten best entries by primary score are re-scored by a calibrator (`matcher`), a
+The ten best entries by primary score are re-scored by a calibrator (`calibration`), a
 logistic regression over per-candidate features computed here: the primary score and its gap
 to the best other candidate, the nearest-phrasing cosine and its gap, the centroid cosine, a
 rapidfuzz ``ratio`` against the entry's closest phrasings and its gap, a top-rank flag, the

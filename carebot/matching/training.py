@@ -5,7 +5,7 @@ A hidden entry made of generic off-topic questions (`_OFF_TOPIC`) is trained and
 the others but never returned: chatter like "tell me a joke" then finds a better match there
 than in the FAQ that happens to share "tell me", which lowers that FAQ's probability.
 
-The folds are drawn here and used by the calibrator's cross-validation (`matcher`, whose
+The folds are drawn here and used by the calibrator's cross-validation (`calibration`, whose
 docstring describes them); a KB too small to cross-validate gets the similarity model.
 """
 
