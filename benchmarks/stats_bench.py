@@ -42,6 +42,7 @@ from carebot.routing.touchpoints import EFFORT
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
 from carebot.stats.period import parse_period
+from carebot.stats.scope import StatsQuery
 
 T = Base.metadata.tables
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -290,7 +291,7 @@ async def measure(url: str) -> None:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     period = parse_period("2026-01-01", "2026-03-31", "Europe/Berlin", datetime.now(UTC))
-    query = stats.StatsQuery(period)
+    query = StatsQuery(period)
 
     async def timed(label: str, work: Any) -> float:
         started = time.perf_counter()

@@ -14,6 +14,7 @@ from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
 from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD
 from carebot.stats.period import UNITS, StatsInputError, parse_period
+from carebot.stats.scope import Filters, StatsQuery
 from carebot.web.auth import SUPERVISORS, roles
 from carebot.web.errors import ApiError
 from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
@@ -49,7 +50,7 @@ def _int_param(
     return value
 
 
-def stats_query(request: web.Request) -> stats.StatsQuery:
+def stats_query(request: web.Request) -> StatsQuery:
     """The period, time zone and filters of a stats request (400 when malformed)."""
     unknown = sorted(set(request.query) - KNOWN_PARAMS)
     if unknown:
@@ -63,13 +64,13 @@ def stats_query(request: web.Request) -> stats.StatsQuery:
         )
     except StatsInputError as exc:
         raise ApiError(400, str(exc)) from None
-    filters = stats.Filters(
+    filters = Filters(
         channel=_text_param(request, "channel"),
         agent_id=_int_param(request, "agent", None, 1, 2**62),
         faq_id=_text_param(request, "faq"),
         tag=_text_param(request, "tag"),
     )
-    return stats.StatsQuery(
+    return StatsQuery(
         period,
         filters,
         repeat_window=timedelta(days=settings.stats_repeat_window_days),
@@ -79,7 +80,7 @@ def stats_query(request: web.Request) -> stats.StatsQuery:
 
 async def _compute(
     request: web.Request,
-    work: Callable[[AsyncSession, stats.StatsQuery], Awaitable[dict[str, Any]]],
+    work: Callable[[AsyncSession, StatsQuery], Awaitable[dict[str, Any]]],
 ) -> web.Response:
     query = stats_query(request)
     async with request.app[SESSIONS]() as session:
