@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -46,19 +45,21 @@ from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD, GapQuestion, cluster
 from carebot.stats.period import Bucket, Period, buckets
 from carebot.stats.scope import WORK_MEM, C, S, Scope, StatsQuery, T, period_dict
 from carebot.stats.segments import handle_per_conversation, handle_segments, queue_waits
-from carebot.stats.sql import Distribution, distributions, ratio
+from carebot.stats.sql import Distribution, count_if, distributions, ratio
+from carebot.stats.survey_counts import (
+    CSAT_POSITIVE,
+    NO_SURVEYS,
+    SurveyCounts,
+    survey_counts,
+    survey_dict,
+    survey_good,
+)
 
 # The bot's decisions after a customer message: an FAQ answer is "followed by a handoff" when
 # the next of these in its conversation is a handoff.
 BOT_TURN_KINDS = ("faq_answer", "faq_suggest", "handoff", "resolved")
 GAP_REASONS = ("no_match", "failed_turns")
-CSAT_POSITIVE = 4  # CSAT 4-5 counts as satisfied
-CES_EASY = 5  # CES 5-7 counts as easy
 DEFAULT_GAP_SAMPLE = 5000
-
-
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 # --- summary --------------------------------------------------------------------------------
@@ -72,17 +73,17 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         opened = (await s.execute(select(
             func.count(),
             func.count(C.customer_id.distinct()),
-            _count_if(C.first_bot_response_ms.is_not(None)),
-            _count_if(C.bot_answers > 0),
-            _count_if(C.handoffs > 0),
+            count_if(C.first_bot_response_ms.is_not(None)),
+            count_if(C.bot_answers > 0),
+            count_if(C.handoffs > 0),
         ).where(*scope.opened()))).one()
         resolved = (await s.execute(select(
             func.count(),
-            _count_if(C.resolved_by == "bot"),
-            _count_if(C.resolved_by == "timeout"),
-            _count_if(C.resolved_by == "agent"),
-            _count_if(C.handoffs == 0),
-            _count_if(C.reopen_count > 0),
+            count_if(C.resolved_by == "bot"),
+            count_if(C.resolved_by == "timeout"),
+            count_if(C.resolved_by == "agent"),
+            count_if(C.handoffs == 0),
+            count_if(C.reopen_count > 0),
             func.coalesce(func.sum(C.transfers), 0),
             func.coalesce(func.sum(C.effort_score), 0),
         ).where(*scope.resolved()))).one()
@@ -125,8 +126,8 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         elif kind == "sla_breached":
             sla_breaches += int(n)
 
-    surveys = await _survey_counts(session, scope)
-    csat, ces = surveys.get("csat", _NO_SURVEYS), surveys.get("ces", _NO_SURVEYS)
+    surveys = await survey_counts(session, scope)
+    csat, ces = surveys.get("csat", NO_SURVEYS), surveys.get("ces", NO_SURVEYS)
     return {
         "period": period_dict(query),
         "volume": {
@@ -162,8 +163,8 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         "reopen": {"resolved_after_reopen": reopened_res, "rate": ratio(reopened_res, n_resolved)},
         "transfers": {"total": transfers, "per_conversation": ratio(transfers, n_resolved)},
         "effort": {"total": effort, "per_conversation": ratio(effort, n_resolved)},
-        "csat": _survey_dict(csat, "satisfied"),
-        "ces": _survey_dict(ces, "easy"),
+        "csat": survey_dict(csat, "satisfied"),
+        "ces": survey_dict(ces, "easy"),
         "sla": {"breaches": sla_breaches, "sla_seconds": query.sla_seconds},
     }
 
@@ -226,50 +227,6 @@ async def _event_counts(session: AsyncSession, scope: Scope) -> Sequence[Any]:
     return rows.all()
 
 
-@dataclass(frozen=True)
-class _SurveyCounts:
-    sent: int
-    answered: int
-    good: int
-    score_sum: int
-
-
-_NO_SURVEYS = _SurveyCounts(0, 0, 0, 0)
-
-
-def _survey_good() -> ColumnElement[bool]:
-    return and_(
-        S.status == "answered",
-        case((S.kind == "ces", S.score >= CES_EASY), else_=S.score >= CSAT_POSITIVE),
-    )
-
-
-async def _survey_counts(session: AsyncSession, scope: Scope) -> dict[str, _SurveyCounts]:
-    rows = await session.execute(
-        select(
-            S.kind,
-            func.count(),
-            _count_if(S.status == "answered"),
-            _count_if(_survey_good()),
-            func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
-        )
-        .where(scope.during(S.sent_at), *scope.selected(S.conversation_id))
-        .group_by(S.kind)
-    )
-    return {kind: _SurveyCounts(*(int(v) for v in rest)) for kind, *rest in rows}
-
-
-def _survey_dict(s: _SurveyCounts, good: str) -> dict[str, Any]:
-    return {
-        "sent": s.sent,
-        "answered": s.answered,
-        "response_rate": ratio(s.answered, s.sent),
-        good: s.good,
-        f"{good}_rate": ratio(s.good, s.answered),
-        "mean": round(s.score_sum / s.answered, 4) if s.answered else None,
-    }
-
-
 # --- time series ----------------------------------------------------------------------------
 
 
@@ -327,7 +284,7 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
     csat = select(
         bucket_of(S.sent_at),
         case((S.status == "answered", 1), else_=0).label("answered"),
-        case((_survey_good(), 1), else_=0).label("good"),
+        case((survey_good(), 1), else_=0).label("good"),
         case((S.status == "answered", S.score), else_=0).label("score"),
     ).where(S.kind == "csat", scope.during(S.sent_at), *scope.selected(S.conversation_id)
             ).subquery("s")
@@ -335,8 +292,8 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
         select(csat.c.b, func.count(), func.sum(csat.c.answered), func.sum(csat.c.good),
                func.sum(csat.c.score)).group_by(csat.c.b)
     ):
-        per[b].update(csat=_survey_dict(
-            _SurveyCounts(int(sent), int(answered or 0), int(good or 0), int(scores or 0)),
+        per[b].update(csat=survey_dict(
+            SurveyCounts(int(sent), int(answered or 0), int(good or 0), int(scores or 0)),
             "satisfied",
         ))
 
@@ -383,7 +340,7 @@ def _bucket_row(
         "fcr": fcr,
         "fcr_rate": ratio(fcr, resolved),
         "sla_breaches": counts.get("sla_breaches", 0),
-        "csat": counts.get("csat", _survey_dict(_NO_SURVEYS, "satisfied")),
+        "csat": counts.get("csat", survey_dict(NO_SURVEYS, "satisfied")),
         "median_first_response_ms": {"bot": median("bot_first_response"),
                                      "human": median("human_first_response")},
         "median_resolution_time_ms": median("resolution_time"),
@@ -454,15 +411,15 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         select(
             S.agent_id,
             func.count(),
-            _count_if(S.status == "answered"),
-            _count_if(_survey_good()),
+            count_if(S.status == "answered"),
+            count_if(survey_good()),
             func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
         )
         .where(S.kind == "csat", S.agent_id.is_not(None), scope.during(S.sent_at),
                *scope.selected(S.conversation_id))
         .group_by(S.agent_id)
     )
-    surveys = {aid: _SurveyCounts(*(int(v) for v in rest)) for aid, *rest in csat}
+    surveys = {aid: SurveyCounts(*(int(v) for v in rest)) for aid, *rest in csat}
     ids = set(rows) | {a for _g, a in dists} | set(surveys)
     names: dict[int, str] = {}
     if ids:
@@ -478,7 +435,7 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
             ("first_response", agent_id), Distribution.empty()).as_dict()
         item["handle_time_ms"] = dists.get(
             ("handle_time", agent_id), Distribution.empty()).as_dict()
-        item["csat"] = _survey_dict(surveys.get(agent_id, _NO_SURVEYS), "satisfied")
+        item["csat"] = survey_dict(surveys.get(agent_id, NO_SURVEYS), "satisfied")
         items.append(item)
     items.sort(key=lambda i: (-i["resolved"], i["name"] or "", i["agent_id"]))
     return {"period": period_dict(query), "items": items}
@@ -521,7 +478,7 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         .subquery("turns")
     )
     for faq_id, n, weak in await session.execute(
-        select(turns.c.faq_id, func.count(), _count_if(turns.c.next == "handoff"))
+        select(turns.c.faq_id, func.count(), count_if(turns.c.next == "handoff"))
         .where(turns.c.kind == "faq_answer", scope.during(turns.c.created_at))
         .group_by(turns.c.faq_id)
     ):
@@ -548,18 +505,18 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         .distinct()
         .subquery("after")
     )
-    csat: dict[str, _SurveyCounts] = {}
+    csat: dict[str, SurveyCounts] = {}
     for faq_id, sent, answered, good, scores in await session.execute(
         select(
             after.c.faq_id,
             func.count(),
-            _count_if(after.c.status == "answered"),
-            _count_if(and_(after.c.status == "answered", after.c.score >= CSAT_POSITIVE)),
+            count_if(after.c.status == "answered"),
+            count_if(and_(after.c.status == "answered", after.c.score >= CSAT_POSITIVE)),
             func.coalesce(func.sum(case((after.c.status == "answered", after.c.score),
                                         else_=0)), 0),
         ).group_by(after.c.faq_id)
     ):
-        csat[faq_id] = _SurveyCounts(int(sent), int(answered), int(good), int(scores))
+        csat[faq_id] = SurveyCounts(int(sent), int(answered), int(good), int(scores))
         row(faq_id)
 
     entries = {
@@ -576,7 +533,7 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
             "tags": list(tags or []),
             "helpful_rate": ratio(item["helpful"], item["helpful"] + item["not_helpful"]),
             "handoff_rate": ratio(item["followed_by_handoff"], item["answered"]),
-            "csat_after": _survey_dict(csat.get(faq_id, _NO_SURVEYS), "satisfied"),
+            "csat_after": survey_dict(csat.get(faq_id, NO_SURVEYS), "satisfied"),
         })
     items.sort(key=lambda i: (-i["answered"], i["faq_id"]))
     return {"period": period_dict(query), "items": items}
