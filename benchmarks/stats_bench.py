@@ -39,6 +39,7 @@ from benchmarks._service import fresh_database
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Base
 from carebot.routing.touchpoints import EFFORT
+from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
 from carebot.stats.period import parse_period
@@ -306,9 +307,9 @@ async def measure(url: str) -> None:
     print(f"  -> summary median of warm runs {statistics.median(runs) * 1000:.0f} ms; "
           f"{first['volume']['opened']} conversations opened, "
           f"{first['volume']['resolved']} resolved")
-    await timed("timeseries (day)", lambda s: stats.timeseries(s, query, "day"))
-    await timed("agents", lambda s: stats.agents(s, query))
-    await timed("faqs", lambda s: stats.faqs(s, query))
+    await timed("timeseries (day)", lambda s: breakdowns.timeseries(s, query, "day"))
+    await timed("agents", lambda s: breakdowns.agents(s, query))
+    await timed("faqs", lambda s: breakdowns.faqs(s, query))
     await timed("knowledge gaps", lambda s: stats.knowledge_gaps(s, query))
     started = time.perf_counter()
     size = rows = 0

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
 from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD
@@ -103,19 +104,19 @@ async def timeseries(request: web.Request) -> web.Response:
     unit = request.query.get("bucket", "day")
     if unit not in UNITS:
         raise ApiError(400, f"'bucket' must be one of {', '.join(UNITS)}")
-    return await _compute(request, lambda s, q: stats.timeseries(s, q, unit))
+    return await _compute(request, lambda s, q: breakdowns.timeseries(s, q, unit))
 
 
 @roles(*SUPERVISORS)
 async def agents(request: web.Request) -> web.Response:
     """GET /api/v1/stats/agents."""
-    return await _compute(request, stats.agents)
+    return await _compute(request, breakdowns.agents)
 
 
 @roles(*SUPERVISORS)
 async def faqs(request: web.Request) -> web.Response:
     """GET /api/v1/stats/faqs."""
-    return await _compute(request, stats.faqs)
+    return await _compute(request, breakdowns.faqs)
 
 
 @roles(*SUPERVISORS)
