@@ -42,6 +42,7 @@ from carebot.routing.touchpoints import EFFORT
 from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
+from carebot.stats.knowledge_gaps import knowledge_gaps
 from carebot.stats.period import parse_period
 from carebot.stats.scope import StatsQuery
 
@@ -310,7 +311,7 @@ async def measure(url: str) -> None:
     await timed("timeseries (day)", lambda s: breakdowns.timeseries(s, query, "day"))
     await timed("agents", lambda s: breakdowns.agents(s, query))
     await timed("faqs", lambda s: breakdowns.faqs(s, query))
-    await timed("knowledge gaps", lambda s: stats.knowledge_gaps(s, query))
+    await timed("knowledge gaps", lambda s: knowledge_gaps(s, query))
     started = time.perf_counter()
     size = rows = 0
     async for chunk in export_csv(sessions, query):

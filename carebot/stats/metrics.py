@@ -1,5 +1,8 @@
 """Resolution statistics for managers, computed with SQL from conversations and touchpoints.
 
+This module computes the headline summary; `breakdowns` (per day or week, agent and FAQ),
+`knowledge_gaps` and `csv_export` apply the same definitions.
+
 Definitions (they are part of the product; the README and the API description repeat them).
 A period is [from, to) in UTC instants, computed from local dates in the requested time zone.
 Filters (channel, agent, FAQ, tag) select conversations; every metric is then computed over
@@ -29,17 +32,10 @@ from typing import Any
 from sqlalchemy import CompoundSelect, case, func, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD, GapQuestion, cluster
 from carebot.stats.scope import WORK_MEM, C, Scope, StatsQuery, T, period_dict
 from carebot.stats.segments import handle_per_conversation, queue_waits
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import NO_SURVEYS, survey_counts, survey_dict
-
-GAP_REASONS = ("no_match", "failed_turns")
-DEFAULT_GAP_SAMPLE = 5000
-
-
-# --- summary --------------------------------------------------------------------------------
 
 
 async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
@@ -202,52 +198,3 @@ async def _event_counts(session: AsyncSession, scope: Scope) -> Sequence[Any]:
         ).group_by(events.c.kind, events.c.reason)
     )
     return rows.all()
-
-
-# --- knowledge gaps -------------------------------------------------------------------------
-
-
-async def knowledge_gaps(
-    session: AsyncSession,
-    query: StatsQuery,
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    sample: int = DEFAULT_GAP_SAMPLE,
-    limit: int = 50,
-) -> dict[str, Any]:
-    """Questions that ended in a handoff because the bot had no answer, grouped by similarity.
-
-    The texts of `no_match` and `failed_turns` handoffs in the period (the latest `sample` of
-    them) are fetched with SQL and clustered in Python (see carebot.stats.knowledge_gaps).
-    """
-    scope = await Scope.build(session, query)
-    reason = T.details["reason"].as_string()
-    question = T.details["text"].as_string()
-    rows = (await session.execute(
-        select(question, T.created_at, reason, T.details["top_faq_id"].as_string())
-        .where(T.kind == "handoff", scope.during(T.created_at), reason.in_(GAP_REASONS),
-               question.is_not(None), *scope.selected(T.conversation_id))
-        .order_by(T.id.desc())
-        .limit(sample + 1)
-    )).all()
-    truncated = len(rows) > sample
-    questions = [GapQuestion(t, at, r, top) for t, at, r, top in rows[:sample] if t and t.strip()]
-    clusters = await asyncio.to_thread(cluster, questions, threshold)
-    p = query.period
-    return {
-        "period": period_dict(query),
-        "questions": len(questions),
-        "truncated": truncated,
-        "similarity_threshold": threshold,
-        "clusters": [
-            {
-                "question": c.question,
-                "count": c.count,
-                "examples": c.examples,
-                "last_seen": p.local(c.last_seen).isoformat() if c.last_seen else None,
-                "reasons": dict(sorted(c.reasons.items())),
-                "nearest_faqs": [f for f, _n in c.nearest_faqs.most_common(3)],
-            }
-            for c in clusters[:limit]
-        ],
-    }

@@ -1,4 +1,4 @@
-"""Statistics API for managers and admins: thin handlers over carebot.stats.metrics."""
+"""Statistics API for managers and admins: thin handlers over the carebot.stats reports."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.stats import breakdowns
+from carebot.stats import knowledge_gaps as gaps
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
-from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD
 from carebot.stats.period import UNITS, StatsInputError, parse_period
 from carebot.stats.scope import Filters, StatsQuery
 from carebot.web.auth import SUPERVISORS, roles
@@ -122,12 +122,12 @@ async def faqs(request: web.Request) -> web.Response:
 @roles(*SUPERVISORS)
 async def knowledge_gaps(request: web.Request) -> web.Response:
     """GET /api/v1/stats/knowledge-gaps?similarity=&limit=."""
-    similarity = _int_param(request, "similarity", DEFAULT_THRESHOLD, 50, 100)
+    similarity = _int_param(request, "similarity", gaps.DEFAULT_THRESHOLD, 50, 100)
     limit = _int_param(request, "limit", 50, 1, 500)
     assert similarity is not None and limit is not None
     return await _compute(
         request,
-        lambda s, q: stats.knowledge_gaps(s, q, threshold=similarity, limit=limit),
+        lambda s, q: gaps.knowledge_gaps(s, q, threshold=similarity, limit=limit),
     )
 
 
