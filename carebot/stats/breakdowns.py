@@ -21,6 +21,7 @@ from carebot.stats.survey_counts import (
     CSAT_POSITIVE,
     NO_SURVEYS,
     SurveyCounts,
+    survey_aggregates,
     survey_dict,
     survey_good,
 )
@@ -211,13 +212,7 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     )
 
     csat = await session.execute(
-        select(
-            S.agent_id,
-            func.count(),
-            count_if(S.status == "answered"),
-            count_if(survey_good()),
-            func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
-        )
+        select(S.agent_id, *survey_aggregates())
         .where(S.kind == "csat", S.agent_id.is_not(None), scope.during(S.sent_at),
                *scope.selected(S.conversation_id))
         .group_by(S.agent_id)

@@ -37,16 +37,20 @@ def survey_good() -> ColumnElement[bool]:
     )
 
 
+def survey_aggregates() -> tuple[ColumnElement[Any], ...]:
+    """The columns of a grouped survey query that make a `SurveyCounts`, in its order."""
+    return (
+        func.count(),
+        count_if(S.status == "answered"),
+        count_if(survey_good()),
+        func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
+    )
+
+
 async def survey_counts(session: AsyncSession, scope: Scope) -> dict[str, SurveyCounts]:
     """Counts per survey kind (csat, ces) of the surveys sent in the period."""
     rows = await session.execute(
-        select(
-            S.kind,
-            func.count(),
-            count_if(S.status == "answered"),
-            count_if(survey_good()),
-            func.coalesce(func.sum(case((S.status == "answered", S.score), else_=0)), 0),
-        )
+        select(S.kind, *survey_aggregates())
         .where(scope.during(S.sent_at), *scope.selected(S.conversation_id))
         .group_by(S.kind)
     )
