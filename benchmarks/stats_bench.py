@@ -39,9 +39,12 @@ from benchmarks._service import fresh_database
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Base
 from carebot.routing.touchpoints import EFFORT
+from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
+from carebot.stats.knowledge_gaps import knowledge_gaps
 from carebot.stats.period import parse_period
+from carebot.stats.scope import StatsQuery
 
 T = Base.metadata.tables
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -290,7 +293,7 @@ async def measure(url: str) -> None:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     period = parse_period("2026-01-01", "2026-03-31", "Europe/Berlin", datetime.now(UTC))
-    query = stats.StatsQuery(period)
+    query = StatsQuery(period)
 
     async def timed(label: str, work: Any) -> float:
         started = time.perf_counter()
@@ -305,10 +308,10 @@ async def measure(url: str) -> None:
     print(f"  -> summary median of warm runs {statistics.median(runs) * 1000:.0f} ms; "
           f"{first['volume']['opened']} conversations opened, "
           f"{first['volume']['resolved']} resolved")
-    await timed("timeseries (day)", lambda s: stats.timeseries(s, query, "day"))
-    await timed("agents", lambda s: stats.agents(s, query))
-    await timed("faqs", lambda s: stats.faqs(s, query))
-    await timed("knowledge gaps", lambda s: stats.knowledge_gaps(s, query))
+    await timed("timeseries (day)", lambda s: breakdowns.timeseries(s, query, "day"))
+    await timed("agents", lambda s: breakdowns.agents(s, query))
+    await timed("faqs", lambda s: breakdowns.faqs(s, query))
+    await timed("knowledge gaps", lambda s: knowledge_gaps(s, query))
     started = time.perf_counter()
     size = rows = 0
     async for chunk in export_csv(sessions, query):

@@ -461,14 +461,15 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.stats import metrics as stats
     from carebot.stats.period import StatsInputError, parse_period
     from carebot.stats.report import render_summary
+    from carebot.stats.scope import Filters, StatsQuery
 
     try:
         period = parse_period(args.start, args.end, args.tz, system_clock())
     except StatsInputError as exc:
         raise CliError(str(exc)) from None
-    query = stats.StatsQuery(
+    query = StatsQuery(
         period,
-        stats.Filters(channel=args.channel, agent_id=args.agent, faq_id=args.faq, tag=args.tag),
+        Filters(channel=args.channel, agent_id=args.agent, faq_id=args.faq, tag=args.tag),
         repeat_window=timedelta(days=settings.stats_repeat_window_days),
         sla_seconds=settings.queue_sla_seconds,
     )

@@ -530,8 +530,8 @@ async def test_csv_pages_join_up(
     scenario: Scenario, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     from carebot.stats.csv_export import export_csv
-    from carebot.stats.metrics import StatsQuery
     from carebot.stats.period import parse_period
+    from carebot.stats.scope import StatsQuery
 
     query = StatsQuery(parse_period("2026-03-03", "2026-03-04", "Europe/Berlin", at(5, 0)))
     whole = "".join([chunk async for chunk in export_csv(sessions, query)])

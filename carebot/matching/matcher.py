@@ -2,35 +2,15 @@
 
 Model
 -----
-Every FAQ text (question + phrasings) is normalised (`textnorm.normalize`) and embedded with
-two TF-IDF views, both with sublinear tf, each L2-normalised, then joined and L2-normalised:
+A KB becomes a matcher in four steps, each in a module of its own:
 
-* words: unigrams, bigrams, trigrams and skip-bigrams (pairs one or two words apart), which
-  catch "card ... arrive" patterns that plain bigrams miss;
-* character n-grams (2-5, within word boundaries), which absorb typos and inflections.
-
-IDF is fitted with 100 extra background documents made of English function words only, so a
-small KB does not treat "what is the" as topical (negligible for large KBs).
-
-Entries are ranked by a *primary* score:
-
-* ``linear`` mode (when the KB is large enough to cross-validate and small enough for a dense
-  one-vs-rest model, see `_MAX_LINEAR_*`): a class-balanced LinearSVC on the phrasings;
-* ``similarity`` mode (tiny KBs, and huge ones where one-vs-rest training is too slow):
-  ``0.3 * nearest-phrasing cosine + 0.7 * centroid cosine``. Above `_EXACT_ROWS` phrasings
-  the nearest-phrasing cosine is computed only for the `_SHORTLIST` best entries by centroid.
-
-A hidden entry made of generic off-topic questions (`_OFF_TOPIC`) is trained and ranked like
-the others but never returned: chatter like "tell me a joke" then finds a better match there
-than in the FAQ that happens to share "tell me", which lowers that FAQ's probability.
-
-The ten best entries by primary score are re-scored by a calibrator, a logistic regression
-over per-candidate features: the primary score and its gap to the best other candidate, the
-nearest-phrasing cosine and its gap, the centroid cosine, a rapidfuzz ``ratio`` against the
-entry's closest phrasings and its gap, a top-rank flag, the query length, the share of the
-query's content words unknown to the KB and the share found in the candidate's own texts.
-Its output is the probability that the candidate is the right answer; candidates are returned
-in that order (probabilities of one query's candidates are scaled to sum to at most 1).
+* `training`: the KB's texts grouped by entry, plus a hidden off-topic entry that is never
+  returned, their TF-IDF features (`lexical`), cross-validation folds and the ranking model;
+* `ranking`: the primary score that ranks the entries (a LinearSVC, or similarity to the
+  phrasings for tiny and huge KBs) and the features of the ten best candidates;
+* `calibration`: a logistic regression over those features, fit by cross-validation over
+  the KB's own texts, which scores each candidate as the probability that it is right;
+* this module: `build_matcher` ties them together and `Matcher` answers questions.
 
 Sentence embeddings
 -------------------
@@ -39,26 +19,12 @@ the cosine of the question's embedding to the candidate's nearest phrasing and t
 centroid, each with its gap to the best *other entry of the whole index*: they recognise
 rewordings that share no words with any phrasing. The encoder costs ~3-12 ms of CPU per
 question, so a second calibrator over the lexical features alone (fit on the same data)
-decides first, and a question it gives at least `_LEXICAL_SURE` skips the encoder. Words the
-KB never uses are respelled to a KB word one typo away before embedding (`_respell`).
-KBs too small to cross-validate or above `_MAX_EMBEDDED_TEXTS` texts stay lexical. An encoder
-with a `fit` method (`KbAdaptedEncoder`: the static encoder of `static_embeddings`, selected by
-CAREBOT_EMBEDDING_MODEL=static) is first adapted to the KB's texts, and the matcher keeps the
-adapted copy.
-
-Calibration
------------
-The calibrator is fit at build time by cross-validation over the KB's own texts (`_CV_FOLDS`
-folds, `_CV_FOLDS_LARGE` above `_LARGE_TEXTS` texts, query counts capped per fold): in each
-fold about a fifth of every entry's texts is held out and scored by a model trained on the
-rest (in-scope queries whose right answer is known); ~20 % of the entries, spread over the
-folds, are removed from training altogether so their texts play questions no entry answers
-(near-miss out-of-scope queries), and the held-out off-topic questions play far-off ones.
-Out-of-scope queries are weighted to make up `OUT_OF_SCOPE_SHARE` (20 %) of the calibration
-data (30 % of that weight for off-topic chatter), so scores assume about that share of
-incoming questions has no FAQ. KBs too small to cross-validate (fewer than `_MIN_CV_QUERIES`
-held-out texts or `_MIN_CV_OOS` out-of-scope ones) use the similarity model with a fixed
-calibrator (`_PRIOR_COEF`) fit the same way on small KBs sampled from BANKING77 training data.
+decides first, and a question it gives at least `calibration._LEXICAL_SURE` skips the
+encoder. Words the KB never uses are respelled to a KB word one typo away before embedding
+(`_respell`). KBs too small to cross-validate or above `_MAX_EMBEDDED_TEXTS` texts stay
+lexical. An encoder with a `fit` method (`KbAdaptedEncoder`: the static encoder of
+`static_embeddings`, selected by CAREBOT_EMBEDDING_MODEL=static) is first adapted to the KB's
+texts, and the matcher keeps the adapted copy.
 
 Default thresholds
 ------------------
@@ -80,504 +46,45 @@ is pessimistic there); the BANKING77 values are the shipped defaults.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.svm import LinearSVC
 
+from carebot.matching.calibration import (
+    PRIOR_COEF,
+    PRIOR_INTERCEPT,
+    CalibrationSample,
+    calibration_samples,
+    cross_validate,
+    fit_calibrator,
+    needs_embedding,
+    probabilities,
+)
 from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.lexical import F64Array, Featurizer, FloatArray
+from carebot.matching.ranking import (
+    CANDIDATES,
+    N_FEATURES,
+    Index,
+    Scored,
+    build_index,
+    score_queries,
+    with_embedding_features,
+)
 from carebot.matching.textnorm import normalize
+from carebot.matching.training import Mode, prepare
 
 DEFAULT_ANSWER_THRESHOLD = 0.40
 DEFAULT_SUGGEST_THRESHOLD = 0.30
 
-# Assumed share of incoming questions that no FAQ answers; it sets the calibrator's prior.
-OUT_OF_SCOPE_SHARE = 0.2
-
-Mode = Literal["auto", "linear", "similarity"]
-FloatArray = npt.NDArray[np.float32]
-F64Array = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-_CANDIDATES = 10  # entries re-scored by the calibrator per query
-_FUZZY_PHRASINGS = 20  # per candidate, the closest phrasings compared with rapidfuzz
-_KNN_WEIGHT = 0.3  # similarity mode: nearest phrasing vs centroid
-_SVC_C = 1.0
-_CV_FOLDS = 5
-_CV_FOLDS_LARGE = 3
-_LARGE_TEXTS = 30_000
-_OOS_ENTRY_SHARE = 0.2  # entries held out whole, across all folds
-_MIN_CV_QUERIES = 60
-_MIN_CV_OOS = 20
-_MIN_LINEAR_ENTRIES = 5
-# Beyond these the one-vs-rest SVC costs too much memory (dense coef) or build time.
-_MAX_LINEAR_ENTRIES = 2_000
-_MAX_LINEAR_COEF = 40_000_000
-_MAX_LINEAR_WORK = 6_000_000  # entries x training texts
-_CV_QUERIES_PER_FOLD = 1_500
-_CV_QUERIES_PER_FOLD_LARGE = 1_000
-_CV_OOS_PER_ENTRY = 25
-_DENSE_BUDGET = 4_000_000  # floats per dense similarity block when scoring in batches
-_EXACT_ROWS = 12_000  # above this, phrasing similarities only for a shortlist of entries
-_SHORTLIST = 100
-_SEED = 20_240_601
-
-_N_FEATURES = 11  # lexical calibrator features
-_N_EMB_FEATURES = 4  # added when the matcher has a sentence encoder
-# With an encoder, a query whose lexical P(right) reaches this skips the embedding (which
-# costs ~10 ms of CPU): the embedding features rarely overturn so sure a lexical answer.
-_LEXICAL_SURE = 0.95
 # Embedding a KB text costs ~4 ms of CPU at build time: above this many texts (~2 minutes)
 # the matcher stays lexical, so a huge KB still rebuilds in reasonable time.
 _MAX_EMBEDDED_TEXTS = 30_000
-_STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
-_BACKGROUND_DOCS = 100
-_BACKGROUND_DOC = " ".join(sorted(_STOP_WORDS))
-
-# Similarity-mode calibrator for KBs too small to cross-validate: raw-feature logistic
-# coefficients (order as in `_candidate_features`) fit with this module's cross-validation,
-# pooled over 120 small KBs sampled from the BANKING77 training split (4-25 intents, 2-8
-# texts each), since hand-written starter KBs look like that.
-_PRIOR_COEF: F64Array = np.array(
-    [2.828, 16.012, 0.743, -3.524, 3.738, -1.126, 2.713, 0.567, 0.219, 0.408, 1.274],
-    dtype=np.float64,
-)
-_PRIOR_INTERCEPT = -3.469
-
-
-# Questions no customer-care KB answers: the texts of the hidden off-topic entry. Held out in
-# cross-validation they also show the calibrator far-off-topic chatter, not only the near
-# misses simulated by holding out real entries. The topics deliberately differ from the
-# out-of-scope queries of tests/data/starter_queries.csv, so that evaluation stays honest.
-_OFF_TOPIC = (
-    "which planet is the largest in our solar system",
-    "who painted the mona lisa",
-    "how do airplanes stay in the air",
-    "what is the tallest building in the world",
-    "how do i grow basil on my windowsill",
-    "what is the best way to learn french",
-    "how do i train my puppy to sit",
-    "why is the sky blue",
-    "what is the population of china",
-    "how far away is the moon",
-    "can dogs eat chocolate",
-    "how do i fix a leaking tap",
-    "what year did the second world war end",
-    "i am bored",
-    "tell me about dinosaurs",
-    "what is the speed of light",
-    "what is a black hole",
-    "how do i meditate",
-    "what is my horoscope for today",
-    "when should i plant tomatoes",
-    "suggest a name for my cat",
-    "what is the best programming language",
-    "how do volcanoes form",
-    "give me a fun fact",
-    "how many bones are in the human body",
-    "what is the longest river in africa",
-    "how do i get rid of hiccups",
-    "is coffee bad for you",
-    "how do i tie a tie",
-    "what does dna stand for",
-    "how do bees make honey",
-    "what is the difference between a frog and a toad",
-    "how do i become a better chess player",
-    "do aliens exist",
-    "how long do cats live",
-    "who invented the telephone",
-    "how do magnets work",
-    "what causes earthquakes",
-    "how deep is the ocean",
-    "how do i fold a paper crane",
-    "what is the rarest gemstone",
-    "how many stars are in the sky",
-    "lol",
-    "ok cool",
-    "good night",
-)
-_OFF_TOPIC_SHARE = 0.3  # of the out-of-scope calibration weight
-_OFF_TOPIC_NORMALIZED = tuple(normalize(t) for t in _OFF_TOPIC)
-
-
-def _char_grams(text: str) -> list[str]:
-    """Character 2-5-grams of each word padded with spaces (sklearn's char_wb, but callable
-    without sklearn's per-call overhead)."""
-    grams: list[str] = []
-    for word in text.split():
-        padded = f" {word} "
-        n_chars = len(padded)
-        for n in range(2, 6):
-            if n > n_chars:
-                break
-            grams.extend(padded[i : i + n] for i in range(n_chars - n + 1))
-    return grams
-
-
-def _word_grams(text: str) -> list[str]:
-    words = text.split()
-    grams = list(words)
-    n = len(words)
-    for i in range(n - 1):
-        grams.append(f"{words[i]} {words[i + 1]}")
-        if i + 2 < n:
-            grams.append(f"{words[i]} {words[i + 1]} {words[i + 2]}")
-            grams.append(f"{words[i]} _ {words[i + 2]}")
-        if i + 3 < n:
-            grams.append(f"{words[i]} _ {words[i + 3]}")
-    return grams
-
-
-class _Featurizer:
-    """Word (with skip-grams) and character TF-IDF, joined and L2-normalised."""
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        self._words = TfidfVectorizer(
-            analyzer=_word_grams, sublinear_tf=True, dtype=np.float32
-        )
-        self._chars = TfidfVectorizer(analyzer=_char_grams, sublinear_tf=True, dtype=np.float32)
-        # Background documents made of function words only: a small KB's IDF cannot tell that
-        # "what", "is", "the" carry no topic, they teach it; in a large KB they change next to
-        # nothing. They are fitted on, then dropped.
-        background = [_BACKGROUND_DOC] * _BACKGROUND_DOCS
-        words = self._words.fit_transform([*texts, *background])[: len(texts)]
-        chars = self._chars.fit_transform([*texts, *background])[: len(texts)]
-        self._word_vocab: dict[str, int] = self._words.vocabulary_
-        self._char_vocab: dict[str, int] = self._chars.vocabulary_
-        self._word_idf = np.asarray(self._words.idf_, dtype=np.float64)
-        self._char_idf = np.asarray(self._chars.idf_, dtype=np.float64)
-        self.n_features = len(self._word_vocab) + len(self._char_vocab)
-        # The training matrix falls out of fitting; keep it rather than analyse texts twice.
-        self.fitted = _l2_rows(
-            sp.hstack([words, chars], format="csr")
-        )
-
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Batch transform (build time)."""
-        joined = sp.hstack(
-            [self._words.transform(texts), self._chars.transform(texts)], format="csr"
-        )
-        return _l2_rows(joined)
-
-    def transform_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Same result as `transform(texts)` without sklearn's per-call validation cost,
-        which dominates the latency of a handful of queries."""
-        indices: list[IntArray] = []
-        values: list[FloatArray] = []
-        indptr = [0]
-        for text in texts:
-            w_idx, w_val = _tfidf_block(_word_grams(text), self._word_vocab, self._word_idf, 0)
-            c_idx, c_val = _tfidf_block(
-                _char_grams(text), self._char_vocab, self._char_idf, len(self._word_vocab)
-            )
-            idx = np.concatenate([w_idx, c_idx])
-            val = np.concatenate([w_val, c_val])
-            norm = float(np.sqrt(val @ val))
-            if norm > 0.0:
-                val /= norm
-            order = np.argsort(idx)
-            indices.append(idx[order])
-            values.append(val[order].astype(np.float32))
-            indptr.append(indptr[-1] + len(idx))
-        return sp.csr_matrix(
-            (np.concatenate(values), np.concatenate(indices), np.array(indptr)),
-            shape=(len(texts), self.n_features),
-        )
-
-
-def _tfidf_block(
-    grams: Sequence[str], vocab: dict[str, int], idf: F64Array, offset: int
-) -> tuple[IntArray, F64Array]:
-    counts: dict[int, int] = {}
-    for g in grams:
-        j = vocab.get(g)
-        if j is not None:
-            counts[j] = counts.get(j, 0) + 1
-    idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-    val = (1.0 + np.log(tf)) * idf[idx] if len(idx) else tf
-    norm = float(np.sqrt(val @ val))
-    if norm > 0.0:
-        val = val / norm
-    return idx + offset, val
-
-
-def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64)).ravel()
-    norms[norms == 0.0] = 1.0
-    out: sp.csr_matrix = sp.csr_matrix(sp.diags((1.0 / norms).astype(np.float32)) @ m)
-    return out
-
-
-@dataclass(frozen=True)
-class _Index:
-    """Scoring structures over one set of training rows (the whole KB, or one CV fold).
-
-    Phrasings are grouped by entry: local entry j owns phrasings starts[j]:starts[j+1];
-    `entry_of` maps local entries to global entry numbers.
-    """
-
-    entry_of: IntArray
-    starts: IntArray
-    texts: tuple[str, ...]
-    entry_words: tuple[frozenset[str], ...]  # words of each local entry's texts
-    vocabulary: frozenset[str]  # words of all indexed texts
-    exact: bool  # small index: every query is compared with every phrasing
-    rows: sp.csr_matrix  # exact: features x phrasings; else phrasings x features
-    centroids_t: sp.csr_matrix  # features x local entries
-    coef_t: FloatArray | None  # features x local entries (linear mode)
-    intercept: FloatArray | None
-    emb_rows: FloatArray | None  # phrasings x embedding dims (with a sentence encoder)
-    emb_centroids: FloatArray | None  # local entries x embedding dims, L2-normalised
-
-    @property
-    def n_entries(self) -> int:
-        return len(self.entry_of)
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.texts)
-
-
-def _build_index(
-    x: sp.csr_matrix,
-    owner: IntArray,
-    texts: Sequence[str],
-    rows: IntArray,
-    linear: bool,
-    hidden: int,
-    emb: FloatArray | None = None,
-) -> _Index:
-    """Index the given rows (must be sorted by owner) and, in linear mode, fit the SVC;
-    `hidden` is the global number of the off-topic entry, `emb` all texts' embeddings."""
-    sub = x[rows]
-    own = owner[rows]
-    entry_of, starts = np.unique(own, return_index=True)
-    local = np.searchsorted(entry_of, own)
-    counts = np.diff(np.append(starts, len(rows)))
-    assign = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (local, np.arange(len(rows)))),
-        shape=(len(entry_of), len(rows)),
-    )
-    centroids = _l2_rows(sp.csr_matrix(sp.diags(1.0 / counts.astype(np.float32)) @ assign @ sub))
-    entry_words = tuple(
-        frozenset(w for i in rows[lo:hi] for w in texts[i].split())
-        for lo, hi in zip(starts, np.append(starts[1:], len(rows)), strict=True)
-    )
-    coef_t: FloatArray | None = None
-    intercept: FloatArray | None = None
-    if linear:
-        svc = LinearSVC(C=_SVC_C, class_weight="balanced", random_state=0)
-        svc.fit(sub, local)
-        coef = np.asarray(svc.coef_, dtype=np.float32)
-        icpt = np.asarray(svc.intercept_, dtype=np.float32)
-        if coef.shape[0] == 1:  # binary problem: sklearn keeps one hyperplane
-            coef = np.vstack([-coef, coef])
-            icpt = np.array([-icpt[0], icpt[0]], dtype=np.float32)
-        coef_t = np.ascontiguousarray(coef.T)
-        intercept = icpt
-    emb_rows: FloatArray | None = None
-    emb_centroids: FloatArray | None = None
-    if emb is not None:
-        emb_rows = np.ascontiguousarray(emb[rows])
-        sums = np.add.reduceat(emb_rows, starts, axis=0)
-        emb_centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    return _Index(
-        entry_of=entry_of.astype(np.int64),
-        starts=starts.astype(np.int64),
-        texts=tuple(texts[i] for i in rows),
-        entry_words=entry_words,
-        # The hidden off-topic entry's words ("movie", "recipe") are not the KB's vocabulary.
-        vocabulary=frozenset().union(
-            *(w for w, e in zip(entry_words, entry_of, strict=True) if e != hidden)
-        ),
-        exact=len(rows) <= _EXACT_ROWS,
-        rows=sp.csr_matrix(sub.T) if len(rows) <= _EXACT_ROWS else sub,
-        centroids_t=sp.csr_matrix(centroids.T),
-        coef_t=coef_t,
-        intercept=intercept,
-        emb_rows=emb_rows,
-        emb_centroids=emb_centroids,
-    )
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """Top candidates of a batch of queries: local entry numbers and their features."""
-
-    candidates: IntArray  # (queries, k) local entry numbers, best primary score first
-    features: F64Array  # (queries, k, _N_FEATURES)
-
-
-def _score(index: _Index, v: sp.csr_matrix, queries: Sequence[str], k: int) -> _Scored:
-    """Primary scores, top-k candidates and lexical calibration features for a batch of
-    queries."""
-    n_q = v.shape[0]
-    k = min(k, index.n_entries)
-    n_rows = index.n_rows
-    cands = np.zeros((n_q, k), dtype=np.int64)
-    feats = np.zeros((n_q, k, _N_FEATURES), dtype=np.float64)
-    step = max(1, _DENSE_BUDGET // max(n_rows if index.exact else 0, index.n_entries))
-    for lo in range(0, n_q, step):
-        hi = min(n_q, lo + step)
-        block = v[lo:hi]
-        cent = np.asarray((block @ index.centroids_t).toarray(), dtype=np.float32)
-        linear: FloatArray | None = None
-        if index.coef_t is not None and index.intercept is not None:
-            linear = np.asarray(block @ index.coef_t, dtype=np.float32) + index.intercept
-        if index.exact:
-            sims = np.asarray((block @ index.rows).toarray(), dtype=np.float32)
-            knn = np.maximum.reduceat(sims, index.starts, axis=1)
-        for r in range(hi - lo):
-            if not index.exact:
-                sims_r, knn_r = _shortlist_knn(
-                    index, block[r], cent[r] if linear is None else linear[r]
-                )
-            else:
-                sims_r, knn_r = sims[r], knn[r]
-            if linear is None:
-                primary = _KNN_WEIGHT * knn_r + (1.0 - _KNN_WEIGHT) * cent[r]
-            else:
-                primary = linear[r]
-            if k < index.n_entries:
-                top = np.argpartition(-primary, k - 1)[:k]
-            else:
-                top = np.arange(index.n_entries)
-            top = top[np.argsort(-primary[top], kind="stable")]
-            cands[lo + r] = top
-            feats[lo + r] = _candidate_features(
-                index, queries[lo + r], top, primary, knn_r, cent[r], sims_r
-            )
-    return _Scored(candidates=cands, features=feats)
-
-
-def _shortlist_knn(
-    index: _Index, q: sp.csr_matrix, coarse: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Nearest-phrasing cosines for the `_SHORTLIST` entries best by `coarse` only (0 elsewhere).
-
-    A full query-by-phrasings product touches most of a huge index, because common character
-    n-grams occur in nearly every phrasing; the shortlist keeps latency flat in KB size.
-    """
-    n = min(_SHORTLIST, index.n_entries)
-    entries = np.sort(np.argpartition(-coarse, n - 1)[:n])
-    ends = np.append(index.starts[1:], index.n_rows)
-    lengths = ends[entries] - index.starts[entries]
-    rows = np.repeat(index.starts[entries] - np.cumsum(lengths) + lengths, lengths) + np.arange(
-        int(lengths.sum())
-    )
-    dense_q = np.zeros(index.rows.shape[1], dtype=np.float32)
-    dense_q[q.indices] = q.data
-    sims = np.zeros(index.n_rows, dtype=np.float32)
-    # sparse @ dense vector: scipy's sparse @ sparse would first build a huge transposed query.
-    sims[rows] = index.rows[rows] @ dense_q
-    knn = np.zeros(index.n_entries, dtype=np.float32)
-    knn[entries] = np.maximum.reduceat(sims[rows], np.cumsum(lengths) - lengths)
-    return sims, knn
-
-
-def _gap(values: F64Array) -> F64Array:
-    """Each value minus the best of the others (0 stands in for "no other candidate")."""
-    if len(values) == 1:
-        return values.copy()
-    order = np.argsort(-values, kind="stable")
-    best, second = values[order[0]], values[order[1]]
-    others_best = np.where(np.arange(len(values)) == order[0], second, best)
-    out: F64Array = values - others_best
-    return out
-
-
-def _candidate_features(
-    index: _Index,
-    query: str,
-    top: IntArray,
-    primary: FloatArray,
-    knn: FloatArray,
-    cent: FloatArray,
-    sims: FloatArray,
-) -> F64Array:
-    prim = primary[top].astype(np.float64)
-    kn = knn[top].astype(np.float64)
-    ce = cent[top].astype(np.float64)
-    fz = np.zeros(len(top), dtype=np.float64)
-    for i, e in enumerate(top):
-        lo, hi = int(index.starts[e]), _end(index, int(e))
-        if hi - lo > _FUZZY_PHRASINGS:
-            rows = lo + np.argpartition(-sims[lo:hi], _FUZZY_PHRASINGS - 1)[:_FUZZY_PHRASINGS]
-        else:
-            rows = np.arange(lo, hi)
-        best = process.extractOne(
-            query, [index.texts[j] for j in rows], scorer=fuzz.ratio
-        )
-        fz[i] = 0.0 if best is None else best[1] / 100.0
-    is_top = np.zeros(len(top), dtype=np.float64)
-    is_top[0] = 1.0
-    tokens = query.split()
-    length = np.full(len(top), math.log1p(len(tokens)), dtype=np.float64)
-    # Words the KB has never seen ("joke", "weather") are the plainest sign of an off-topic
-    # question; coverage says how much of the question the candidate's own texts explain.
-    content = [w for w in tokens if w not in _STOP_WORDS] or tokens
-    unknown = sum(w not in index.vocabulary for w in content) / len(content)
-    oov = np.full(len(top), unknown, dtype=np.float64)
-    coverage = np.array(
-        [sum(w in index.entry_words[e] for w in content) / len(content) for e in top],
-        dtype=np.float64,
-    )
-    return np.stack(
-        [prim, _gap(prim), kn, _gap(kn), ce, fz, _gap(fz), is_top, length, oov, coverage],
-        axis=1,
-    )
-
-
-def _with_embedding_features(index: _Index, scored: _Scored, q_emb: FloatArray) -> F64Array:
-    """The lexical features of `scored` followed by the candidates' embedding features."""
-    assert index.emb_rows is not None and index.emb_centroids is not None
-    n_q, k, _ = scored.features.shape
-    out = np.zeros((n_q, k, _N_FEATURES + _N_EMB_FEATURES), dtype=np.float64)
-    out[:, :, :_N_FEATURES] = scored.features
-    step = max(1, _DENSE_BUDGET // index.n_rows)
-    for lo in range(0, n_q, step):
-        hi = min(n_q, lo + step)
-        knn = np.maximum.reduceat(q_emb[lo:hi] @ index.emb_rows.T, index.starts, axis=1)
-        cent = q_emb[lo:hi] @ index.emb_centroids.T
-        for r in range(hi - lo):
-            out[lo + r, :, _N_FEATURES:] = _embedding_features(
-                scored.candidates[lo + r], knn[r], cent[r]
-            )
-    return out
-
-
-def _embedding_features(top: IntArray, knn: FloatArray, cent: FloatArray) -> F64Array:
-    """Sentence-embedding cosines of the candidates: nearest phrasing and centroid, each with
-    its gap to the best other entry of the whole index (not only the candidates), so a
-    paraphrase the lexical ranking missed still shows as a rival."""
-    return np.stack(
-        [knn[top], _gap_over_all(knn, top), cent[top], _gap_over_all(cent, top)], axis=1
-    ).astype(np.float64)
-
-
-def _gap_over_all(values: FloatArray, top: IntArray) -> F64Array:
-    """values[top] minus the best value among all other entries."""
-    if len(values) == 1:
-        return values[top].astype(np.float64)
-    two = np.argpartition(-values, 1)[:2]
-    first, second = (two[0], two[1]) if values[two[0]] >= values[two[1]] else (two[1], two[0])
-    others_best = np.where(top == first, values[second], values[first])
-    out: F64Array = (values[top] - others_best).astype(np.float64)
-    return out
-
-
-def _end(index: _Index, e: int) -> int:
-    return int(index.starts[e + 1]) if e + 1 < index.n_entries else index.n_rows
 
 
 class TextEncoder(Protocol):
@@ -593,25 +100,14 @@ class KbAdaptedEncoder(TextEncoder, Protocol):
     def fit(self, texts: Sequence[str]) -> TextEncoder: ...
 
 
-@dataclass(frozen=True)
-class CalibrationSample:
-    """One cross-validation query as the calibrator saw it (for threshold derivation)."""
-
-    top_score: float  # calibrated score of the top candidate
-    top1_right: bool
-    top3_right: bool
-    out_of_scope: bool
-    weight: float
-
-
 class Matcher:
     """An immutable, thread-safe FAQ matcher; build it with `build_matcher`."""
 
     def __init__(
         self,
         ids: Sequence[str],
-        featurizer: _Featurizer | None,
-        index: _Index | None,
+        featurizer: Featurizer | None,
+        index: Index | None,
         coef: F64Array,
         intercept: float,
         mode: Literal["linear", "similarity", "empty"],
@@ -670,14 +166,14 @@ class Matcher:
             return results
         rows, normalized = list(queries), list(queries.values())
         v = self._featurizer.transform_queries(normalized)
-        scored = _score(index, v, normalized, max(_CANDIDATES, limit) + 1)
+        scored = score_queries(index, v, normalized, max(CANDIDATES, limit) + 1)
         entries = index.entry_of[scored.candidates]
         valid = entries < len(self._ids)
         probs = [
-            _probabilities(scored.features[r], *self._lexical, valid[r]) for r in range(len(rows))
+            probabilities(scored.features[r], *self._lexical, valid[r]) for r in range(len(rows))
         ]
         unsure = (
-            [r for r in range(len(rows)) if _needs_embedding(probs[r])]
+            [r for r in range(len(rows)) if needs_embedding(probs[r])]
             if self._encoder is not None
             else []
         )
@@ -687,10 +183,10 @@ class Matcher:
             q_emb = self._encoder.encode(
                 [_respell(normalized[r], index.vocabulary, self._spellings) for r in embed]
             )
-            sub = _Scored(scored.candidates[embed], scored.features[embed])
-            feats = _with_embedding_features(index, sub, q_emb)
+            sub = Scored(scored.candidates[embed], scored.features[embed])
+            feats = with_embedding_features(index, sub, q_emb)
             for j, r in enumerate(embed):
-                probs[r] = _probabilities(feats[j], self._coef, self._intercept, valid[r])
+                probs[r] = probabilities(feats[j], self._coef, self._intercept, valid[r])
         embedded = set(embed)
         for r, i in enumerate(rows):
             order = np.argsort(-probs[r], kind="stable")[: min(limit, int(valid[r].sum()))]
@@ -733,93 +229,6 @@ def _respell(query: str, vocabulary: frozenset[str], spellings: Sequence[str]) -
             changed = True
     return " ".join(words) if changed else query
 
-
-def _needs_embedding(lexical_probs: F64Array) -> bool:
-    """Whether the lexical calibrator is unsure enough to consult the encoder (`match_many`
-    and the calibration samples must agree on this)."""
-    return bool(lexical_probs.max() < _LEXICAL_SURE)
-
-
-def _probabilities(
-    features: F64Array, coef: F64Array, intercept: float, valid: npt.NDArray[np.bool_]
-) -> F64Array:
-    """P(right) per candidate; -1 for the hidden off-topic entry so it sorts last."""
-    logits = features @ coef + intercept
-    probs: F64Array = np.where(valid, 1.0 / (1.0 + np.exp(-logits)), 0.0)
-    total = float(probs.sum())
-    # The candidates are mutually exclusive answers: keep the probabilities a sub-distribution.
-    if total > 1.0:
-        probs = probs / total
-    out: F64Array = np.where(valid, probs, -1.0)
-    return out
-
-
-def _texts_by_entry(docs: Sequence[FaqDoc]) -> list[list[str]]:
-    seen_ids: set[str] = set()
-    out: list[list[str]] = []
-    for doc in docs:
-        if doc.id in seen_ids:
-            raise ValueError(f"duplicate FAQ id {doc.id!r}")
-        seen_ids.add(doc.id)
-        texts: list[str] = []
-        for raw in doc.texts():
-            norm = normalize(raw)
-            if norm and norm not in texts:
-                texts.append(norm)
-        out.append(texts)
-    return out
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A KB turned into training rows: texts grouped by entry, features, CV folds, model."""
-
-    per_entry: list[list[str]]
-    texts: list[str]
-    owner: IntArray
-    off_entry: int  # number of the hidden off-topic entry (the last one)
-    featurizer: _Featurizer
-    x: sp.csr_matrix
-    folds: IntArray
-    oos_fold: IntArray
-    linear: bool
-    can_cv: bool
-
-
-def _prepare(docs: Sequence[FaqDoc], mode: Mode) -> _Prepared | None:
-    per_entry = _texts_by_entry(docs)
-    if not any(per_entry):
-        return None
-    n_live = sum(1 for ts in per_entry if ts)
-    # A hidden entry of off-topic questions competes in every ranking: chatter such as
-    # "tell me a joke" then has a better match than the FAQ sharing "tell me", which lowers
-    # the FAQ's gap features and so its probability. It is never returned.
-    off_entry = len(per_entry)
-    per_entry = [*per_entry, list(_OFF_TOPIC_NORMALIZED)]
-    texts = [t for ts in per_entry for t in ts]
-    owner = np.array([e for e, ts in enumerate(per_entry) for _ in ts], dtype=np.int64)
-    featurizer = _Featurizer(texts)
-    x = featurizer.fitted
-    featurizer.fitted = sp.csr_matrix((0, featurizer.n_features), dtype=np.float32)
-    folds, oos_fold = _assign_folds(per_entry, owner, off_entry)
-    n_in_cv = int(((folds >= 0) & (owner != off_entry)).sum())
-    n_oos_cv = int(sum(len(per_entry[e]) for e in np.flatnonzero(oos_fold >= 0)))
-    can_cv = n_in_cv >= _MIN_CV_QUERIES and n_oos_cv >= _MIN_CV_OOS
-    if mode == "auto":
-        linear = (
-            can_cv
-            and _MIN_LINEAR_ENTRIES <= n_live <= _MAX_LINEAR_ENTRIES
-            and n_live * featurizer.n_features <= _MAX_LINEAR_COEF
-            and n_live * len(texts) <= _MAX_LINEAR_WORK
-        )
-    else:
-        # Without cross-validation there is no calibrator for linear scores.
-        linear = mode == "linear" and can_cv
-    return _Prepared(
-        per_entry, texts, owner, off_entry, featurizer, x, folds, oos_fold, linear, can_cv
-    )
-
-
 def build_matcher(
     docs: Sequence[FaqDoc], *, mode: Mode = "auto", encoder: TextEncoder | None = None
 ) -> Matcher:
@@ -835,9 +244,9 @@ def build_matcher(
     # same scores whether they come from the YAML files or the database.
     docs = sorted(docs, key=lambda d: d.id)
     ids = [d.id for d in docs]
-    prep = _prepare(docs, mode)
+    prep = prepare(docs, mode)
     if prep is None:
-        return Matcher(ids, None, None, _PRIOR_COEF, _PRIOR_INTERCEPT, "empty")
+        return Matcher(ids, None, None, PRIOR_COEF, PRIOR_INTERCEPT, "empty")
     all_rows = np.arange(len(prep.texts), dtype=np.int64)
     mode_name: Literal["linear", "similarity"] = "linear" if prep.linear else "similarity"
     # The fixed small-KB calibrator has no embedding coefficients: embed only what is CV'd.
@@ -847,186 +256,20 @@ def build_matcher(
         # look vectors up); the matcher keeps the adapted copy.
         encoder = encoder.fit(prep.texts)
     emb = encoder.encode(prep.texts) if embed and encoder is not None else None
-    index = _build_index(
+    index = build_index(
         prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry, emb
     )
     if not prep.can_cv:
-        return Matcher(ids, prep.featurizer, index, _PRIOR_COEF, _PRIOR_INTERCEPT, mode_name)
-    feats, labels, weights, meta = _cross_validate(prep, emb)
-    coef, intercept = _fit_calibrator(feats, labels, weights)
+        return Matcher(ids, prep.featurizer, index, PRIOR_COEF, PRIOR_INTERCEPT, mode_name)
+    feats, labels, weights, meta = cross_validate(prep, emb)
+    coef, intercept = fit_calibrator(feats, labels, weights)
     lexical = None
     if emb is not None:
-        lexical = _fit_calibrator(feats[:, :, :_N_FEATURES], labels, weights)
-    calibration = _calibration_samples(feats, meta, (coef, intercept), lexical)
+        lexical = fit_calibrator(feats[:, :, :N_FEATURES], labels, weights)
+    calibration = calibration_samples(feats, meta, (coef, intercept), lexical)
     return Matcher(
         ids, prep.featurizer, index, coef, intercept, mode_name, calibration, encoder, lexical
     )
-
-
-def _assign_folds(
-    per_entry: Sequence[Sequence[str]], owner: IntArray, off_entry: int
-) -> tuple[IntArray, IntArray]:
-    """Fold in which each text is held out (-1: never), fold in which each entry is unknown."""
-    rng = np.random.default_rng(_SEED)
-    n_entries = len(per_entry)
-    n_folds = _CV_FOLDS if len(owner) <= _LARGE_TEXTS else _CV_FOLDS_LARGE
-    live = np.array(
-        [e for e, ts in enumerate(per_entry) if ts and e != off_entry], dtype=np.int64
-    )
-    oos_fold = np.full(n_entries, -1, dtype=np.int64)
-    # Leave-entries-out needs at least two known entries left in every fold.
-    n_oos = round(_OOS_ENTRY_SHARE * len(live)) if len(live) >= 3 else 0
-    for i, e in enumerate(rng.permutation(live)[:n_oos]):
-        oos_fold[e] = i % n_folds
-    folds = np.full(len(owner), -1, dtype=np.int64)
-    start = 0
-    for ts in per_entry:
-        m = len(ts)
-        if m >= 2:
-            offset = int(rng.integers(n_folds))
-            for j, pos in enumerate(rng.permutation(m)):
-                folds[start + pos] = (j + offset) % n_folds
-        start += m
-    return folds, oos_fold
-
-
-@dataclass(frozen=True)
-class _QueryMeta:
-    right: IntArray  # per query: rank of the right entry among candidates, -1 if absent
-    oos: npt.NDArray[np.bool_]
-    weight: F64Array
-    valid: npt.NDArray[np.bool_]  # (queries, k): candidate is a real entry
-
-
-def _cross_validate(
-    prep: _Prepared, emb: FloatArray | None
-) -> tuple[F64Array, F64Array, F64Array, _QueryMeta]:
-    """Candidate features and labels of held-out texts; (queries, k) weights, 0 for the
-    hidden off-topic entry's rows, which the calibrator must not learn from."""
-    rng = np.random.default_rng(_SEED + 1)
-    owner, folds, oos_fold = prep.owner, prep.folds, prep.oos_fold
-    n_folds = int(max(folds.max(), oos_fold.max())) + 1
-    all_feats: list[F64Array] = []
-    all_labels: list[F64Array] = []
-    all_valid: list[npt.NDArray[np.bool_]] = []
-    oos_flags: list[npt.NDArray[np.bool_]] = []
-    off_flags: list[npt.NDArray[np.bool_]] = []
-    cap = _CV_QUERIES_PER_FOLD if len(owner) <= _LARGE_TEXTS else _CV_QUERIES_PER_FOLD_LARGE
-    for f in range(n_folds):
-        unknown = oos_fold[owner] == f
-        held = (folds == f) & ~unknown
-        train = np.flatnonzero(~held & ~unknown)
-        if len(np.unique(owner[train])) < 2:
-            continue
-        in_q = np.flatnonzero(held & (owner != prep.off_entry))
-        if len(in_q) > cap:
-            in_q = np.sort(rng.choice(in_q, cap, replace=False))
-        out_q = np.concatenate(
-            [
-                np.flatnonzero(owner == e)[:_CV_OOS_PER_ENTRY]
-                for e in np.flatnonzero(oos_fold == f)
-            ]
-            or [np.zeros(0, dtype=np.int64)]
-        )
-        if len(out_q) > cap // 2:
-            out_q = np.sort(rng.choice(out_q, cap // 2, replace=False))
-        off_q = np.flatnonzero(held & (owner == prep.off_entry))
-        queries = np.concatenate([in_q, out_q, off_q]).astype(np.int64)
-        if len(queries) == 0:
-            continue
-        index = _build_index(
-            prep.x, owner, prep.texts, train, prep.linear, prep.off_entry, emb
-        )
-        scored = _score(index, prep.x[queries], [prep.texts[i] for i in queries], _CANDIDATES)
-        global_cands = index.entry_of[scored.candidates]
-        is_oos = np.zeros(len(queries), dtype=bool)
-        is_oos[len(in_q) :] = True
-        is_off = np.zeros(len(queries), dtype=bool)
-        is_off[len(in_q) + len(out_q) :] = True
-        labels = (global_cands == owner[queries][:, None]) & ~is_oos[:, None]
-        all_feats.append(
-            scored.features if emb is None
-            else _with_embedding_features(index, scored, emb[queries])
-        )
-        all_labels.append(labels.astype(np.float64))
-        all_valid.append(global_cands != prep.off_entry)
-        oos_flags.append(is_oos)
-        off_flags.append(is_off)
-    # Small KBs can have fewer candidates in some folds: keep the common top-k.
-    k = min(f.shape[1] for f in all_feats)
-    feats = np.concatenate([f[:, :k] for f in all_feats])
-    labels = np.concatenate([lab[:, :k] for lab in all_labels])
-    valid = np.concatenate([v[:, :k] for v in all_valid])
-    oos = np.concatenate(oos_flags)
-    off = np.concatenate(off_flags)
-    right = np.where(labels.any(axis=1), labels.argmax(axis=1), -1).astype(np.int64)
-    n_in, n_near, n_off = int((~oos).sum()), int((oos & ~off).sum()), int(off.sum())
-    weight = np.ones(len(oos), dtype=np.float64)
-    if n_in:
-        # Out-of-scope queries make up OUT_OF_SCOPE_SHARE of the weighted calibration data,
-        # split between held-out entries (near misses) and held-out off-topic questions.
-        oos_total = OUT_OF_SCOPE_SHARE / (1.0 - OUT_OF_SCOPE_SHARE) * n_in
-        off_share = _OFF_TOPIC_SHARE if n_near else 1.0
-        if n_near:
-            weight[oos & ~off] = oos_total * (1.0 - off_share) / n_near
-        if n_off:
-            weight[off] = oos_total * off_share / n_off
-    meta = _QueryMeta(right=right, oos=oos, weight=weight, valid=valid)
-    row_weights: F64Array = weight[:, None] * valid
-    return feats, labels, row_weights, meta
-
-
-def _fit_calibrator(
-    feats: F64Array, labels: F64Array, weights: F64Array
-) -> tuple[F64Array, float]:
-    """Logistic regression of "candidate is right" on its features; raw-feature coefficients."""
-    flat = feats.reshape(-1, feats.shape[2])
-    y = labels.reshape(-1)
-    w = weights.reshape(-1)
-    if y.min() == y.max():
-        # Nothing to learn from; the prior has no say on embedding features, if any.
-        prior = np.zeros(flat.shape[1], dtype=np.float64)
-        prior[: len(_PRIOR_COEF)] = _PRIOR_COEF
-        return prior, _PRIOR_INTERCEPT
-    mean = np.average(flat, axis=0, weights=w)
-    scale = np.sqrt(np.average((flat - mean) ** 2, axis=0, weights=w))
-    scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=1.0, max_iter=2000)
-    model.fit((flat - mean) / scale, y, sample_weight=w)
-    coef = np.asarray(model.coef_[0], dtype=np.float64) / scale
-    intercept = float(model.intercept_[0]) - float(coef @ mean)
-    return coef, intercept
-
-
-def _calibration_samples(
-    feats: F64Array,
-    meta: _QueryMeta,
-    calibrator: tuple[F64Array, float],
-    lexical: tuple[F64Array, float] | None,
-) -> list[CalibrationSample]:
-    """Each query's top score as `Matcher.match` computes it (lexical first, embeddings
-    only when the lexical calibrator is unsure)."""
-    out: list[CalibrationSample] = []
-    for q in range(feats.shape[0]):
-        if lexical is None:
-            probs = _probabilities(feats[q], *calibrator, meta.valid[q])
-        else:
-            probs = _probabilities(feats[q, :, :_N_FEATURES], *lexical, meta.valid[q])
-            if _needs_embedding(probs):
-                probs = _probabilities(feats[q], *calibrator, meta.valid[q])
-        order = np.argsort(-probs, kind="stable")
-        right = int(meta.right[q])
-        rank = int(np.flatnonzero(order == right)[0]) if right >= 0 else -1
-        out.append(
-            CalibrationSample(
-                top_score=float(probs[order[0]]),
-                top1_right=rank == 0,
-                top3_right=0 <= rank < 3,
-                out_of_scope=bool(meta.oos[q]),
-                weight=float(meta.weight[q]),
-            )
-        )
-    return out
 
 
 def derive_thresholds(

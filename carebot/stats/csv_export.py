@@ -18,16 +18,9 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.stats.metrics import (
-    C,
-    S,
-    Scope,
-    StatsQuery,
-    T,
-    handle_segments,
-    queue_waits,
-)
 from carebot.stats.period import Period
+from carebot.stats.scope import C, S, Scope, StatsQuery, T
+from carebot.stats.segments import handle_segments, queue_waits
 
 PAGE_SIZE = 2000
 

@@ -1,25 +1,33 @@
 """Knowledge gaps: group the questions the bot could not answer by similarity.
 
-The input is modest (the handoffs of one period, capped by the caller), so this runs in
-Python: texts are normalised with the matcher's own `normalize`, identical texts are counted
-once, and the distinct texts — most frequent first — are clustered greedily: each joins the
-first cluster whose representative scores at least `threshold` with rapidfuzz's
-`token_set_ratio`, or starts a new cluster. Comparing with the representative only (never
-with every member) keeps clusters from drifting through chains of near neighbours.
+The input is modest (the handoffs of one period, fetched with SQL and capped by
+`knowledge_gaps`), so the clustering runs in Python: texts are normalised with the matcher's
+own `normalize`, identical texts are counted once, and the distinct texts — most frequent
+first — are clustered greedily: each joins the first cluster whose representative scores at
+least `threshold` with rapidfuzz's `token_set_ratio`, or starts a new cluster. Comparing with
+the representative only (never with every member) keeps clusters from drifting through chains
+of near neighbours.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from rapidfuzz import fuzz, process
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.matching.textnorm import normalize
+from carebot.stats.scope import Scope, StatsQuery, T, period_dict
 
 DEFAULT_THRESHOLD = 80
 MAX_EXAMPLES = 5
+GAP_REASONS = ("no_match", "failed_turns")
+DEFAULT_GAP_SAMPLE = 5000
 
 
 @dataclass(frozen=True)
@@ -78,3 +86,49 @@ def cluster(questions: list[GapQuestion], threshold: float = DEFAULT_THRESHOLD) 
             target.add(q)
     clusters.sort(key=lambda c: (-c.count, -(c.last_seen.timestamp() if c.last_seen else 0)))
     return clusters
+
+
+async def knowledge_gaps(
+    session: AsyncSession,
+    query: StatsQuery,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    sample: int = DEFAULT_GAP_SAMPLE,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """Questions that ended in a handoff because the bot had no answer, grouped by similarity.
+
+    The texts of `no_match` and `failed_turns` handoffs in the period (the latest `sample` of
+    them) are fetched with SQL and clustered in Python (see the module docstring).
+    """
+    scope = await Scope.build(session, query)
+    reason = T.details["reason"].as_string()
+    question = T.details["text"].as_string()
+    rows = (await session.execute(
+        select(question, T.created_at, reason, T.details["top_faq_id"].as_string())
+        .where(T.kind == "handoff", scope.during(T.created_at), reason.in_(GAP_REASONS),
+               question.is_not(None), *scope.selected(T.conversation_id))
+        .order_by(T.id.desc())
+        .limit(sample + 1)
+    )).all()
+    truncated = len(rows) > sample
+    questions = [GapQuestion(t, at, r, top) for t, at, r, top in rows[:sample] if t and t.strip()]
+    clusters = await asyncio.to_thread(cluster, questions, threshold)
+    p = query.period
+    return {
+        "period": period_dict(query),
+        "questions": len(questions),
+        "truncated": truncated,
+        "similarity_threshold": threshold,
+        "clusters": [
+            {
+                "question": c.question,
+                "count": c.count,
+                "examples": c.examples,
+                "last_seen": p.local(c.last_seen).isoformat() if c.last_seen else None,
+                "reasons": dict(sorted(c.reasons.items())),
+                "nearest_faqs": [f for f, _n in c.nearest_faqs.most_common(3)],
+            }
+            for c in clusters[:limit]
+        ],
+    }

@@ -216,3 +216,8 @@ async def _pg_distributions(
 def ratio(part: int, whole: int) -> float | None:
     """part / whole rounded to 4 decimals; None when there is nothing to divide by."""
     return round(part / whole, 4) if whole else None
+
+
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows satisfy `condition` (0, not NULL, when there are none)."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)

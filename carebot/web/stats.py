@@ -1,4 +1,4 @@
-"""Statistics API for managers and admins: thin handlers over carebot.stats.metrics."""
+"""Statistics API for managers and admins: thin handlers over the carebot.stats reports."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.stats import breakdowns
+from carebot.stats import knowledge_gaps as gaps
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv
-from carebot.stats.knowledge_gaps import DEFAULT_THRESHOLD
 from carebot.stats.period import UNITS, StatsInputError, parse_period
+from carebot.stats.scope import Filters, StatsQuery
 from carebot.web.auth import SUPERVISORS, roles
 from carebot.web.errors import ApiError
 from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
@@ -49,7 +51,7 @@ def _int_param(
     return value
 
 
-def stats_query(request: web.Request) -> stats.StatsQuery:
+def stats_query(request: web.Request) -> StatsQuery:
     """The period, time zone and filters of a stats request (400 when malformed)."""
     unknown = sorted(set(request.query) - KNOWN_PARAMS)
     if unknown:
@@ -63,13 +65,13 @@ def stats_query(request: web.Request) -> stats.StatsQuery:
         )
     except StatsInputError as exc:
         raise ApiError(400, str(exc)) from None
-    filters = stats.Filters(
+    filters = Filters(
         channel=_text_param(request, "channel"),
         agent_id=_int_param(request, "agent", None, 1, 2**62),
         faq_id=_text_param(request, "faq"),
         tag=_text_param(request, "tag"),
     )
-    return stats.StatsQuery(
+    return StatsQuery(
         period,
         filters,
         repeat_window=timedelta(days=settings.stats_repeat_window_days),
@@ -79,7 +81,7 @@ def stats_query(request: web.Request) -> stats.StatsQuery:
 
 async def _compute(
     request: web.Request,
-    work: Callable[[AsyncSession, stats.StatsQuery], Awaitable[dict[str, Any]]],
+    work: Callable[[AsyncSession, StatsQuery], Awaitable[dict[str, Any]]],
 ) -> web.Response:
     query = stats_query(request)
     async with request.app[SESSIONS]() as session:
@@ -102,30 +104,30 @@ async def timeseries(request: web.Request) -> web.Response:
     unit = request.query.get("bucket", "day")
     if unit not in UNITS:
         raise ApiError(400, f"'bucket' must be one of {', '.join(UNITS)}")
-    return await _compute(request, lambda s, q: stats.timeseries(s, q, unit))
+    return await _compute(request, lambda s, q: breakdowns.timeseries(s, q, unit))
 
 
 @roles(*SUPERVISORS)
 async def agents(request: web.Request) -> web.Response:
     """GET /api/v1/stats/agents."""
-    return await _compute(request, stats.agents)
+    return await _compute(request, breakdowns.agents)
 
 
 @roles(*SUPERVISORS)
 async def faqs(request: web.Request) -> web.Response:
     """GET /api/v1/stats/faqs."""
-    return await _compute(request, stats.faqs)
+    return await _compute(request, breakdowns.faqs)
 
 
 @roles(*SUPERVISORS)
 async def knowledge_gaps(request: web.Request) -> web.Response:
     """GET /api/v1/stats/knowledge-gaps?similarity=&limit=."""
-    similarity = _int_param(request, "similarity", DEFAULT_THRESHOLD, 50, 100)
+    similarity = _int_param(request, "similarity", gaps.DEFAULT_THRESHOLD, 50, 100)
     limit = _int_param(request, "limit", 50, 1, 500)
     assert similarity is not None and limit is not None
     return await _compute(
         request,
-        lambda s, q: stats.knowledge_gaps(s, q, threshold=similarity, limit=limit),
+        lambda s, q: gaps.knowledge_gaps(s, q, threshold=similarity, limit=limit),
     )
 
 

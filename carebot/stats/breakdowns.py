@@ -1,0 +1,337 @@
+"""The statistics broken down: per local day or week (time series), per agent and per FAQ.
+
+Every count follows the definitions of carebot.stats.metrics (cohorts, events in the period,
+surveys sent in the period), restricted to each bucket, agent or FAQ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, CompoundSelect, and_, case, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from carebot.db.models import Agent, FaqEntry, Touchpoint
+from carebot.stats.period import Bucket, Period, buckets
+from carebot.stats.scope import C, S, Scope, StatsQuery, T, period_dict
+from carebot.stats.segments import handle_segments
+from carebot.stats.sql import Distribution, count_if, distributions, ratio
+from carebot.stats.survey_counts import (
+    CSAT_POSITIVE,
+    NO_SURVEYS,
+    SurveyCounts,
+    survey_aggregates,
+    survey_dict,
+    survey_good,
+)
+
+# The bot's decisions after a customer message: an FAQ answer is "followed by a handoff" when
+# the next of these in its conversation is a handoff.
+BOT_TURN_KINDS = ("faq_answer", "faq_suggest", "handoff", "resolved")
+
+
+# --- time series ----------------------------------------------------------------------------
+
+
+async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dict[str, Any]:
+    """The main counts and rates per local day or week, every bucket present (zeros too)."""
+    slots = buckets(query.period, unit)
+    scope = await Scope.build(session, query)
+    sql = scope.sql
+    per: dict[str, dict[str, Any]] = {b.label: {} for b in slots}
+
+    def bucket_of(column: Any) -> ColumnElement[str]:
+        return sql.local_bucket(column, query.period, unit).label("b")
+
+    opened = select(
+        bucket_of(C.opened_at),
+        case((C.handoffs > 0, 1), else_=0).label("handed_off"),
+        case((C.first_bot_response_ms.is_not(None), 1), else_=0).label("involved"),
+    ).where(*scope.opened()).subquery("o")
+    for b, n, handed, involved in await session.execute(
+        select(opened.c.b, func.count(), func.sum(opened.c.handed_off),
+               func.sum(opened.c.involved)).group_by(opened.c.b)
+    ):
+        per[b].update(opened=int(n), handed_off=int(handed or 0), bot_involved=int(involved or 0))
+
+    resolved = select(
+        bucket_of(C.resolved_at),
+        case((C.resolved_by == "bot", 1), else_=0).label("confirmed"),
+        case((C.resolved_by == "timeout", 1), else_=0).label("assumed"),
+        case((C.handoffs == 0, 1), else_=0).label("contained"),
+        case((scope.first_contact_resolution(), 1), else_=0).label("fcr"),
+    ).where(*scope.resolved()).subquery("r")
+    for b, n, confirmed, assumed, contained, fcr in await session.execute(
+        select(resolved.c.b, func.count(), func.sum(resolved.c.confirmed),
+               func.sum(resolved.c.assumed), func.sum(resolved.c.contained),
+               func.sum(resolved.c.fcr)).group_by(resolved.c.b)
+    ):
+        per[b].update(resolved=int(n), confirmed_resolutions=int(confirmed or 0),
+                      assumed_resolutions=int(assumed or 0), contained=int(contained or 0),
+                      fcr=int(fcr or 0))
+
+    events = select(bucket_of(T.created_at), T.kind, T.conversation_id).where(
+        T.kind.in_(("reopened", "sla_breached")), scope.during(T.created_at),
+        *scope.selected(T.conversation_id),
+    ).subquery("e")
+    for b, kind, n, convs in await session.execute(
+        select(events.c.b, events.c.kind, func.count(),
+               func.count(events.c.conversation_id.distinct())).group_by(events.c.b,
+                                                                       events.c.kind)
+    ):
+        if kind == "reopened":
+            per[b]["reopened"] = int(convs)
+        else:
+            per[b]["sla_breaches"] = int(n)
+
+    csat = select(
+        bucket_of(S.sent_at),
+        case((S.status == "answered", 1), else_=0).label("answered"),
+        case((survey_good(), 1), else_=0).label("good"),
+        case((S.status == "answered", S.score), else_=0).label("score"),
+    ).where(S.kind == "csat", scope.during(S.sent_at), *scope.selected(S.conversation_id)
+            ).subquery("s")
+    for b, sent, answered, good, scores in await session.execute(
+        select(csat.c.b, func.count(), func.sum(csat.c.answered), func.sum(csat.c.good),
+               func.sum(csat.c.score)).group_by(csat.c.b)
+    ):
+        per[b].update(csat=survey_dict(
+            SurveyCounts(int(sent), int(answered or 0), int(good or 0), int(scores or 0)),
+            "satisfied",
+        ))
+
+    values: CompoundSelect[Any] = union_all(
+        select(literal("bot_first_response").label("g"), bucket_of(C.opened_at),
+               C.first_bot_response_ms.label("v")).where(*scope.opened()),
+        select(literal("human_first_response"), bucket_of(C.opened_at),
+               C.first_human_response_ms).where(*scope.opened()),
+        select(literal("resolution_time"), bucket_of(C.resolved_at),
+               sql.ms_between(C.opened_at, C.resolved_at)).where(*scope.resolved()),
+    )
+    dists = await distributions(session, values, ["g", "b"])
+    return {
+        "period": period_dict(query),
+        "bucket": unit,
+        "series": [_bucket_row(query.period, b, per[b.label], dists) for b in slots],
+    }
+
+
+def _bucket_row(
+    period: Period, b: Bucket, counts: dict[str, Any], dists: dict[tuple[Any, ...], Distribution]
+) -> dict[str, Any]:
+    opened, resolved = counts.get("opened", 0), counts.get("resolved", 0)
+    handed, contained, fcr = (counts.get(k, 0) for k in ("handed_off", "contained", "fcr"))
+
+    def median(name: str) -> float | None:
+        d = dists.get((name, b.label))
+        return round(d.median, 1) if d is not None and d.median is not None else None
+
+    return {
+        "bucket": b.label,
+        "from": period.local(b.start).isoformat(),
+        "to": period.local(b.end).isoformat(),
+        "opened": opened,
+        "resolved": resolved,
+        "reopened": counts.get("reopened", 0),
+        "bot_involved": counts.get("bot_involved", 0),
+        "handed_off": handed,
+        "handoff_rate": ratio(handed, opened),
+        "confirmed_resolutions": counts.get("confirmed_resolutions", 0),
+        "assumed_resolutions": counts.get("assumed_resolutions", 0),
+        "contained": contained,
+        "containment_rate": ratio(contained, resolved),
+        "fcr": fcr,
+        "fcr_rate": ratio(fcr, resolved),
+        "sla_breaches": counts.get("sla_breaches", 0),
+        "csat": counts.get("csat", survey_dict(NO_SURVEYS, "satisfied")),
+        "median_first_response_ms": {"bot": median("bot_first_response"),
+                                     "human": median("human_first_response")},
+        "median_resolution_time_ms": median("resolution_time"),
+    }
+
+
+# --- per agent ------------------------------------------------------------------------------
+
+
+async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
+    """One row per agent who resolved, handled, first answered or was rated in the period.
+
+    * resolved — conversations of the resolved cohort whose assigned agent at resolution is
+      the agent (bot and timeout resolutions have none);
+    * first response — conversations of the opened cohort whose first agent reply was the
+      agent's: their human first response time (handoff → first agent reply);
+    * handle time — the agent's own assignments in conversations of the resolved cohort,
+      summed per conversation (a transferred conversation counts for both agents);
+    * CSAT — CSAT surveys sent in the period that snapshot the agent as the resolver.
+    """
+    scope = await Scope.build(session, query)
+    rows: dict[int, dict[str, Any]] = {}
+
+    def row(agent_id: int) -> dict[str, Any]:
+        return rows.setdefault(agent_id, {"agent_id": agent_id, "resolved": 0})
+
+    for agent_id, n in await session.execute(
+        select(C.assigned_agent_id, func.count())
+        .where(*scope.resolved(), C.assigned_agent_id.is_not(None))
+        .group_by(C.assigned_agent_id)
+    ):
+        if agent_id is not None:
+            row(agent_id)["resolved"] = int(n)
+
+    firsts = (
+        select(
+            T.conversation_id,
+            T.agent_id,
+            func.row_number().over(partition_by=T.conversation_id, order_by=T.id).label("rn"),
+        )
+        .where(T.kind == "agent_reply",
+               T.conversation_id.in_(select(C.id).where(*scope.opened())))
+        .subquery("firsts")
+    )
+    first_values = (
+        select(firsts.c.agent_id.label("a"), C.first_human_response_ms.label("v"))
+        .select_from(firsts)
+        .join(C, C.id == firsts.c.conversation_id)
+        .where(firsts.c.rn == 1)
+        .subquery("first_values")
+    )
+    segs = handle_segments(scope, select(C.id).where(*scope.resolved())).subquery("segs")
+    handle_values = (
+        select(segs.c.agent_id.label("a"), func.sum(segs.c.ms).label("v"))
+        .group_by(segs.c.agent_id, segs.c.conversation_id)
+        .subquery("handle_values")
+    )
+    dists = await distributions(
+        session,
+        union_all(
+            select(literal("first_response").label("g"), first_values.c.a, first_values.c.v),
+            select(literal("handle_time"), handle_values.c.a, handle_values.c.v),
+        ),
+        ["g", "a"],
+    )
+
+    csat = await session.execute(
+        select(S.agent_id, *survey_aggregates())
+        .where(S.kind == "csat", S.agent_id.is_not(None), scope.during(S.sent_at),
+               *scope.selected(S.conversation_id))
+        .group_by(S.agent_id)
+    )
+    surveys = {aid: SurveyCounts(*(int(v) for v in rest)) for aid, *rest in csat}
+    ids = set(rows) | {a for _g, a in dists} | set(surveys)
+    names: dict[int, str] = {}
+    if ids:
+        for agent_id, name in await session.execute(
+            select(Agent.id, Agent.name).where(Agent.id.in_(ids))
+        ):
+            names[agent_id] = name
+    items = []
+    for agent_id in sorted(ids, key=lambda a: (names.get(a, ""), a)):
+        item = row(agent_id)
+        item["name"] = names.get(agent_id)
+        item["first_response_ms"] = dists.get(
+            ("first_response", agent_id), Distribution.empty()).as_dict()
+        item["handle_time_ms"] = dists.get(
+            ("handle_time", agent_id), Distribution.empty()).as_dict()
+        item["csat"] = survey_dict(surveys.get(agent_id, NO_SURVEYS), "satisfied")
+        items.append(item)
+    items.sort(key=lambda i: (-i["resolved"], i["name"] or "", i["agent_id"]))
+    return {"period": period_dict(query), "items": items}
+
+
+# --- per FAQ --------------------------------------------------------------------------------
+
+
+async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
+    """One row per FAQ answered (or rated) in the period, the most answered first.
+
+    * answered — `faq_answer` touchpoints in the period;
+    * helpful / not_helpful — "Did this help?" Yes / No in the period;
+    * followed_by_handoff — answers in the period after which the bot's next step in that
+      conversation was a handoff (a weak answer: the customer still needed a person);
+    * CSAT after — CSAT surveys sent in the period on conversations that got this answer
+      before the survey.
+    """
+    scope = await Scope.build(session, query)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(faq_id: str) -> dict[str, Any]:
+        return rows.setdefault(faq_id, {
+            "faq_id": faq_id, "answered": 0, "helpful": 0, "not_helpful": 0,
+            "followed_by_handoff": 0,
+        })
+
+    answer = aliased(Touchpoint)
+    turns = (
+        select(
+            T.kind, T.faq_id, T.created_at,
+            func.lead(T.kind).over(partition_by=T.conversation_id, order_by=T.id).label("next"),
+        )
+        .where(
+            T.kind.in_(BOT_TURN_KINDS),
+            T.conversation_id.in_(select(answer.conversation_id).where(
+                answer.kind == "faq_answer", scope.during(answer.created_at))),
+            *scope.selected(T.conversation_id),
+        )
+        .subquery("turns")
+    )
+    for faq_id, n, weak in await session.execute(
+        select(turns.c.faq_id, func.count(), count_if(turns.c.next == "handoff"))
+        .where(turns.c.kind == "faq_answer", scope.during(turns.c.created_at))
+        .group_by(turns.c.faq_id)
+    ):
+        row(faq_id).update(answered=int(n), followed_by_handoff=int(weak))
+
+    feedback = select(
+        T.faq_id, case((T.details["helpful"].as_boolean(), 1), else_=0).label("yes")
+    ).where(
+        T.kind == "faq_feedback", T.faq_id.is_not(None), scope.during(T.created_at),
+        *scope.selected(T.conversation_id),
+    ).subquery("fb")
+    for faq_id, n, yes in await session.execute(
+        select(feedback.c.faq_id, func.count(), func.sum(feedback.c.yes))
+        .group_by(feedback.c.faq_id)
+    ):
+        row(faq_id).update(helpful=int(yes or 0), not_helpful=int(n) - int(yes or 0))
+
+    # Each (FAQ, survey) pair once, however often the FAQ was answered before the survey.
+    after = (
+        select(T.faq_id, S.id, S.status, S.score)
+        .join(S, and_(S.conversation_id == T.conversation_id, T.created_at <= S.sent_at))
+        .where(T.kind == "faq_answer", S.kind == "csat", scope.during(S.sent_at),
+               *scope.selected(S.conversation_id))
+        .distinct()
+        .subquery("after")
+    )
+    csat: dict[str, SurveyCounts] = {}
+    for faq_id, sent, answered, good, scores in await session.execute(
+        select(
+            after.c.faq_id,
+            func.count(),
+            count_if(after.c.status == "answered"),
+            count_if(and_(after.c.status == "answered", after.c.score >= CSAT_POSITIVE)),
+            func.coalesce(func.sum(case((after.c.status == "answered", after.c.score),
+                                        else_=0)), 0),
+        ).group_by(after.c.faq_id)
+    ):
+        csat[faq_id] = SurveyCounts(int(sent), int(answered), int(good), int(scores))
+        row(faq_id)
+
+    entries = {
+        fid: (question, tags) for fid, question, tags in await session.execute(
+            select(FaqEntry.id, FaqEntry.question, FaqEntry.tags).where(FaqEntry.id.in_(rows))
+        )
+    } if rows else {}
+    items = []
+    for faq_id, item in rows.items():
+        question, tags = entries.get(faq_id, (None, []))
+        items.append({
+            **item,
+            "question": question,
+            "tags": list(tags or []),
+            "helpful_rate": ratio(item["helpful"], item["helpful"] + item["not_helpful"]),
+            "handoff_rate": ratio(item["followed_by_handoff"], item["answered"]),
+            "csat_after": survey_dict(csat.get(faq_id, NO_SURVEYS), "satisfied"),
+        })
+    items.sort(key=lambda i: (-i["answered"], i["faq_id"]))
+    return {"period": period_dict(query), "items": items}

@@ -1,0 +1,143 @@
+"""What a statistics request covers: the period, the filters and the predicates built from
+them, which every report applies (the cohorts are defined in carebot.stats.metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from carebot.db.models import Conversation, FaqEntry, Survey, Touchpoint
+from carebot.stats.period import Period
+from carebot.stats.sql import Sql
+
+C = Conversation
+T = Touchpoint
+S = Survey
+
+WORK_MEM = "64MB"  # per statement sort memory for the stats queries (PostgreSQL)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which conversations the statistics cover (all when every field is None)."""
+
+    channel: str | None = None
+    agent_id: int | None = None
+    faq_id: str | None = None
+    tag: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (only the filters that are set)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    """A period, filters and the thresholds some definitions need."""
+
+    period: Period
+    filters: Filters = field(default_factory=Filters)
+    # First contact resolution: no new conversation from the customer within this window.
+    repeat_window: timedelta = timedelta(days=7)
+    # Queue SLA, reported with the breaches (breaches themselves are recorded by the timer).
+    sla_seconds: float = 300.0
+
+
+class Scope:
+    """The query's predicates, built once per request (the tag filter needs a lookup)."""
+
+    def __init__(self, query: StatsQuery, sql: Sql, preds: list[ColumnElement[bool]]) -> None:
+        self.query = query
+        self.period = query.period
+        self.sql = sql
+        self.preds = preds
+
+    @classmethod
+    async def build(cls, session: AsyncSession, query: StatsQuery) -> Scope:
+        """Resolve the filters into predicates on `conversations`."""
+        sql = Sql.of(session)
+        if not sql.sqlite:
+            # The window functions sort a few hundred thousand rows at most; let PostgreSQL do
+            # that in memory instead of spilling to disk (this transaction only).
+            await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        f = query.filters
+        preds: list[ColumnElement[bool]] = []
+        if f.channel is not None:
+            preds.append(C.channel == f.channel)
+        if f.agent_id is not None:
+            preds.append(C.assigned_agent_id == f.agent_id)
+        if f.faq_id is not None or f.tag is not None:
+            faq_ids = await _faq_ids(session, f.faq_id, f.tag)
+            if not faq_ids:
+                preds.append(false())
+            else:
+                preds.append(C.id.in_(
+                    select(T.conversation_id).where(T.kind == "faq_answer", T.faq_id.in_(faq_ids))
+                ))
+        return cls(query, sql, preds)
+
+    def during(self, column: Any) -> ColumnElement[bool]:
+        """The timestamp is in the period."""
+        return and_(column >= self.period.start, column < self.period.end)
+
+    def opened(self) -> list[ColumnElement[bool]]:
+        """Conversations of the opened cohort."""
+        return [self.during(C.opened_at), *self.preds]
+
+    def resolved(self) -> list[ColumnElement[bool]]:
+        """Conversations of the resolved cohort."""
+        return [self.during(C.resolved_at), *self.preds]
+
+    def selected(self, column: Any) -> list[ColumnElement[bool]]:
+        """`column` (a conversation id) belongs to a selected conversation."""
+        if not self.preds:
+            return []
+        return [column.in_(select(C.id).where(*self.preds))]
+
+    def repeat_contact(self) -> ColumnElement[bool]:
+        """The customer opened another conversation (any channel) after this one opened and
+        within the repeat window after its resolution."""
+        later = aliased(Conversation)
+        window_ms = int(self.query.repeat_window.total_seconds() * 1000)
+        return exists().where(
+            later.customer_id == C.customer_id,
+            later.id != C.id,
+            later.opened_at > C.opened_at,
+            self.sql.within_ms(C.resolved_at, later.opened_at, window_ms),
+        )
+
+    def first_contact_resolution(self) -> ColumnElement[bool]:
+        """Resolved, never reopened and no repeat contact."""
+        return and_(C.reopen_count == 0, ~self.repeat_contact())
+
+
+async def _faq_ids(session: AsyncSession, faq_id: str | None, tag: str | None) -> list[str]:
+    # faq_entries is small (the knowledge base), so the tag match runs in Python.
+    rows = await session.execute(select(FaqEntry.id, FaqEntry.tags))
+    wanted = tag.casefold() if tag is not None else None
+    ids = []
+    for fid, tags in rows:
+        if faq_id is not None and fid != faq_id:
+            continue
+        if wanted is not None and wanted not in {str(t).casefold() for t in tags or ()}:
+            continue
+        ids.append(fid)
+    if faq_id is not None and tag is None and not ids:
+        ids.append(faq_id)  # an FAQ since removed from the knowledge base still has answers
+    return ids
+
+
+def period_dict(query: StatsQuery) -> dict[str, Any]:
+    """The period and filters as reported back (instants in the requested time zone)."""
+    p = query.period
+    return {
+        "from": p.local(p.start).isoformat(),
+        "to": p.local(p.end).isoformat(),
+        "tz": p.tz_name,
+        "filters": query.filters.as_dict(),
+    }
