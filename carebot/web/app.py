@@ -13,8 +13,7 @@ from datetime import timedelta
 from aiohttp import web
 from sqlalchemy import text
 
-from carebot.channels import http as http_channel
-from carebot.channels import telegram as telegram_channel
+from carebot.channels.telegram import WEBHOOK_PATH
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.domain.clock import Clock, system_clock
 from carebot.domain.hub import EventHub
@@ -26,7 +25,7 @@ from carebot.routing.inbound_batch import InboundBatcher
 from carebot.routing.router import Router, RoutingPolicy
 from carebot.routing.surveys import SurveyPolicy
 from carebot.settings import Settings
-from carebot.web import console
+from carebot.web import console, http_channel, telegram_webhook
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
@@ -80,7 +79,7 @@ def create_app(
     app.cleanup_ctx.append(outbox_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
-    app.router.add_post(telegram_channel.WEBHOOK_PATH, telegram_channel.webhook)
+    app.router.add_post(WEBHOOK_PATH, telegram_webhook.webhook)
     console.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
