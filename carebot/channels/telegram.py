@@ -345,13 +345,16 @@ def quiet_http_logs() -> None:
 
 
 class TelegramChannel:
-    """Connects the bot, feeds updates to the domain, and lends the outbox its sender."""
+    """Connects the bot, feeds updates to the domain, and lends the outbox its sender.
+
+    `route` is None in a process that only sends (it neither polls nor takes the webhook).
+    """
 
     def __init__(
         self,
         application: AnyApplication,
         *,
-        route: Route,
+        route: Route | None,
         publish: Publish,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
@@ -509,6 +512,8 @@ class TelegramChannel:
         """Route, note or ignore one update (committed before this returns)."""
         decision = classify(update, self.bot.username)
         if isinstance(decision, Routed):
+            if self.route is None:
+                raise RuntimeError("this process does not route Telegram updates")
             _result, effects = await self.route(decision.message)
             await self.publish(effects)
             if decision.callback_query_id is not None:
