@@ -1,14 +1,15 @@
 """Background delivery in the app's lifetime: the channels' senders and the outbox worker.
 
-All are `cleanup_ctx` entries; `create_app` lists the channels first, so on shutdown the outbox
-worker stops (finishing its sends in flight) before the senders it uses disconnect.
+All are `cleanup_ctx` entries, listed in that order (`DELIVERY_CONTEXTS`): the channels first,
+so on shutdown the outbox worker stops (finishing its sends in flight) before the senders it
+uses disconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from functools import partial
 
@@ -124,3 +125,9 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     worker.start()
     yield
     await worker.stop()
+
+
+# Channels before the outbox: on shutdown the worker stops before the senders disconnect.
+DELIVERY_CONTEXTS: tuple[Callable[[web.Application], AsyncIterator[None]], ...] = (
+    telegram_ctx, http_callback_ctx, outbox_ctx,
+)
