@@ -388,31 +388,25 @@ def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    import dataclasses
     import signal
 
-    from aiohttp import web
-
-    from carebot.web.app import create_app
+    from carebot.web.keys import SETTINGS
+    from carebot.web.worker_app import create_worker_app, running
+    from carebot.web.workers import polls_telegram
 
     async def run() -> int:
-        app = create_app(dataclasses.replace(settings, run_worker=True))
-        # Starting the app's cleanup contexts without a site: database, channels and workers,
-        # no HTTP listener.
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        polling = settings.telegram_token and settings.telegram_mode == "polling"
-        log.info("carebot worker running: outbox delivery%s", " and Telegram polling"
-                 if polling else "")
-        try:
-            await stop.wait()
-        finally:
-            log.info("carebot worker stopping")
-            await runner.cleanup()
+        # Delivery only (no HTTP listener): see carebot.web.worker_app for what it starts.
+        async with running(create_worker_app(settings)) as app:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            log.info("carebot worker running: outbox delivery%s", " and Telegram polling"
+                     if polls_telegram(app[SETTINGS]) else "")
+            try:
+                await stop.wait()
+            finally:
+                log.info("carebot worker stopping")
         return 0
 
     return run_async(run)

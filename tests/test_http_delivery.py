@@ -4,6 +4,7 @@ outbox, with the shared secret, an idempotency key, retries and permanent failur
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carebot.db.models import OutboxMessage, Touchpoint
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings, SettingsError
+from carebot.web.keys import FAQ_INDEX, INBOUND, MATCHER_BUILDER, POLICY
+from carebot.web.worker_app import create_worker_app, running
 from tests.helpers import Customer, bearer, create_app, make_agent
-from tests.telegram_support import eventually
+from tests.telegram_support import eventually, outbox_row, queue_messages
 
 Client = TestClient[Any, Any]
 
@@ -150,6 +153,34 @@ async def test_bridge_refusal_fails_the_message_once_with_a_touchpoint(
             select(Touchpoint.details).where(Touchpoint.kind == "delivery_failed")))
     assert len(reasons) == 1 and "404" in reasons[0]["reason"]
     assert len(fake.calls) == 1  # a refusal is final: no retry loop
+
+
+async def test_worker_delivers_callbacks_without_the_model_or_the_inbound_writer(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], clock: ManualClock,
+    bridge: tuple[Bridge, TestServer], tmp_path: Path,
+) -> None:
+    """`carebot worker` without Telegram only delivers: it starts even where the sentence
+    encoder cannot be loaded, and neither matches questions nor takes inbound messages."""
+    fake, server = bridge
+    [row_id] = await queue_messages(
+        sessions, clock, ["Your parcel left the depot."], recipient="u-42", channel="http"
+    )
+    app = create_worker_app(replace(
+        settings, run_worker=False,  # the worker delivers whatever the environment says
+        embedding_model=str(tmp_path / "no-model-here"),  # loading it would fail the start
+        http_channel_callback_url=str(server.make_url("/carebot")),
+        outbox_poll_seconds=0.05,
+    ), clock)
+    async with running(app):
+        assert not {FAQ_INDEX, MATCHER_BUILDER, POLICY, INBOUND} & set(app)
+
+        async def sent() -> bool:
+            return (await outbox_row(sessions, row_id)).status == "sent"
+
+        await eventually(sent, what="the worker to deliver the row")
+    [(headers, body)] = fake.calls
+    assert headers["Idempotency-Key"] == f"outbox-{row_id}"
+    assert body["user_id"] == "u-42" and body["text"] == "Your parcel left the depot."
 
 
 def test_callback_url_must_be_http() -> None:

@@ -33,6 +33,8 @@ from carebot.db.models import Contact, Conversation, Touchpoint
 from carebot.domain.clock import ManualClock
 from carebot.routing import replies
 from carebot.settings import Settings, SettingsError
+from carebot.web.keys import FAQ_INDEX, INBOUND
+from carebot.web.worker_app import create_worker_app, running
 from tests.fakes.bot_api import BOT_USERNAME, FakeBotAPI
 from tests.fakes.fixtures import load_update
 from tests.helpers import create_app, touchpoint_kinds
@@ -44,6 +46,7 @@ from tests.telegram_support import (
     counts,
     eventually,
     outbox_rows,
+    queue_messages,
     telegram_settings,
 )
 
@@ -507,3 +510,18 @@ async def test_worker_command_polls_and_delivers_without_a_web_server(
     assert proc.returncode == 0, log
     assert "carebot worker running: outbox delivery and Telegram polling" in log
     assert api.token not in log
+
+
+async def test_worker_in_webhook_mode_sends_without_routing(
+    api: FakeBotAPI, settings: Settings, clock: ManualClock,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """With a webhook the web processes take Telegram's updates: the worker only sends."""
+    await queue_messages(sessions, clock, ["An agent will be with you shortly."])
+    app = create_worker_app(telegram_settings(settings, api, **WEBHOOK_MODE), clock)
+    async with running(app):
+        assert INBOUND not in app and FAQ_INDEX not in app
+        [sent] = await api.wait_for_sent(1)
+        await eventually(lambda: all_sent(sessions), what="the row marked sent")
+    assert sent["chat_id"] == USER_ID and sent["text"] == "An agent will be with you shortly."
+    assert not api.calls_to("getUpdates")

@@ -18,16 +18,15 @@ Ids that make a redelivered update change nothing: `"{chat_id}:{message_id}"` fo
 `"{chat_id}:{message_id}:edit:{edit_date}"` for edits (an edit keeps the message's id).
 
 Polling confirms an update to Telegram (the next getUpdates offset) only after it has been
-processed, and webhook requests answer 200 only after the commit, so a failure or a crash
-makes Telegram deliver the update again instead of losing it. PTB's own Updater confirms
-updates as soon as it fetched them, which is why it is not used.
+processed, and webhook requests (taken by web/telegram_webhook.py) answer 200 only after the
+commit, so a failure or a crash makes Telegram deliver the update again instead of losing it.
+PTB's own Updater confirms updates as soon as it fetched them, which is why it is not used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import re
 import warnings
@@ -36,7 +35,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import (
     Bot,
@@ -61,6 +59,7 @@ from telegram.error import (
 )
 from telegram.ext import Application, ApplicationBuilder
 
+from carebot.channels.errors import ChannelInputError, require_secret
 from carebot.delivery.outbox import (
     OutboxItem,
     PermanentDeliveryError,
@@ -73,8 +72,6 @@ from carebot.domain.messages import Button, InboundMessage, RouteResult
 from carebot.routing import replies
 from carebot.routing.unrouted import UnroutedMessage, note_unrouted
 from carebot.settings import Settings
-from carebot.web.errors import ApiError, read_json_object
-from carebot.web.keys import SETTINGS, TELEGRAM
 
 log = logging.getLogger(__name__)
 
@@ -348,13 +345,16 @@ def quiet_http_logs() -> None:
 
 
 class TelegramChannel:
-    """Connects the bot, feeds updates to the domain, and lends the outbox its sender."""
+    """Connects the bot, feeds updates to the domain, and lends the outbox its sender.
+
+    `route` is None in a process that only sends (it neither polls nor takes the webhook).
+    """
 
     def __init__(
         self,
         application: AnyApplication,
         *,
-        route: Route,
+        route: Route | None,
         publish: Publish,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
@@ -512,6 +512,8 @@ class TelegramChannel:
         """Route, note or ignore one update (committed before this returns)."""
         decision = classify(update, self.bot.username)
         if isinstance(decision, Routed):
+            if self.route is None:
+                raise RuntimeError("this process does not route Telegram updates")
             _result, effects = await self.route(decision.message)
             await self.publish(effects)
             if decision.callback_query_id is not None:
@@ -523,6 +525,20 @@ class TelegramChannel:
             log.debug("Telegram update %d ignored: %s", update.update_id, decision.reason)
         return decision
 
+    def check_webhook_request(self, given_secret: str, secret: str) -> None:
+        """Refuse a webhook request with a ChannelInputError: 403 for a wrong secret token,
+        503 while the bot is still connecting (Telegram sends the update again)."""
+        require_secret(SECRET_HEADER, given_secret, secret)
+        if not self.ready.is_set():
+            raise ChannelInputError(503, "the Telegram channel is still connecting")
+
+    def parse_update(self, body: dict[str, Any]) -> Update:
+        """A webhook request's JSON body as an Update, or a 400 ChannelInputError."""
+        try:
+            return Update.de_json(body, self.bot)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ChannelInputError(400, f"not a Telegram update: {exc!r}") from None
+
     async def _answer(self, callback_query_id: str) -> None:
         # Stops the button's spinner. Best effort: the reply itself goes through the outbox,
         # and a redelivered press is answered again (Telegram may call that one too old).
@@ -530,33 +546,6 @@ class TelegramChannel:
             await self.bot.answer_callback_query(callback_query_id)
         except TelegramError as exc:
             log.info("could not answer button press %s: %s", callback_query_id, exc.message)
-
-
-# --- webhook ------------------------------------------------------------------------------------
-
-
-async def webhook(request: web.Request) -> web.Response:
-    """POST /telegram/webhook: one update from Telegram, checked against the secret token.
-
-    200 only once the update is committed; any other answer makes Telegram send it again.
-    """
-    settings = request.app[SETTINGS]
-    channel = request.app.get(TELEGRAM)
-    if channel is None or settings.telegram_mode != "webhook":
-        raise ApiError(404, "the Telegram webhook is off (set CAREBOT_TELEGRAM_TOKEN and "
-                            "CAREBOT_TELEGRAM_MODE=webhook)")
-    given = request.headers.get(SECRET_HEADER, "")
-    if not hmac.compare_digest(given.encode(), settings.telegram_webhook_secret.encode()):
-        raise ApiError(403, f"missing or wrong {SECRET_HEADER} header")
-    if not channel.ready.is_set():
-        raise ApiError(503, "the Telegram channel is still connecting")
-    body = await read_json_object(request)
-    try:
-        update = Update.de_json(body, channel.bot)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ApiError(400, f"not a Telegram update: {exc!r}") from None
-    await channel.handle(update)
-    return web.json_response({"ok": True})
 
 
 # --- administration (CLI) -----------------------------------------------------------------------

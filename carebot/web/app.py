@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
 import os
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 from sqlalchemy import text
 
-from carebot.channels import http as http_channel
-from carebot.channels import telegram as telegram_channel
-from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
+from carebot.channels.telegram import WEBHOOK_PATH
 from carebot.domain.clock import Clock, system_clock
-from carebot.domain.hub import EventHub
-from carebot.matching.embedding_model import load_encoder
-from carebot.matching.faq_index import FaqIndex, MatcherBuilder
-from carebot.matching.knowledge import enabled_docs, knowledge_version
-from carebot.matching.matcher import build_matcher
-from carebot.routing.batch import BatchContext
-from carebot.routing.decision import Knowledge
-from carebot.routing.pipeline import InboundBatcher
-from carebot.routing.policy import Policy
-from carebot.routing.smalltalk import load_small_talk
+from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
-from carebot.web import console
+from carebot.web import console, http_channel, telegram_webhook
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
 from carebot.web.events import events_ws
-from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
 from carebot.web.keys import (
     CLOCK,
-    ENGINE,
-    EVENT_HUB,
     FAQ_INDEX,
-    INBOUND,
     MATCHER_BUILDER,
-    POLICY,
     SESSIONS,
     SETTINGS,
-    WRITES,
 )
 from carebot.web.openapi import openapi_json
-from carebot.web.timers import run_timers
-from carebot.web.workers import http_callback_ctx, outbox_ctx, telegram_ctx
+from carebot.web.resources import (
+    database_ctx,
+    events_ctx,
+    inbound_ctx,
+    knowledge_ctx,
+    timers_ctx,
+)
+from carebot.web.workers import DELIVERY_CONTEXTS
 
 log = logging.getLogger(__name__)
 
@@ -71,132 +56,17 @@ def create_app(
     app[CLOCK] = clock
     if matcher_builder is not None:
         app[MATCHER_BUILDER] = matcher_builder
-    app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_events)
-    app.cleanup_ctx.append(_knowledge)
-    app.cleanup_ctx.append(_inbound)
-    app.cleanup_ctx.append(_timers)
-    # Channels before the outbox: on shutdown the worker stops before the senders disconnect.
-    app.cleanup_ctx.append(telegram_ctx)
-    app.cleanup_ctx.append(http_callback_ctx)
-    app.cleanup_ctx.append(outbox_ctx)
+    app.cleanup_ctx.extend(
+        (database_ctx, events_ctx, knowledge_ctx, inbound_ctx, timers_ctx, *DELIVERY_CONTEXTS)
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
-    app.router.add_post(telegram_channel.WEBHOOK_PATH, telegram_channel.webhook)
+    app.router.add_post(WEBHOOK_PATH, telegram_webhook.webhook)
     console.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     return app
-
-
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    app[ENGINE] = engine
-    app[SESSIONS] = make_sessionmaker(engine)
-    app[WRITES] = make_write_sessionmaker(engine)
-    yield
-    await engine.dispose()
-
-
-async def _events(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    if settings.is_sqlite:
-        app[EVENT_HUB] = EventHub()  # SQLite means one process: local fan-out is enough
-        yield
-        return
-    hub = PgNotifyHub(app[ENGINE], asyncpg_dsn(settings.database_url))
-    await hub.start()
-    app[EVENT_HUB] = hub
-    yield
-    await hub.stop()
-
-
-async def _timers(app: web.Application) -> AsyncIterator[None]:
-    if not app[SETTINGS].run_timers:
-        yield
-        return
-    task = asyncio.create_task(run_timers(app))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _knowledge(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    builder = app.get(MATCHER_BUILDER)
-    if builder is None:
-        # Reading ~90 MB of weights: off the event loop, once per process.
-        encoder = await asyncio.to_thread(
-            load_encoder, settings.embedding_model, settings.embedding_precision,
-            settings.embedding_threads,
-        )
-        builder = functools.partial(build_matcher, encoder=encoder)
-    index = FaqIndex(
-        builder,
-        cache_size=settings.match_cache_size,
-        embedding_queue=settings.match_embedding_queue,
-    )
-    app[FAQ_INDEX] = index
-    version = await _refresh_index(app, None)
-    app[POLICY] = Policy.from_settings(settings)
-    task = asyncio.create_task(_watch_knowledge(app, version))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    stats = index.cache_stats()
-    log.info("match cache: %d hits, %d misses (%.1f%% hit rate), %d of %d entries used",
-             stats.hits, stats.misses, 100 * stats.hit_rate, stats.size, stats.capacity)
-
-
-async def _inbound(app: web.Application) -> AsyncIterator[None]:
-    # One writer per process commits concurrent inbound messages together (group commit).
-    hub = app[EVENT_HUB]
-    index = app[FAQ_INDEX]
-    small_talk = load_small_talk(app[SETTINGS].knowledge_path / "smalltalk")
-    ctx = BatchContext(
-        app[POLICY],
-        lambda: Knowledge(index.docs_by_id, small_talk),
-        app[CLOCK],
-        index.match_sync,
-    )
-    batcher = InboundBatcher(
-        ctx, index, app[ENGINE], publish=hub.publish,
-        sqlite_synchronous=app[SETTINGS].sqlite_synchronous,
-    )
-    await batcher.start()
-    app[INBOUND] = batcher
-    yield
-    await batcher.stop()
-
-
-async def _refresh_index(app: web.Application, seen: tuple[int, str] | None) -> tuple[int, str]:
-    """Rebuild the matcher (off the event loop) when the stored knowledge base changed."""
-    async with app[SESSIONS]() as session:
-        version = await knowledge_version(session)
-        if version == seen:
-            return version
-        docs = await enabled_docs(session)
-    await app[FAQ_INDEX].rebuild(docs)
-    if not docs:
-        log.warning("the knowledge base is empty: every question will go to a person "
-                    "(run `carebot kb import`)")
-    else:
-        log.info("knowledge base loaded: %d entries", len(docs))
-    return version
-
-
-async def _watch_knowledge(app: web.Application, version: tuple[int, str]) -> None:
-    # Another process (`carebot kb import`) may change the knowledge base at any time.
-    while True:
-        await asyncio.sleep(app[SETTINGS].kb_refresh_seconds)
-        try:
-            version = await _refresh_index(app, version)
-        except Exception:
-            log.exception("could not refresh the knowledge base; keeping the current one")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
 
+from carebot.channels.errors import ChannelInputError
 from carebot.web.handler import Handler
 from carebot.web.keys import SETTINGS
 
@@ -22,6 +25,15 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.extra = extra
+
+
+@contextmanager
+def channel_input_errors() -> Iterator[None]:
+    """Answer a channel's refusal of its input (`ChannelInputError`) as the same JSON error."""
+    try:
+        yield
+    except ChannelInputError as exc:
+        raise ApiError(exc.status, exc.message) from None
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:

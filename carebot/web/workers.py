@@ -1,14 +1,15 @@
 """Background delivery in the app's lifetime: the channels' senders and the outbox worker.
 
-All are `cleanup_ctx` entries; `create_app` lists the channels first, so on shutdown the outbox
-worker stops (finishing its sends in flight) before the senders it uses disconnect.
+All are `cleanup_ctx` entries, listed in that order (`DELIVERY_CONTEXTS`): the channels first,
+so on shutdown the outbox worker stops (finishing its sends in flight) before the senders it
+uses disconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from functools import partial
 
@@ -53,19 +54,31 @@ def outbox_senders(app: web.Application) -> dict[str, Sender]:
     return app[OUTBOX_SENDERS]
 
 
+def polls_telegram(settings: Settings) -> bool:
+    """Whether this process polls Telegram for updates (and so must route them)."""
+    return bool(settings.telegram_token) and settings.telegram_mode == "polling" and (
+        settings.run_worker
+    )
+
+
 async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Connect the Telegram bot when a token is set; poll for updates in polling mode."""
+    """Connect the Telegram bot when a token is set; poll for updates in polling mode.
+
+    Routing updates needs the app's inbound writer; a process without one (`carebot worker`
+    in webhook mode) only lends the outbox the Telegram sender.
+    """
     settings = app[SETTINGS]
     if not settings.telegram_token:
         log.info("Telegram channel off: CAREBOT_TELEGRAM_TOKEN is not set")
         yield
         return
-    poll = settings.telegram_mode == "polling" and settings.run_worker
+    poll = polls_telegram(settings)
     if settings.telegram_mode == "polling" and not settings.run_worker:
         log.info("Telegram polling is left to `carebot worker` (CAREBOT_RUN_WORKER is off)")
+    inbound = app.get(INBOUND)
     channel = TelegramChannel(
         build_application(settings),
-        route=app[INBOUND].submit,
+        route=inbound.submit if inbound is not None else None,
         publish=partial(publish_effects, app),
         sessions=app[SESSIONS],
         clock=app[CLOCK],
@@ -112,3 +125,9 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     worker.start()
     yield
     await worker.stop()
+
+
+# Channels before the outbox: on shutdown the worker stops before the senders disconnect.
+DELIVERY_CONTEXTS: tuple[Callable[[web.Application], AsyncIterator[None]], ...] = (
+    telegram_ctx, http_callback_ctx, outbox_ctx,
+)

@@ -1,0 +1,152 @@
+"""The service's resources as aiohttp cleanup contexts: each starts one thing and stops it.
+
+`create_app` (the web process) and `create_worker_app` (`carebot worker`) both build their
+resources from these, so each resource is built one way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
+from carebot.domain.hub import EventHub
+from carebot.matching.embedding_model import load_encoder
+from carebot.matching.faq_index import FaqIndex
+from carebot.matching.knowledge import enabled_docs, knowledge_version
+from carebot.matching.matcher import build_matcher
+from carebot.routing.batch import BatchContext
+from carebot.routing.decision import Knowledge
+from carebot.routing.pipeline import InboundBatcher
+from carebot.routing.policy import Policy
+from carebot.routing.smalltalk import load_small_talk
+from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
+from carebot.web.keys import (
+    CLOCK,
+    ENGINE,
+    EVENT_HUB,
+    FAQ_INDEX,
+    INBOUND,
+    MATCHER_BUILDER,
+    POLICY,
+    SESSIONS,
+    SETTINGS,
+    WRITES,
+)
+from carebot.web.timers import run_timers
+
+log = logging.getLogger(__name__)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    app[ENGINE] = engine
+    app[SESSIONS] = make_sessionmaker(engine)
+    app[WRITES] = make_write_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.is_sqlite:
+        app[EVENT_HUB] = EventHub()  # SQLite means one process: local fan-out is enough
+        yield
+        return
+    hub = PgNotifyHub(app[ENGINE], asyncpg_dsn(settings.database_url))
+    await hub.start()
+    app[EVENT_HUB] = hub
+    yield
+    await hub.stop()
+
+
+async def timers_ctx(app: web.Application) -> AsyncIterator[None]:
+    if not app[SETTINGS].run_timers:
+        yield
+        return
+    task = asyncio.create_task(run_timers(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    builder = app.get(MATCHER_BUILDER)
+    if builder is None:
+        # Reading ~90 MB of weights: off the event loop, once per process.
+        encoder = await asyncio.to_thread(
+            load_encoder, settings.embedding_model, settings.embedding_precision,
+            settings.embedding_threads,
+        )
+        builder = functools.partial(build_matcher, encoder=encoder)
+    index = FaqIndex(
+        builder,
+        cache_size=settings.match_cache_size,
+        embedding_queue=settings.match_embedding_queue,
+    )
+    app[FAQ_INDEX] = index
+    version = await _refresh_index(app, None)
+    app[POLICY] = Policy.from_settings(settings)
+    task = asyncio.create_task(_watch_knowledge(app, version))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    stats = index.cache_stats()
+    log.info("match cache: %d hits, %d misses (%.1f%% hit rate), %d of %d entries used",
+             stats.hits, stats.misses, 100 * stats.hit_rate, stats.size, stats.capacity)
+
+
+async def inbound_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One writer per process commits concurrent inbound messages together (group commit).
+    hub = app[EVENT_HUB]
+    index = app[FAQ_INDEX]
+    small_talk = load_small_talk(app[SETTINGS].knowledge_path / "smalltalk")
+    ctx = BatchContext(
+        app[POLICY],
+        lambda: Knowledge(index.docs_by_id, small_talk),
+        app[CLOCK],
+        index.match_sync,
+    )
+    batcher = InboundBatcher(
+        ctx, index, app[ENGINE], publish=hub.publish,
+        sqlite_synchronous=app[SETTINGS].sqlite_synchronous,
+    )
+    await batcher.start()
+    app[INBOUND] = batcher
+    yield
+    await batcher.stop()
+
+
+async def _refresh_index(app: web.Application, seen: tuple[int, str] | None) -> tuple[int, str]:
+    """Rebuild the matcher (off the event loop) when the stored knowledge base changed."""
+    async with app[SESSIONS]() as session:
+        version = await knowledge_version(session)
+        if version == seen:
+            return version
+        docs = await enabled_docs(session)
+    await app[FAQ_INDEX].rebuild(docs)
+    if not docs:
+        log.warning("the knowledge base is empty: every question will go to a person "
+                    "(run `carebot kb import`)")
+    else:
+        log.info("knowledge base loaded: %d entries", len(docs))
+    return version
+
+
+async def _watch_knowledge(app: web.Application, version: tuple[int, str]) -> None:
+    # Another process (`carebot kb import`) may change the knowledge base at any time.
+    while True:
+        await asyncio.sleep(app[SETTINGS].kb_refresh_seconds)
+        try:
+            version = await _refresh_index(app, version)
+        except Exception:
+            log.exception("could not refresh the knowledge base; keeping the current one")
