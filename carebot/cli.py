@@ -1,4 +1,4 @@
-"""The `carebot` command line: serve, db, kb, agents, telegram, stats."""
+"""The `carebot` command line: serve, db, kb, agents, codes, telegram, stats."""
 
 from __future__ import annotations
 
@@ -116,6 +116,25 @@ def _parser() -> argparse.ArgumentParser:
     dis = agents.add_parser("disable", help="disable an agent; their token stops working")
     dis.add_argument("name", help="agent name or id")
     dis.set_defaults(func=_agents_disable)
+
+    codes = sub.add_parser(
+        "codes", help="resolution codes agents close conversations with"
+    ).add_subparsers(metavar="ACTION")
+    codes.add_parser("list", help="the managed list").set_defaults(func=_codes_list)
+    new = codes.add_parser("add", help="add a code")
+    new.add_argument("code")
+    new.add_argument("--label", required=True)
+    new.add_argument("--no-survey", action="store_true", help="no survey after it")
+    new.add_argument("--no-reopen", action="store_true",
+                     help="a new message starts a new conversation instead (like spam)")
+    new.set_defaults(func=_codes_add)
+    change = codes.add_parser("set", help="change a code")
+    change.add_argument("code")
+    change.add_argument("--label")
+    for flag, what in (("survey", "survey after it"), ("reopen", "a new message reopens"),
+                       ("enabled", "agents may use it")):
+        change.add_argument(f"--{flag}", choices=("yes", "no"), help=what)
+    change.set_defaults(func=_codes_set)
 
     worker = sub.add_parser(
         "worker", help="deliver the outbox (and poll Telegram in polling mode) without the "
@@ -382,6 +401,58 @@ def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
         agent.disabled = True
         agent.status = "offline"
         print(f"agent {agent.name} disabled")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _codes_list(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.codes import list_codes
+
+    async def work(session: AsyncSession) -> int:
+        print(f"{'code':<20} {'survey':<7} {'reopen':<7} {'enabled':<8} label")
+        for c in await list_codes(session):
+            print(f"{c.code:<20} {_yes(c.survey):<7} {_yes(c.may_reopen):<7} "
+                  f"{_yes(c.enabled):<8} {c.label}")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _codes_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.codes import CodeError, add_code, code_dict
+    from carebot.domain.clock import system_clock
+
+    async def work(session: AsyncSession) -> int:
+        try:
+            row = await add_code(session, args.code, args.label, survey=not args.no_survey,
+                                 may_reopen=not args.no_reopen, now=system_clock())
+        except CodeError as exc:
+            raise CliError(exc.message) from None
+        print(f"added {code_dict(row)}")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _codes_set(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.codes import CodeError, change_code, code_dict
+
+    def flag(value: str | None) -> bool | None:
+        return None if value is None else value == "yes"
+
+    async def work(session: AsyncSession) -> int:
+        try:
+            row = await change_code(session, args.code, label=args.label,
+                                    survey=flag(args.survey), may_reopen=flag(args.reopen),
+                                    enabled=flag(args.enabled))
+        except CodeError as exc:
+            raise CliError(exc.message) from None
+        print(f"changed {code_dict(row)}")
         return 0
 
     return _with_session(settings, work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -80,18 +81,27 @@ def database_url(
     yield url
 
 
-# Configuration the migrations seed (the resolution codes) stays; tests that change it
-# restore it themselves.
-KEEP_TABLES = {"resolution_codes"}
+def _seed_codes() -> list[dict[str, object]]:
+    """The resolution codes migration 0004 seeds (a fresh database has exactly these)."""
+    path = ROOT / "migrations" / "versions" / "0004_decision_core.py"
+    spec = importlib.util.spec_from_file_location("migration_0004", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [{"code": c, "label": label, "survey": survey, "may_reopen": reopen,
+             "enabled": True, "created_at": START} for c, label, survey, reopen in
+            module.SEED_CODES]
 
 
 def _truncate_pg(url: str) -> None:
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name not in KEEP_TABLES)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
 
     async def run() -> None:
         engine = make_engine(url)
         async with engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            # Configuration the migrations seed is part of an empty database.
+            await conn.execute(Base.metadata.tables["resolution_codes"].insert(), _seed_codes())
         await engine.dispose()
 
     asyncio.run(run())

@@ -8,11 +8,18 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.cli import main
-from carebot.db.models import Agent, Conversation, Message, OutboxMessage, Touchpoint
+from carebot.db.models import (
+    Agent,
+    Conversation,
+    Message,
+    OutboxMessage,
+    Survey,
+    Touchpoint,
+)
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from tests.helpers import Customer, bearer, create_app, make_agent
@@ -113,6 +120,75 @@ async def test_full_loop_handoff_assign_reply_resolve(
         "message_in", "handoff", "assigned", "agent_reply", "resolved", "survey_sent",
     ]
     assert acting == [alex.id, alex.id]
+
+
+async def test_resolved_from_the_queue_without_a_claim_is_credited_to_the_resolver(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    boss = await agent(client, sessions, "Boss", "manager")
+    cid = (await Customer(client, "q1").say("/human"))["conversation_id"]  # nobody online
+    done = await boss.act(cid, "resolve", {"code": "answered"})
+    assert (done["status"], done["assigned_agent_id"]) == ("resolved", None)
+    assert (await conv(sessions, cid)).resolved_agent_id == boss.id
+    rows = (await boss.call("GET", "/api/v1/stats/agents?from=2026-03-01&to=2026-03-03"))
+    assert [(r["agent_id"], r["resolved"]) for r in rows["items"]] == [(boss.id, 1)]
+
+
+async def test_resolution_codes_are_a_managed_list_and_spam_never_reopens(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    ann = await agent(client, sessions, "Ann")
+    await ann.online()
+    cust = Customer(client, "spammer")
+    cid = (await cust.say("/human"))["conversation_id"]
+    bad = await ann.act(cid, "resolve", {"code": "whatever I like"}, expect=400)
+    assert bad["error"]["message"].startswith("unknown resolution code 'whatever I like'")
+    await ann.act(cid, "resolve", {"code": "spam"})
+    again = await cust.say("BUY CHEAP WATCHES")
+    # A new conversation with the bot: the spam one stays closed and Ann is not bothered.
+    assert again["conversation_id"] != cid
+    closed = await conv(sessions, cid)
+    assert (closed.status, closed.reopen_count) == ("resolved", 0)
+    async with sessions() as session:
+        surveys = await session.scalar(select(func.count()).select_from(Survey))
+    assert surveys == 0  # spam is never surveyed
+
+
+async def test_admins_manage_resolution_codes_and_agents_resolve_with_them(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    root = await agent(client, sessions, "Root", "admin")
+    ann = await agent(client, sessions, "Ann")
+    listed = await ann.call("GET", "/api/v1/resolution-codes")
+    assert {"answered", "spam"} <= {c["code"] for c in listed["items"]}
+    await root.call("POST", "/api/v1/resolution-codes", {"code": "Bad Code", "label": "x"}, 400)
+    await root.call("POST", "/api/v1/resolution-codes", {"code": "spam", "label": "x"}, 409)
+    await root.call("POST", "/api/v1/resolution-codes",
+                    {"code": "fraud", "label": "Fraud", "survey": False, "may_reopen": False},
+                    201)
+    await root.call("PATCH", "/api/v1/resolution-codes/answered", {"enabled": False})
+    await root.call("PATCH", "/api/v1/resolution-codes/answered", {"color": "red"}, 400)
+    await root.call("PATCH", "/api/v1/resolution-codes/nope", {"enabled": True}, 404)
+    await ann.online()
+    cid = (await Customer(client, "codes1").say("/human"))["conversation_id"]
+    await ann.act(cid, "resolve", {"code": "answered"}, expect=400)  # disabled now
+    done = await ann.act(cid, "resolve", {"code": "fraud"})
+    assert done["resolution_code"] == "fraud"
+
+
+async def test_codes_cli(
+    client: Client, database_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", database_url)
+    assert await asyncio.to_thread(
+        main, ["codes", "add", "warranty", "--label", "Warranty claim", "--no-survey"]) == 0
+    assert await asyncio.to_thread(main, ["codes", "set", "warranty", "--reopen", "no"]) == 0
+    assert await asyncio.to_thread(main, ["codes", "add", "warranty", "--label", "x"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["codes", "list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("warranty"))
+    assert line.split()[:4] == ["warranty", "no", "no", "yes"]
 
 
 async def test_capacity_limit_and_refill_when_agent_frees_up(
@@ -300,6 +376,11 @@ ENDPOINTS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/api/v1/agents", {"name": "new-{role}", "role": "agent"},
      {"agent": 403, "manager": 403, "admin": 201}),
     ("GET", "/api/v1/openapi.json", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/resolution-codes", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/resolution-codes", {"code": "new-code", "label": "New"},
+     {"agent": 403, "manager": 403, "admin": 201}),
+    ("PATCH", "/api/v1/resolution-codes/duplicate", {"label": "Same as another"},
+     {"agent": 403, "manager": 403, "admin": 200}),
 ]
 
 

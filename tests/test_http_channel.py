@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carebot.db.models import Conversation, Message, OutboxMessage, Touchpoint
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
-from tests.helpers import MESSAGES, Customer, button_payloads, create_app, touchpoint_kinds
+from tests.helpers import (
+    MESSAGES,
+    Customer,
+    bearer,
+    button_payloads,
+    create_app,
+    make_agent,
+    touchpoint_kinds,
+)
 
 Client = TestClient[Any, Any]
 
@@ -185,3 +193,56 @@ async def test_healthz(client: Client) -> None:
     assert resp.status == 200
     data = await resp.json()
     assert data["status"] == "ok" and data["faq_entries"] >= 40
+
+
+async def test_greetings_and_thanks_get_a_short_reply_never_a_handoff(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    cust = Customer(client, "u-hi")
+    hello = await cust.say("Hello!")
+    assert hello["status"] == "bot"
+    assert hello["replies"][0]["text"].startswith("Hi! How can I help you today?")
+    thanks = await cust.say("thanks")
+    assert thanks["status"] == "bot" and thanks["replies"][0]["text"].startswith("You're welcome")
+    kinds = await touchpoint_kinds(sessions, hello["conversation_id"])
+    assert kinds == ["message_in", "small_talk", "message_in", "small_talk"]
+
+
+async def test_a_forged_yes_is_not_a_bot_resolution(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    cust = Customer(client, "u-forge")
+    forged = await cust.press("yes:order-status")  # never offered in this conversation
+    assert forged["status"] == "bot"
+    assert forged["replies"][0]["text"].startswith("That button is no longer active")
+    assert await touchpoint_kinds(sessions, forged["conversation_id"]) == [
+        "message_in", "unknown_button"]
+    # After a real answer, only its own Yes counts.
+    answer = await cust.say("where is my order")
+    stale = await cust.press("yes:return-how")
+    assert stale["status"] == "bot"
+    real = await cust.press(button_payloads(answer["replies"][0])[0])
+    assert real["status"] == "resolved"
+
+
+async def test_a_waiting_customer_hears_their_position_and_who_joins(
+    client: Client, clock: ManualClock, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    cust = Customer(client, "u-wait")
+    queued = await cust.say("/human")
+    assert queued["status"] == "queued"
+    assert (await cust.say("hello? is anyone there"))["replies"] == []  # just told
+    clock.advance(minutes=4)
+    nudge = await cust.say("Hallo? Ist jemand da?")
+    assert nudge["replies"][0]["text"] == (
+        "You're still in the queue (number 1). A person will reply here soon.")
+    assert (await cust.say("/help"))["replies"][0]["text"].startswith("Just type your question")
+    agent_id, token = await make_agent(sessions, "Alex")
+    resp = await client.post(f"/api/v1/conversations/{queued['conversation_id']}/claim",
+                             headers=bearer(token))
+    assert resp.status == 200
+    async with sessions() as session:
+        sent = list(await session.scalars(
+            select(OutboxMessage.text).order_by(OutboxMessage.id)))
+    assert sent[-1] == "Alex has joined the conversation."
+    assert agent_id

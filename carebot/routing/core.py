@@ -100,10 +100,11 @@ def decide_message(
         if conv.status in WITH_A_PERSON:
             # Handed off: the person who gets it sees what the customer asked.
             _message_event(d, turn)
-    if d.replies and not d.needs:
-        conv.offered_payloads = [
-            b.payload for r in d.replies if r.message is not None for b in r.message.buttons
-        ] or None
+    offered = [b.payload for r in d.replies if r.message is not None for b in r.message.buttons]
+    if offered and not d.needs:
+        # The buttons in front of the customer now; a reply without buttons leaves the
+        # earlier ones pressable (they are still on screen).
+        conv.offered_payloads = offered
     return d
 
 
@@ -328,6 +329,7 @@ def hand_off(
     conv.queued_at = now
     conv.handoffs += 1
     conv.pending_faq_id = None
+    conv.offered_payloads = None
     conv.released_by_agent_id = None
     conv.updated_at = now
     d.touch(Kind.HANDOFF, Actor.BOT, now, details={"reason": reason, **(details or {})})
@@ -384,6 +386,7 @@ def _resolve(
     conv.resolution_code = code
     conv.resolved_agent_id = agent_id
     conv.pending_faq_id = None
+    conv.offered_payloads = None
     conv.updated_at = now
     d.touch(Kind.RESOLVED, actor, now, agent_id=agent_id,
             details={"resolved_by": str(by), "resolution_code": code})

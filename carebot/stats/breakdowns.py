@@ -157,8 +157,9 @@ def _bucket_row(
 async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     """One row per agent who resolved, handled, first answered or was rated in the period.
 
-    * resolved — conversations of the resolved cohort whose assigned agent at resolution is
-      the agent (bot and timeout resolutions have none);
+    * resolved — conversations of the resolved cohort the agent resolved, whoever held them
+      (a conversation resolved from the queue without a claim is the resolver's; bot and
+      timeout resolutions have none);
     * first response — conversations of the opened cohort whose first agent reply was the
       agent's: their human first response time (handoff → first agent reply);
     * handle time — the agent's own assignments in conversations of the resolved cohort,
@@ -172,9 +173,9 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         return rows.setdefault(agent_id, {"agent_id": agent_id, "resolved": 0})
 
     for agent_id, n in await session.execute(
-        select(C.assigned_agent_id, func.count())
-        .where(*scope.resolved(), C.assigned_agent_id.is_not(None))
-        .group_by(C.assigned_agent_id)
+        select(C.resolved_agent_id, func.count())
+        .where(*scope.resolved(), C.resolved_agent_id.is_not(None))
+        .group_by(C.resolved_agent_id)
     ):
         if agent_id is not None:
             row(agent_id)["resolved"] = int(n)

@@ -12,7 +12,7 @@ from carebot.channels.telegram import WEBHOOK_PATH
 from carebot.domain.clock import Clock, system_clock
 from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
-from carebot.web import console, http_channel, telegram_webhook
+from carebot.web import codes, console, http_channel, telegram_webhook
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
@@ -63,6 +63,7 @@ def create_app(
     app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
     app.router.add_post(WEBHOOK_PATH, telegram_webhook.webhook)
     console.add_routes(app)
+    codes.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
     app.router.add_get("/api/v1/openapi.json", openapi_json)

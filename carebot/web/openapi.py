@@ -17,6 +17,7 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 CONVERSATION = {"$ref": "#/components/schemas/Conversation"}
 MESSAGE = {"$ref": "#/components/schemas/Message"}
 AGENT = {"$ref": "#/components/schemas/Agent"}
+CODE = {"$ref": "#/components/schemas/ResolutionCode"}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -90,6 +91,13 @@ SPEC: dict[str, Any] = {
                 "id": {"type": "integer"}, "direction": {"enum": ["in", "out", "note"]},
                 "sender": {"enum": ["customer", "bot", "agent", "system"]},
                 "text": {"type": "string"}, "created_at": {"type": "string"}}},
+            "ResolutionCode": {"type": "object", "properties": {
+                "code": {"type": "string"}, "label": {"type": "string"},
+                "survey": {"type": "boolean", "description": "the customer is surveyed"},
+                "may_reopen": {"type": "boolean",
+                               "description": "a new message reopens the conversation"},
+                "enabled": {"type": "boolean"},
+            }},
             "Agent": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"},
                 "role": {"enum": ["agent", "manager", "admin"]},
@@ -170,16 +178,20 @@ SPEC: dict[str, Any] = {
             {"200": _json(CONVERSATION)}, 403, 404, 409, parameters=CID,
         )},
         "/api/v1/conversations/{conversation_id}/transfer": {"post": _op(
-            "Transfer to another agent, or to the queue with agent_id null (counts as a transfer)",
-            ANY, {"200": _json(CONVERSATION)}, 400, 403, 404, 409, parameters=CID,
-            requestBody=_body({"agent_id": {"type": ["integer", "null"]}}, ["agent_id"]),
+            "Transfer to another agent (online, enabled, with room: else 409), or to the queue "
+            "with agent_id null, where it never goes straight back to you (counts as a "
+            "transfer); an optional note is a private note for the next agent",
+            ANY, {"200": _json(CONVERSATION)}, 400, 403, 404, 409, 413, parameters=CID,
+            requestBody=_body({"agent_id": {"type": ["integer", "null"]},
+                               "note": {"type": ["string", "null"]}}, ["agent_id"]),
         )},
         "/api/v1/conversations/{conversation_id}/handback": {"post": _op(
             "Hand the conversation back to the bot", ANY,
             {"200": _json(CONVERSATION)}, 403, 404, 409, parameters=CID,
         )},
         "/api/v1/conversations/{conversation_id}/resolve": {"post": _op(
-            "Resolve with a resolution code (e.g. answered, refund_issued, spam)", ANY,
+            "Resolve with a code from the managed list (GET /api/v1/resolution-codes; 400 for "
+            "any other); credited to the agent who resolves it", ANY,
             {"200": _json(CONVERSATION)}, 400, 403, 404, 409, parameters=CID,
             requestBody=_body({"code": {"type": "string", "maxLength": 64}}, ["code"]),
         )},
@@ -195,6 +207,36 @@ SPEC: dict[str, Any] = {
                     "role": {"enum": ["agent", "manager", "admin"]},
                     "capacity": {"type": "integer"},
                 }, ["name"]),
+            ),
+        },
+        "/api/v1/resolution-codes": {
+            "get": _op("The managed list of resolution codes", ANY,
+                       {"200": _json({"type": "object", "properties": {
+                           "items": {"type": "array", "items": CODE}}})}),
+            "post": _op(
+                "Add a resolution code", "admin", {"201": _json(CODE)}, 400, 403, 409,
+                requestBody=_body({
+                    "code": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+                    "label": {"type": "string", "maxLength": 200},
+                    "survey": {"type": "boolean", "description": "survey after it (default "
+                                                                "true)"},
+                    "may_reopen": {"type": "boolean", "description": "a new message reopens "
+                                                                     "(default true)"},
+                }, ["code", "label"]),
+            ),
+        },
+        "/api/v1/resolution-codes/{code}": {
+            "patch": _op(
+                "Change a resolution code (disable rather than delete: past conversations "
+                "keep it)", "admin", {"200": _json(CODE)}, 400, 403, 404,
+                parameters=[{"name": "code", "in": "path", "required": True,
+                             "schema": {"type": "string"}}],
+                requestBody=_body({
+                    "label": {"type": "string", "maxLength": 200},
+                    "survey": {"type": "boolean"},
+                    "may_reopen": {"type": "boolean"},
+                    "enabled": {"type": "boolean"},
+                }, []),
             ),
         },
         "/api/v1/events": {"get": _op(

@@ -1,0 +1,279 @@
+"""The decision core, rule by rule: state + input -> decision, no database, no HTTP.
+
+Each row is one rule: the conversation before, what happens, and what a customer or agent
+would notice afterwards (the status, the touchpoints on record, what the bot says).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carebot.matching.faq import Candidate, FaqDoc
+from carebot.routing import core, replies
+from carebot.routing.decision import (
+    AgentFacts,
+    ConvState,
+    Decision,
+    Facts,
+    Knowledge,
+    NotAllowed,
+    SurveyState,
+    Turn,
+)
+from carebot.routing.policy import Policy, ResolutionCode
+from carebot.routing.smalltalk import load_small_talk
+from carebot.settings import Settings
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+POLICY = Policy.from_settings(Settings())  # the shipped defaults, from their one home
+ORDER = FaqDoc("order-status", "Where is my order?", "Follow it under Account -> Orders.")
+RETURN = FaqDoc("return-how", "How do I return an item?", "Print the label in Account.")
+KB = Knowledge({d.id: d for d in (ORDER, RETURN)},
+               load_small_talk(Path(__file__).resolve().parents[1] / "knowledge" / "smalltalk"))
+CODES = {"answered": ResolutionCode("answered", "Answered"),
+         "spam": ResolutionCode("spam", "Spam", survey=False, may_reopen=False)}
+ALEX = AgentFacts(7, "Alex", capacity=3, load=0)
+BEA = AgentFacts(8, "Bea", capacity=3, load=0)
+NO_ONE: tuple[AgentFacts, ...] = ()
+FACTS = Facts(surveyed_recently=False, agents=NO_ONE, queue_position=4, codes=CODES)
+
+
+def conv(**kw: Any) -> ConvState:
+    """A conversation with the bot, opened an hour ago, with `kw` changed."""
+    base = ConvState(1, 10, 20, "http", "bot", NOW - timedelta(hours=1),
+                     NOW - timedelta(minutes=5), customer_messages=1)
+    return replace(base, **kw)
+
+
+def resolved(minutes_ago: float = 30, **kw: Any) -> ConvState:
+    """A conversation the bot resolved `minutes_ago`."""
+    fields: dict[str, Any] = {"status": "resolved", "resolved_by": "bot",
+                              "resolved_at": NOW - timedelta(minutes=minutes_ago), **kw}
+    return conv(**fields)
+
+
+def pending_survey(**kw: Any) -> SurveyState:
+    """A CSAT question sent ten minutes ago, waiting for the score."""
+    base = SurveyState(5, "csat", 5, "sent", "bot", None, NOW - timedelta(minutes=10),
+                       NOW - timedelta(minutes=10), awaiting="score",
+                       sent_at=NOW - timedelta(minutes=10), expires_at=NOW + timedelta(days=3),
+                       conversation_id=1, customer_id=10, channel="http")
+    return replace(base, **kw)
+
+
+def say(text: str = "", payload: str | None = None, *matches: tuple[str, float]) -> Turn:
+    return Turn("http", text, payload, NOW, [Candidate(f, s) for f, s in matches])
+
+
+@dataclass
+class Row:
+    """One rule: before, input, and what must follow."""
+
+    name: str
+    latest: ConvState | None
+    turn: Turn
+    facts: Facts = FACTS
+    status: str = "bot"
+    kinds: list[str] = field(default_factory=list)
+    says: list[str] = field(default_factory=list)  # the start of each reply, in order
+    new_conversation: bool = False
+    check: Callable[[Decision], Any] | None = None
+
+
+ROWS = [
+    # --- reopening --------------------------------------------------------------------------
+    Row("a resolved conversation reopens within the window", resolved(), say("one more thing"),
+        status="queued", kinds=["reopened", "message_in", "handoff"],
+        says=["I'm passing you to a person"]),
+    Row("spam never reopens: a new conversation starts",
+        resolved(resolved_by="agent", resolution_code="spam"), say("hello?? anyone", None),
+        status="queued", kinds=["message_in", "handoff"], new_conversation=True,
+        says=["I'm passing you to a person"]),
+    Row("after the window a new conversation starts", resolved(minutes_ago=25 * 60),
+        say("where is my order", None, ("order-status", 0.9)), kinds=["message_in", "faq_answer"],
+        new_conversation=True, says=["Follow it under"]),
+    # --- surveys ----------------------------------------------------------------------------
+    Row("a typed score answers the pending survey", resolved(),
+        say("4/5"), facts=replace(FACTS, survey=pending_survey()), status="resolved",
+        kinds=["survey_answered"], says=["$survey"],  # the comment question, with Skip
+        check=lambda d: (d.surveys[0].score, d.surveys[0].awaiting) == (4, "comment")),
+    Row("text that is not a score is the survey's comment, never a new contact", resolved(),
+        say("the courier was rude"), facts=replace(FACTS, survey=pending_survey()),
+        status="resolved", kinds=["survey_comment"], says=["Thank you for your feedback!"],
+        check=lambda d: (d.conv.reopen_count, d.conv.customer_messages) == (0, 1)),
+    Row("asking for a person while a survey waits reopens", resolved(), say("/human"),
+        facts=replace(FACTS, survey=pending_survey()), status="queued",
+        kinds=["reopened", "message_in", "handoff"], says=["I'm passing you"]),
+    Row("a reply after the survey expired is an ordinary message", resolved(),
+        say("the courier was rude"),
+        facts=replace(FACTS, survey=pending_survey(expires_at=NOW - timedelta(minutes=1))),
+        status="queued", kinds=["survey_expired", "reopened", "message_in", "handoff"],
+        says=["I'm passing you"]),
+    Row("a late survey button is told the survey closed", resolved(), say("", "survey:5:4"),
+        facts=replace(FACTS, survey=pending_survey(expires_at=NOW - timedelta(minutes=1))),
+        status="resolved", kinds=["survey_expired"], says=["That survey has closed"]),
+    # --- small talk and commands ------------------------------------------------------------
+    Row("a greeting gets a greeting, not a handoff", None, say("Hi!"),
+        kinds=["message_in", "small_talk"], says=["Hi! How can I help"], new_conversation=True),
+    Row("thanks without a pending answer is small talk", conv(), say("thanks!"),
+        kinds=["message_in", "small_talk"], says=["You're welcome"]),
+    Row("thanks after a resolution is answered and reopens nothing", resolved(), say("bye"),
+        status="resolved", kinds=["small_talk"], says=["Bye!"]),
+    Row("/help is answered while queued, and the agent still sees it",
+        conv(status="queued", queued_at=NOW, queue_ack_at=NOW), say("/help"),
+        status="queued", kinds=["message_in"], says=["Just type your question"],
+        check=lambda d: [e.kind for e in d.events] == ["message"]),
+    Row("/start after a resolution greets without reopening", resolved(), say("/start"),
+        status="resolved", kinds=[], says=["Hi! I'm the support assistant"]),
+    # --- buttons ----------------------------------------------------------------------------
+    Row("a Yes the bot offered resolves the conversation",
+        conv(pending_faq_id="order-status",
+             offered_payloads=["yes:order-status", "no:order-status"]),
+        say("", "yes:order-status"), status="resolved",
+        kinds=["message_in", "faq_feedback", "resolved", "survey_sent"],
+        says=["Glad I could help!", "$survey"]),
+    Row("a forged Yes is recorded, and resolves nothing", conv(), say("", "yes:order-status"),
+        kinds=["message_in", "unknown_button"], says=["That button is no longer active"],
+        check=lambda d: d.conv.resolved_by is None and d.conv.effort_score == 2),
+    Row("a stale pick of an unknown FAQ id is read as what was typed",
+        conv(offered_payloads=["faq:order-status"]), say("where is my order", "faq:nope",
+                                                         ("order-status", 0.9)),
+        kinds=["message_in", "unknown_button", "faq_answer"], says=["Follow it under"]),
+    Row("a picked suggestion that was offered is answered",
+        conv(offered_payloads=["faq:return-how", "handoff"]), say("", "faq:return-how"),
+        kinds=["message_in", "faq_answer"], says=["Print the label"]),
+    # --- the queue --------------------------------------------------------------------------
+    Row("writing while queued: told the position once", conv(status="queued", queued_at=NOW),
+        say("hello? anyone?"), status="queued", kinds=["message_in"],
+        says=["You're still in the queue (number 4)"]),
+    Row("... and not again within a few minutes",
+        conv(status="queued", queued_at=NOW, queue_ack_at=NOW - timedelta(minutes=1)),
+        say("hello??"), status="queued", kinds=["message_in"], says=[]),
+    Row("... but again after them",
+        conv(status="queued", queued_at=NOW, queue_ack_at=NOW - timedelta(minutes=4)),
+        say("still there?"), status="queued", kinds=["message_in"],
+        says=["You're still in the queue"]),
+    Row("a handoff goes to the least loaded online agent",
+        conv(), say("/human"), facts=replace(FACTS, agents=(replace(ALEX, load=2), BEA)),
+        status="assigned", kinds=["message_in", "handoff", "assigned"],
+        says=["I've passed your conversation to Bea"]),
+    Row("a handoff with nobody free waits in the queue with its position", conv(),
+        say("no match at all here", None, ("order-status", 0.05)), status="queued",
+        kinds=["message_in", "handoff"], says=["I'm passing you to a person from our support "
+                                               "team. You're number 4"]),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_message_rules(row: Row) -> None:
+    d = core.decide_message(row.latest, row.turn, row.facts, POLICY, KB)
+    assert not d.needs
+    assert d.conv.status == row.status
+    assert [str(t.kind) for t in d.touches] == row.kinds
+    said = [r.message.text if r.message else "$survey" for r in d.replies]
+    assert len(said) == len(row.says), said
+    for text, start in zip(said, row.says, strict=True):
+        assert text.startswith(start), (text, start)
+    assert d.new_conversation == row.new_conversation
+    if row.check is not None:
+        assert row.check(d)
+
+
+def test_the_core_never_changes_what_it_was_given() -> None:
+    before = conv(pending_faq_id="order-status", offered_payloads=["yes:order-status"])
+    snapshot = replace(before)
+    core.decide_message(before, say("", "yes:order-status"), FACTS, POLICY, KB)
+    assert before == snapshot
+
+
+def test_a_decision_asks_for_facts_it_was_not_given() -> None:
+    unloaded = Facts()
+    assert core.decide_message(conv(), say("/human"), unloaded, POLICY, KB).needs == {"queue"}
+    unmatched = Turn("http", "where is it", None, NOW, candidates=None)
+    assert core.decide_message(conv(), unmatched, unloaded, POLICY, KB).needs == {"match"}
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+
+def test_transfer_to_an_offline_or_disabled_agent_is_refused() -> None:
+    held = conv(status="assigned", assigned_agent_id=ALEX.id)
+    with pytest.raises(NotAllowed, match="Bea is offline; pick an online agent"):
+        core.transfer(held, ALEX, replace(BEA, status="offline"), None, NOW, ())
+    with pytest.raises(NotAllowed, match="Bea is disabled"):
+        core.transfer(held, ALEX, replace(BEA, disabled=True), None, NOW, ())
+
+
+def test_transfer_carries_a_note_for_the_next_agent_only() -> None:
+    held = conv(status="assigned", assigned_agent_id=ALEX.id)
+    d = core.transfer(held, ALEX, BEA, "refund promised", NOW, ())
+    assert (d.conv.status, d.conv.assigned_agent_id, d.conv.transfers) == ("assigned", BEA.id, 1)
+    note, joined = d.replies
+    assert (note.private, note.message and note.message.text) == (True, "refund promised")
+    assert (joined.private, joined.message and joined.message.text) == (
+        False, "Bea has joined the conversation.")
+
+
+def test_back_to_the_queue_never_goes_straight_back_to_the_releasing_agent() -> None:
+    held = conv(status="assigned", assigned_agent_id=ALEX.id, queued_at=NOW)
+    d = core.transfer(held, ALEX, None, None, NOW, (ALEX,))
+    assert (d.conv.status, d.conv.released_by_agent_id) == ("queued", ALEX.id)
+    assert core.assign_waiting(d.conv, (ALEX,), NOW).assigned == []
+    assert core.assign_waiting(d.conv, (ALEX, BEA), NOW).assigned == [BEA]
+
+
+def test_resolving_from_the_queue_credits_the_resolver() -> None:
+    waiting = conv(status="queued", queued_at=NOW)
+    d = core.resolve_by_agent(waiting, ALEX, CODES["answered"], NOW, FACTS, POLICY)
+    assert (d.conv.status, d.conv.resolved_agent_id, d.conv.assigned_agent_id) == (
+        "resolved", ALEX.id, None)
+
+
+def test_spam_is_resolved_without_a_survey() -> None:
+    held = conv(status="assigned", assigned_agent_id=ALEX.id)
+    d = core.resolve_by_agent(held, ALEX, CODES["spam"], NOW, FACTS, POLICY)
+    assert d.surveys == [] and [str(t.kind) for t in d.touches] == ["resolved"]
+
+
+def test_claim_respects_capacity_and_status() -> None:
+    with pytest.raises(NotAllowed, match="capacity of 3"):
+        core.claim(conv(status="queued"), replace(ALEX, load=3), NOW)
+    with pytest.raises(NotAllowed, match="not queued"):
+        core.claim(conv(status="assigned", assigned_agent_id=BEA.id), ALEX, NOW)
+    d = core.claim(conv(status="queued", queued_at=NOW - timedelta(seconds=30)), ALEX, NOW)
+    assert [str(t.kind) for t in d.touches] == ["assigned"]
+    assert d.touches[0].wait_ms == 30_000
+
+
+def test_replies_go_through_an_assignment_only() -> None:
+    with pytest.raises(NotAllowed, match="claim it before replying"):
+        core.reply(conv(status="queued"), ALEX, "hi", NOW, None)
+    with pytest.raises(NotAllowed, match="not assigned to you"):
+        core.reply(conv(status="assigned", assigned_agent_id=BEA.id), ALEX, "hi", NOW, None)
+
+
+def test_timers() -> None:
+    d = core.time_out(conv(), NOW)
+    assert (d.conv.status, d.conv.resolved_by, d.conv.resolution_code) == (
+        "resolved", "timeout", "timeout")
+    with pytest.raises(NotAllowed):
+        core.time_out(conv(status="queued"), NOW)
+    breach = core.sla_breached(conv(status="queued", queued_at=NOW - timedelta(minutes=6)),
+                               NOW, 300.0)
+    assert breach.touches[0].wait_ms == 360_000 and breach.events[0].kind == "sla_breached"
+
+
+def test_a_reply_says_the_decision_status_for_every_rule() -> None:
+    """Every handoff reply names the queue or the agent: no silent handoff."""
+    for row in ROWS:
+        d = core.decide_message(row.latest, row.turn, row.facts, POLICY, KB)
+        if "handoff" in [str(t.kind) for t in d.touches]:
+            assert any(r.message and (replies.HANDOFF_QUEUED[:20] in r.message.text
+                                      or "passed your conversation" in r.message.text)
+                       for r in d.replies), row.name
