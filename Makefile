@@ -32,6 +32,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check carebot tests benchmarks migrations
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix carebot tests benchmarks migrations

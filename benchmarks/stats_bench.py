@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._service import fresh_database
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Base
-from carebot.routing.touchpoints import EFFORT
+from carebot.db.touchpoints import EFFORT
 from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
 from carebot.stats.csv_export import export_csv

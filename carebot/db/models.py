@@ -183,7 +183,7 @@ class Touchpoint(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     faq_id: Mapped[str | None] = mapped_column(String(100), index=True)
     score: Mapped[float | None] = mapped_column(Float)
-    # Points this step cost the customer (see carebot.routing.states.EFFORT).
+    # Points this step cost the customer (see carebot.domain.states.EFFORT).
     effort: Mapped[int] = mapped_column(Integer, default=0)
     # How long the customer waited for this response, in milliseconds.
     wait_ms: Mapped[int | None]

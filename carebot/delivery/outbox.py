@@ -30,11 +30,11 @@ from sqlalchemy import CursorResult, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from carebot.db import touchpoints
 from carebot.db.models import Conversation, Message, OutboxMessage
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects, Event
 from carebot.domain.messages import Button, OutboundMessage
-from carebot.routing import touchpoints
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.db import touchpoints
 from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
 from carebot.db.models import ResolutionCode as ResolutionCodeRow
 from carebot.domain.events import Effects, Event
-from carebot.routing import apply, core, touchpoints
+from carebot.routing import apply, core
 from carebot.routing.agent_facts import agent_facts, agent_facts_query, facts_of
 from carebot.routing.decision import (
     CONV_COLUMNS,

@@ -34,6 +34,7 @@ from carebot.db.batch_sql import (
 from carebot.domain.clock import Clock, ms_between
 from carebot.domain.events import Effects
 from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
+from carebot.domain.states import Status, SurveyStatus
 from carebot.matching.faq import Candidate
 from carebot.routing import core, survey_rules
 from carebot.routing.agent_facts import agent_facts_query, facts_of
@@ -49,7 +50,6 @@ from carebot.routing.decision import (
     Turn,
 )
 from carebot.routing.policy import Policy, ResolutionCode
-from carebot.routing.states import Status, SurveyStatus
 
 Outcome = tuple[RouteResult, Effects]
 _SURVEY_MUTABLE = tuple(c for c in SURVEY_COLUMNS if c != "id")

@@ -22,6 +22,14 @@ from typing import Any
 
 from carebot.domain.clock import ms_between
 from carebot.domain.messages import OutboundMessage
+from carebot.domain.states import (
+    OPEN_STATUSES,
+    WITH_A_PERSON,
+    Actor,
+    Kind,
+    ResolvedBy,
+    Status,
+)
 from carebot.matching.faq import Candidate
 from carebot.routing import intents, replies, survey_rules
 from carebot.routing.decision import (
@@ -34,14 +42,6 @@ from carebot.routing.decision import (
     Turn,
 )
 from carebot.routing.policy import Policy, ResolutionCode
-from carebot.routing.states import (
-    OPEN_STATUSES,
-    WITH_A_PERSON,
-    Actor,
-    Kind,
-    ResolvedBy,
-    Status,
-)
 
 HUMAN_COMMANDS = frozenset({"human", "agent", "operator"})
 # Payloads any bot message may carry; never stale.

@@ -14,10 +14,10 @@ from typing import Any
 
 from carebot.domain.events import Event
 from carebot.domain.messages import OutboundMessage
+from carebot.domain.states import EFFORT, Actor, Status, SurveyStatus
 from carebot.matching.faq import Candidate, FaqDoc
 from carebot.routing.policy import ResolutionCode
 from carebot.routing.smalltalk import NO_SMALL_TALK, SmallTalk
-from carebot.routing.states import EFFORT, Actor, Status, SurveyStatus
 
 
 class NotAllowed(Exception):

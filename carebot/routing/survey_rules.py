@@ -15,10 +15,10 @@ import re
 from datetime import datetime, timedelta
 
 from carebot.domain.messages import Button, OutboundMessage
+from carebot.domain.states import Actor, Kind, ResolvedBy, Status, SurveyStatus
 from carebot.routing import intents
 from carebot.routing.decision import ConvState, Decision, Facts, SurveyState, Turn
 from carebot.routing.policy import SurveyPolicy
-from carebot.routing.states import Actor, Kind, ResolvedBy, Status, SurveyStatus
 from carebot.routing.survey_answers import parse_score
 
 PAYLOAD_PREFIX = "survey:"

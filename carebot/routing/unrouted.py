@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from carebot.db import touchpoints
 from carebot.db.models import ChannelReceipt, Contact, Conversation
 from carebot.delivery.outbox import enqueue_notice
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects, Event
 from carebot.domain.messages import OutboundMessage
-from carebot.routing import touchpoints
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import contextlib
 
 from aiohttp import WSMsgType, web
 
-from carebot.domain.hub import Subscriber
 from carebot.web.auth import ALL_ROLES, current_agent, roles
+from carebot.web.hub import Subscriber
 from carebot.web.keys import EVENT_HUB
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebot.domain.events import Event
-from carebot.domain.hub import EventHub
+from carebot.web.hub import EventHub
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.delivery.outbox import OutboxWorker, Sender
 from carebot.domain.clock import Clock
-from carebot.domain.hub import EventHub
 from carebot.matching.faq_index import FaqIndex, MatcherBuilder
 from carebot.routing.pipeline import InboundBatcher
 from carebot.routing.policy import Policy
 from carebot.settings import Settings
+from carebot.web.hub import EventHub
 
 if TYPE_CHECKING:  # the channel module imports these keys
     from carebot.channels.telegram import TelegramChannel

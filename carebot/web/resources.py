@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
-from carebot.domain.hub import EventHub
 from carebot.matching.embedding_model import load_encoder
 from carebot.matching.faq_index import FaqIndex
 from carebot.matching.knowledge import enabled_docs, knowledge_version
@@ -26,6 +25,7 @@ from carebot.routing.pipeline import InboundBatcher
 from carebot.routing.policy import Policy
 from carebot.routing.smalltalk import load_small_talk
 from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
+from carebot.web.hub import EventHub
 from carebot.web.keys import (
     CLOCK,
     ENGINE,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.db.models import Conversation, Touchpoint
-from carebot.routing.states import EFFORT
+from carebot.domain.states import EFFORT
 
 
 def record(
