@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import Executable
 
-from carebot.db.models import Base
+from carebot.db.models import Agent, Base, Conversation
 
 _T = Base.metadata.tables
 CUSTOMERS: Table = _T["customers"]
@@ -65,6 +65,27 @@ def _each(
     return each, values.join(each, true())
 
 
+def agent_facts_query(*, online_only: bool) -> Select[Any]:
+    """Agents (online and enabled, or all) with their open load and last assignment."""
+    load = (
+        select(func.count()).select_from(Conversation)
+        .where(Conversation.assigned_agent_id == Agent.id, Conversation.status == "assigned")
+        .scalar_subquery()
+    )
+    last = (
+        select(func.max(Conversation.assigned_at))
+        .where(Conversation.assigned_agent_id == Agent.id)
+        .scalar_subquery()
+    )
+    stmt = select(
+        Agent.id, Agent.name, Agent.capacity, Agent.role, Agent.status, Agent.disabled,
+        Agent.idle_since, load.label("load"), last.label("last_assigned"),
+    ).order_by(Agent.id)
+    if online_only:
+        stmt = stmt.where(Agent.status == "online", Agent.disabled.is_(False))
+    return stmt
+
+
 @dataclass(frozen=True)
 class Statements:
     """The batch's statements, built once per dialect: building a select and computing its
@@ -80,6 +101,7 @@ class Statements:
     latest_surveys: Executable
     codes: Executable
     lock_agent: Executable
+    online_agents: Executable
     next_ids: Executable
     next_id_tables: tuple[Table, ...]
     rename_contact: Executable
@@ -152,6 +174,7 @@ def statements(dialect: str) -> Statements:
         ),
         latest_surveys=select(SURVEYS).where(SURVEYS.c.id.in_(latest_survey)),
         codes=select(CODES),
+        online_agents=agent_facts_query(online_only=True),
         lock_agent=(
             select(AGENTS.c.id, select(func.count()).select_from(CONVERSATIONS).where(
                 CONVERSATIONS.c.assigned_agent_id == AGENTS.c.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,19 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to a UTC column; use an aware datetime")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)  # a message's rows share a few timestamps
+    def sqlite_text(value: datetime | None) -> str | None:
+        """What SQLite stores for `value`: the text `process_bind_param` and SQLAlchemy's
+        SQLite DATETIME produce together, without their per-value overhead (bulk writes)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use an aware datetime")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

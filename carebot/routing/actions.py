@@ -19,11 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.db import touchpoints
+from carebot.db.batch_sql import agent_facts_query
 from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
 from carebot.db.models import ResolutionCode as ResolutionCodeRow
 from carebot.domain.events import Effects, Event
 from carebot.routing import apply, core
-from carebot.routing.agent_facts import agent_facts, agent_facts_query, facts_of
+from carebot.routing.agent_facts import agent_facts, facts_of
 from carebot.routing.decision import (
     CONV_COLUMNS,
     SURVEY_COLUMNS,

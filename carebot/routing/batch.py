@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -37,7 +37,7 @@ from carebot.domain.messages import Button, InboundMessage, OutboundMessage, Rou
 from carebot.domain.states import Status, SurveyStatus
 from carebot.matching.faq import Candidate
 from carebot.routing import core, survey_rules
-from carebot.routing.agent_facts import agent_facts_query, facts_of
+from carebot.routing.agent_facts import facts_of
 from carebot.routing.decision import (
     CONV_MUTABLE,
     SURVEY_COLUMNS,
@@ -72,6 +72,32 @@ class Pending:
     candidates: Sequence[Candidate] | None = None
 
 
+class QueueLength:
+    """How many conversations wait, counted at most once a second per process.
+
+    A handoff tells the customer their place in the queue; counting the queue costs time in
+    proportion to its length, and a backlog is exactly when every batch has handoffs. The
+    count is refreshed when older than `max_age` and kept current with this process's own
+    handoffs in between, so a place can be off by what other processes did in that second.
+    """
+
+    def __init__(self, max_age: timedelta = timedelta(seconds=1)) -> None:
+        self.max_age = max_age
+        self.value: int | None = None
+        self.read_at: datetime | None = None
+
+    def get(self, now: datetime, count: Callable[[], int]) -> int:
+        """The current length: the cached one while fresh, else `count()`."""
+        if self.value is None or self.read_at is None or now - self.read_at > self.max_age:
+            self.value, self.read_at = count(), now
+        return self.value
+
+    def grew(self) -> None:
+        """This process queued one more conversation."""
+        if self.value is not None:
+            self.value += 1
+
+
 @dataclass(frozen=True)
 class BatchContext:
     """What every batch shares: the policy, the knowledge, the clock, a matcher."""
@@ -81,6 +107,7 @@ class BatchContext:
     clock: Clock
     # Matching in the writer's thread, for the rare turn that needs it and was not matched.
     match: Callable[[str, int], list[Candidate]]
+    queue: QueueLength = field(default_factory=QueueLength)
 
 
 @dataclass
@@ -207,16 +234,21 @@ class Batch:
             contact = by_id[r["contact_id"]]
             conv = _Conv(ConvState.from_row(dict(r)), contact)
             self.latest[id(contact)] = convs[r["id"]] = conv
-        if convs:
-            rows = self.conn.execute(self.sql.latest_surveys, {"ids": list(convs)})
+        # Only a conversation that was ever resolved can have a survey.
+        surveyed = [i for i, c in convs.items()
+                    if c.state.status == Status.RESOLVED or c.state.reopen_count]
+        if surveyed:
+            rows = self.conn.execute(self.sql.latest_surveys, {"ids": surveyed})
             for r in rows.mappings():
                 self.surveys[id(convs[r["conversation_id"]])] = SurveyState.from_row(dict(r))
 
     def _load(self, need: str, conv: _Conv | None) -> None:
         """Load a fact a decision asked for (see `Facts`)."""
         if need == "queue" and self.agents is None:
-            self.agents = facts_of(list(self.conn.execute(agent_facts_query(online_only=True))))
-            self.queued = int(self.conn.execute(self.sql.queued).scalar_one())
+            self.agents = facts_of(list(self.conn.execute(self.sql.online_agents)))
+            self.queued = self.ctx.queue.get(
+                self.ctx.clock(), lambda: int(self.conn.execute(self.sql.queued).scalar_one())
+            )
         elif need == "surveys" and self.recently_surveyed is None:
             ids = [c.row["customer_id"] for c in self.contacts.values() if not c.new]
             since = self.ctx.clock() - self.ctx.policy.surveys.cooldown
@@ -231,11 +263,12 @@ class Batch:
             self.codes = {r.code: ResolutionCode(r.code, r.label, r.survey, r.may_reopen)
                           for r in self.conn.execute(self.sql.codes)}
         position = None
-        if self.queued is not None:
-            position = self.queued + 1
-            if conv is not None and conv.state.status == Status.QUEUED and not conv.new:
+        if conv is not None and conv.state.status == Status.QUEUED and not conv.new:
+            if "position" in needs:
                 position = 1 + int(self.conn.execute(self.sql.queue_ahead, {
                     "queued_at": conv.state.queued_at, "id": conv.state.id}).scalar_one())
+        elif self.queued is not None:
+            position = self.queued + 1
         customer = conv.contact.row["customer_id"] if conv is not None else None
         return Facts(
             survey=self.surveys.get(id(conv)) if conv is not None else None,
@@ -331,6 +364,7 @@ class Batch:
             before is None or before.status != Status.QUEUED
         ):
             self.queued += 1
+            self.ctx.queue.grew()
         return _Plan(i, d, conv, msg, received)
 
     # --- writing ---------------------------------------------------------------------------

@@ -169,7 +169,7 @@ def _with_a_person(
         or now - conv.queue_ack_at >= policy.routing.queue_ack_interval
     ):
         if facts.queue_position is None:
-            d.needs.add("queue")
+            d.needs.add("position")
             return
         conv.queue_ack_at = now
         d.say(OutboundMessage(replies.STILL_WAITING.format(position=facts.queue_position)),

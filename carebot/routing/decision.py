@@ -6,6 +6,7 @@ these, call the core, and write what it returns.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ class ConvState:
 
     def copy(self) -> ConvState:
         """A copy the core may change without touching the caller's."""
-        return dataclasses.replace(self)
+        return copy.copy(self)
 
 
 CONV_COLUMNS = tuple(f.name for f in dataclasses.fields(ConvState))
@@ -249,8 +250,8 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     # Agents who got work in this step (their `idle_since` moves).
     assigned: list[AgentFacts] = field(default_factory=list)
-    # Facts the decision needs and did not have ("match", "queue", "surveys"): the loader
-    # gets them and decides again; this decision is discarded.
+    # Facts the decision needs and did not have ("match", "queue", "position", "surveys"): the
+    # loader gets them and decides again; this decision is discarded.
     needs: set[str] = field(default_factory=set)
 
     def touch(self, kind: str, actor: Actor, at: datetime, **extra: Any) -> Touch:
