@@ -122,6 +122,8 @@ class _Conv:
     state: ConvState
     contact: _Contact
     new: bool = False
+    # The row as loaded: only the columns that differ from it are written back.
+    loaded: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,7 +234,8 @@ class Batch:
         convs: dict[int, _Conv] = {}
         for r in rows.mappings():
             contact = by_id[r["contact_id"]]
-            conv = _Conv(ConvState.from_row(dict(r)), contact)
+            row = dict(r)
+            conv = _Conv(ConvState.from_row(row), contact, loaded=row)
             self.latest[id(contact)] = convs[r["id"]] = conv
         # Only a conversation that was ever resolved can have a survey.
         surveyed = [i for i, c in convs.items()
@@ -424,8 +427,18 @@ class Batch:
             (p.decision, p.conv.state, p.conv.contact.row["external_id"], p.inbound_id,
              p.msg.reply_inline, p.replies) for p in plans
         ], self._insert, self.ctx.policy)
-        bulk.update_by_id(self.conn, CONVERSATIONS, CONV_MUTABLE,
-                          [c.state.to_row() for c in convs.values() if not c.new])
+        # One UPDATE per set of changed columns: a message changes a handful of the
+        # conversation's columns, and converting and binding the others costs time.
+        changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for c in convs.values():
+            if c.new:
+                continue
+            row = c.state.to_row()
+            columns = tuple(k for k in CONV_MUTABLE if row[k] != c.loaded.get(k))
+            if columns:
+                changed.setdefault(columns, []).append(row)
+        for columns, rows in changed.items():
+            bulk.update_by_id(self.conn, CONVERSATIONS, columns, rows)
         renamed = [c for c in self.contacts.values() if c.renamed]
         if renamed:
             self.conn.execute(
