@@ -393,17 +393,49 @@ def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.agents.accounts import find_agent
+    from carebot.domain.clock import system_clock
+    from carebot.domain.events import Effects
+    from carebot.routing.actions import disable_agent
+    from carebot.routing.policy import Policy
 
-    async def work(session: AsyncSession) -> int:
+    async def work(session: AsyncSession, effects: Effects) -> int:
         agent = await find_agent(session, args.name)
         if agent is None:
             raise CliError(f"no agent named {args.name!r}")
-        agent.disabled = True
-        agent.status = "offline"
-        print(f"agent {agent.name} disabled")
+        moved = await disable_agent(session, agent, system_clock(), effects,
+                                    Policy.from_settings(settings))
+        print(f"agent {agent.name} disabled; {moved} conversation(s) back to the queue")
         return 0
 
-    return _with_session(settings, work)
+    return _with_write_session(settings, work)
+
+
+def _with_write_session(
+    settings: Settings, work: Callable[[AsyncSession, Any], Coroutine[Any, Any, int]]
+) -> int:
+    """Run `work` in a writing transaction; then tell running services what it did (on
+    PostgreSQL through NOTIFY, so consoles of a disabled agent close at once; a SQLite
+    service notices within seconds by itself)."""
+    from carebot.db.engine import make_engine, make_write_sessionmaker
+    from carebot.domain.events import Effects
+    from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
+
+    async def run() -> int:
+        engine = make_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        effects = Effects()
+        try:
+            async with make_write_sessionmaker(engine).begin() as session:
+                result = await work(session, effects)
+            if effects.events and not settings.is_sqlite:
+                await PgNotifyHub(engine, asyncpg_dsn(settings.database_url)).publish(
+                    effects.events)
+            return result
+        finally:
+            await engine.dispose()
+
+    return run_async(run)
 
 
 def _codes_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ class Kind(StrEnum):
     NOTE = "note"
     TRANSFER = "transfer"
     HANDBACK = "handback"
+    REQUEUED = "requeued"  # its agent was disabled or went away: back to the queue
     REOPENED = "reopened"
     RESOLVED = "resolved"
     SLA_BREACHED = "sla_breached"

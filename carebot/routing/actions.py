@@ -371,6 +371,32 @@ async def set_availability(
     return locked
 
 
+async def disable_agent(
+    session: AsyncSession, agent: Agent, now: datetime, effects: Effects, policy: Policy
+) -> int:
+    """Disable an agent: their token and sessions stop working, their live feeds close, and
+    their conversations go back to the queue (to another agent when one is free). Returns
+    how many conversations were requeued."""
+    locked = await session.scalar(
+        select(Agent).where(Agent.id == agent.id).with_for_update(key_share=True)
+    )
+    assert locked is not None
+    locked.disabled = True
+    locked.status = "offline"
+    await session.flush()
+    effects.emit(Event("agent_disabled", None, agent_ids=(agent.id,),
+                       data={"agent_id": agent.id}))
+    held = list(await session.scalars(
+        select(Conversation)
+        .where(Conversation.assigned_agent_id == agent.id, Conversation.status == "assigned")
+        .order_by(Conversation.id).with_for_update()
+    ))
+    for conv in held:
+        d = core.requeue(_state(conv), now, await _online_agents(session), "agent_disabled")
+        await _commit(session, conv, d, policy, effects)
+    return len(held)
+
+
 async def assign_waiting(
     session: AsyncSession, now: datetime, effects: Effects, policy: Policy
 ) -> int:

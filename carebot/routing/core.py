@@ -501,6 +501,31 @@ def transfer(
     return d
 
 
+def requeue(
+    conv: ConvState, now: datetime, agents: Sequence[AgentFacts], reason: str
+) -> Decision:
+    """Its agent was disabled (or went away): the conversation goes back to the queue and to
+    another available agent if there is one; the customer is not charged for it."""
+    if conv.status != Status.ASSIGNED:
+        raise NotAllowed(f"conversation is {conv.status}, not assigned")
+    d = Decision(conv.copy())
+    c = d.conv
+    previous = c.assigned_agent_id
+    c.status = Status.QUEUED
+    c.assigned_agent_id = None
+    c.released_by_agent_id = previous
+    c.updated_at = now
+    d.touch(Kind.REQUEUED, Actor.SYSTEM, now, details={"from_agent_id": previous,
+                                                       "reason": reason})
+    d.emit("unassigned", agents=(previous,), reason=reason)
+    picked = pick_agent(agents, exclude=previous)
+    if picked is not None:
+        assign(d, picked, now, announce=True)
+    else:
+        d.emit("queued", queue=True, reason=reason)
+    return d
+
+
 def hand_back(conv: ConvState, agent: AgentFacts, now: datetime) -> Decision:
     """Give the conversation back to the bot and tell the customer."""
     if conv.status not in WITH_A_PERSON:

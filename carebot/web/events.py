@@ -1,15 +1,26 @@
-"""GET /api/v1/events: a WebSocket pushing live events to the agent who opened it."""
+"""GET /api/v1/events: a WebSocket pushing live events to the agent who opened it.
+
+A feed lives only as long as its agent may see it: it closes at once when the agent is
+disabled (an `agent_disabled` event, which reaches every process through the fan-out), and
+every few seconds the agent is looked up again, so a disabled agent's feed closes even when
+that event could not be delivered (a SQLite service and a `carebot agents disable` run are
+two processes with no channel between them).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy import select
 
+from carebot.db.models import Agent
 from carebot.web.auth import ALL_ROLES, current_agent, roles
 from carebot.web.hub import Subscriber
-from carebot.web.keys import EVENT_HUB
+from carebot.web.keys import EVENT_HUB, SESSIONS
+
+RECHECK_SECONDS = 2.0
 
 
 @roles(*ALL_ROLES)
@@ -20,7 +31,8 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     hub = request.app[EVENT_HUB]
     sub = hub.subscribe(agent.id, agent.role)
-    sender = asyncio.create_task(_forward(sub, ws))
+    revoking = asyncio.Event()
+    sender = asyncio.create_task(_forward(request.app, sub, ws, revoking))
     try:
         await ws.send_json({"kind": "hello", "agent_id": agent.id, "role": agent.role})
         async for msg in ws:
@@ -29,13 +41,41 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         hub.unsubscribe(sub)
+        if revoking.is_set():
+            # The sender is closing the socket (code 1008); let the handshake finish.
+            await asyncio.wait({sender}, timeout=1.0)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
     return ws
 
 
-async def _forward(sub: Subscriber, ws: web.WebSocketResponse) -> None:
+async def _forward(
+    app: web.Application, sub: Subscriber, ws: web.WebSocketResponse, revoking: asyncio.Event
+) -> None:
     while not ws.closed:
-        event = await sub.queue.get()
+        try:
+            event = await asyncio.wait_for(sub.queue.get(), RECHECK_SECONDS)
+        except TimeoutError:
+            if not await _still_enabled(app, sub.agent_id):
+                await _revoke(ws, revoking)
+                return
+            continue
+        if event.kind == "agent_disabled" and event.data.get("agent_id") == sub.agent_id:
+            await _revoke(ws, revoking)
+            return
         await ws.send_json(event.to_dict())
+
+
+async def _still_enabled(app: web.Application, agent_id: int) -> bool:
+    try:
+        async with app[SESSIONS]() as session:
+            disabled = await session.scalar(select(Agent.disabled).where(Agent.id == agent_id))
+    except Exception:  # the database is away: keep the feed; the next check decides
+        return True
+    return disabled is False
+
+
+async def _revoke(ws: web.WebSocketResponse, revoking: asyncio.Event) -> None:
+    revoking.set()
+    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"agent disabled")
