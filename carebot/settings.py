@@ -93,6 +93,9 @@ class Settings:
     survey_ces_text: str = "How easy was it to get your issue resolved?"
     survey_comment_text: str = "Anything we could do better? Just type it, or press Skip."
     survey_thanks_text: str = "Thank you for your feedback! If you need anything else, just write."
+    # PostgreSQL: longest wait to connect, and for any one statement, before a request gets
+    # 503 (the database is then treated as unreachable until it answers again).
+    db_timeout_seconds: float = 10.0
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
 
@@ -181,8 +184,8 @@ class Settings:
                 "could post fake updates (e.g. python3 -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))')"
             )
-        for name in ("outbox_poll_seconds", "outbox_batch_size", "outbox_max_attempts",
-                     "outbox_lease_seconds", "outbox_backoff_seconds",
+        for name in ("db_timeout_seconds", "outbox_poll_seconds", "outbox_batch_size",
+                     "outbox_max_attempts", "outbox_lease_seconds", "outbox_backoff_seconds",
                      "outbox_backoff_max_seconds", "telegram_timeout_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")

@@ -19,7 +19,8 @@ from carebot.settings import SQLITE_SYNCHRONOUS
 
 
 def make_engine(
-    database_url: str, *, echo: bool = False, sqlite_synchronous: str = "full"
+    database_url: str, *, echo: bool = False, sqlite_synchronous: str = "full",
+    timeout: float | None = 10.0,
 ) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, foreign keys, one shared connection and
     `PRAGMA synchronous` as given (see `Settings.sqlite_synchronous`)."""
@@ -36,8 +37,21 @@ def make_engine(
         event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    if timeout is None:  # migrations: a long ALTER must not be cut off
+        return create_async_engine(
+            database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
+        )
+    # A stopped or hung server must not hang requests: connecting, each statement (client
+    # and server side) and waiting for a pooled connection are all bounded.
     return create_async_engine(
-        database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
+        database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args={
+            "timeout": timeout,
+            "command_timeout": timeout,
+            "server_settings": {"statement_timeout": str(int(timeout * 1000)),
+                                "idle_in_transaction_session_timeout": "60000"},
+        },
     )
 
 

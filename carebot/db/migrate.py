@@ -38,7 +38,7 @@ def wipe_postgres_schema(database_url: str) -> None:
     from carebot.db.engine import make_engine
 
     async def run() -> None:
-        engine = make_engine(database_url)
+        engine = make_engine(database_url, timeout=None)
         try:
             async with engine.begin() as conn:
                 await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))

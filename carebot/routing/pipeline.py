@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from carebot.db.availability import is_unavailable
 from carebot.db.checkpoint import WalCheckpointer
 from carebot.db.engine import WRITE_OPTION
 from carebot.db.writer_thread import SqliteWriterThread
@@ -196,6 +197,13 @@ class InboundBatcher:
             resume.set()
 
     async def _one_by_one(self, batch: Sequence[_Waiting], error: BaseException) -> None:
+        if is_unavailable(error):
+            # The database is away: each message alone would wait for it again. Their callers
+            # get the error (503: nothing stored, send again); the outage is logged once.
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_exception(error)
+            return
         log.warning("inbound batch of %d failed (%s); writing its messages one by one",
                     len(batch), type(error).__name__, exc_info=error)
         for w in batch:
@@ -245,8 +253,9 @@ class InboundBatcher:
         assert self.publish is not None
         try:
             await self.publish(events)
-        except Exception:  # the data is committed; live events are best effort
-            log.exception("could not publish %d live events", len(events))
+        except Exception as exc:  # the data is committed; live events are best effort
+            if not is_unavailable(exc):  # an outage is logged once, where it is noticed
+                log.exception("could not publish %d live events", len(events))
 
     async def _write(self, batch: Sequence[_Waiting]) -> _Result:
         if self._writer is not None:
@@ -263,10 +272,11 @@ class InboundBatcher:
             async with self._conn.begin():
                 return await self._conn.run_sync(work.run)
         except Exception:
-            # Start the next batch on a fresh connection in case this one is broken.
+            # Start the next batch on a fresh connection in case this one is broken; closing
+            # it politely could wait on a hung server, so it is dropped.
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
-                await conn.close()
+                await conn.invalidate()
             raise
 
 

@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from carebot.channels.errors import ChannelInputError
+from carebot.db.availability import RETRY_AFTER_SECONDS, is_unavailable
 from carebot.web.handler import Handler
-from carebot.web.keys import SETTINGS
+from carebot.web.keys import DATABASE, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            if (availability := request.app.get(DATABASE)) is not None:
+                availability.failed(exc)
+            response = json_error(503, "the service is briefly unavailable; try again shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal error")
 

@@ -69,12 +69,14 @@ class PgNotifyHub(EventHub):
         while True:
             await asyncio.sleep(2)
             if self._conn is None or self._conn.is_closed():
+                if self.listening.is_set():  # one line per outage, not one per attempt
+                    log.warning("event LISTEN connection lost; reconnecting")
                 self.listening.clear()
-                log.warning("event LISTEN connection lost; reconnecting")
                 try:
-                    await self._connect()
-                except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("could not reconnect for events: %s", exc)
+                    await asyncio.wait_for(self._connect(), 5)
+                except (OSError, TimeoutError, asyncpg.PostgresError):
+                    continue
+                log.warning("event LISTEN connection restored")
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:

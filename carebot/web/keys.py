@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from carebot.db.availability import Availability
 from carebot.delivery.outbox import OutboxWorker, Sender
 from carebot.domain.clock import Clock
 from carebot.matching.faq_index import FaqIndex, MatcherBuilder
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # the channel module imports these keys
     from carebot.channels.telegram import TelegramChannel
 
 SETTINGS = web.AppKey("settings", Settings)
+# Whether the database answered lately (503s and one log line per outage).
+DATABASE = web.AppKey("database", Availability)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])

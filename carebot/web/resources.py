@@ -13,7 +13,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from sqlalchemy import text
 
+from carebot.db.availability import Availability
 from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
 from carebot.matching.embedding_model import load_encoder
 from carebot.matching.faq_index import FaqIndex
@@ -28,6 +30,7 @@ from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
 from carebot.web.hub import EventHub
 from carebot.web.keys import (
     CLOCK,
+    DATABASE,
     ENGINE,
     EVENT_HUB,
     FAQ_INDEX,
@@ -44,13 +47,44 @@ log = logging.getLogger(__name__)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The engine and session factories; while the database is away, a watcher notices (and
+    logs once) when it is back."""
     settings = app[SETTINGS]
-    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                         timeout=settings.db_timeout_seconds)
+    app[DATABASE] = Availability()
     app[ENGINE] = engine
     app[SESSIONS] = make_sessionmaker(engine)
     app[WRITES] = make_write_sessionmaker(engine)
+    watcher = asyncio.create_task(_watch_database(app))
     yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
     await engine.dispose()
+
+
+HEALTH_TIMEOUT_SECONDS = 1.0
+
+
+async def database_answers(app: web.Application) -> bool:
+    """Whether `SELECT 1` comes back within a second; the outcome updates the availability."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            async with app[SESSIONS]() as session:
+                await session.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means: not answering now
+        app[DATABASE].failed(exc)
+        return False
+    app[DATABASE].succeeded()
+    return True
+
+
+async def _watch_database(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        if not app[DATABASE].up:
+            await database_answers(app)
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,72 @@
+"""Telling "the database is unreachable" from a bug, and logging outages once, not per request.
+
+While PostgreSQL is stopped, restarting or hung, every request fails the same way: those
+requests get 503 with Retry-After (nothing was stored; the caller sends again), and the log
+gets one line when the outage starts and one when it ends, instead of a traceback each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger("carebot.database")
+
+# Seconds a client is asked to wait before retrying while the database is away.
+RETRY_AFTER_SECONDS = 5
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database could not be reached or did not answer in time
+    (not: a statement it refused, which is a bug and a 500)."""
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated or _driver_unavailable(error.orig)
+    if isinstance(error, (OSError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    cause = error.__cause__ or error.__context__
+    return cause is not None and cause is not error and _driver_unavailable(cause)
+
+
+# asyncpg's: the connection broke or could not be made, or a query hit command_timeout.
+_ASYNCPG_GONE = {"ConnectionDoesNotExistError", "InterfaceError", "CannotConnectNowError",
+                 "ConnectionFailureError", "ConnectionRejectionError",
+                 "InternalClientError", "QueryCanceledError"}
+# SQLite's: another writer held the file past busy_timeout, or the file cannot be opened.
+_SQLITE_BUSY = ("database is locked", "unable to open database file", "disk I/O error")
+
+
+def _driver_unavailable(error: BaseException | None) -> bool:
+    if error is None:
+        return False
+    if isinstance(error, (OSError, asyncio.TimeoutError)):
+        return True
+    if type(error).__name__ in _ASYNCPG_GONE:
+        return True
+    if type(error).__module__.startswith("sqlite3"):
+        return any(text in str(error) for text in _SQLITE_BUSY)
+    cause = error.__cause__ or error.__context__
+    return cause is not None and cause is not error and _driver_unavailable(cause)
+
+
+class Availability:
+    """Whether the database is reachable, as the last attempts found; logs each change."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    def failed(self, error: BaseException) -> None:
+        """An attempt found the database unreachable."""
+        if self.up:
+            self.up = False
+            log.error("database unreachable (%s: %s); answering 503 until it is back",
+                      type(error).__name__, str(error)[:200])
+
+    def succeeded(self) -> None:
+        """An attempt reached the database."""
+        if not self.up:
+            self.up = True
+            log.warning("database reachable again")
