@@ -258,3 +258,32 @@ async def test_one_batch_decides_like_one_message_at_a_time(
     assert await _trace(sessions, {r.conversation_id for r in fast}) == await _trace(
         sessions, {r.conversation_id for r in slow}
     )
+
+
+async def test_a_batch_that_loses_a_deadlock_runs_again_whole(
+    batcher: InboundBatcher, sessions: async_sessionmaker[AsyncSession], database_url: str,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("deadlocks are PostgreSQL's (SQLite has one writer)")
+    real_run = batch_module.Batch.run
+    victims: list[int] = []
+
+    def run(self: batch_module.Batch, conn: Any) -> Any:
+        if not victims:  # chosen as the deadlock victim once, as PostgreSQL does
+            victims.append(len(self.batch))
+            conn.exec_driver_sql(
+                "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
+                "END $$")
+        return real_run(self, conn)
+
+    monkeypatch.setattr(batch_module.Batch, "run", run)
+    caplog.set_level("INFO")
+    results = await in_one_batch(batcher, [
+        msg(f"dl-{n}", f"dl-{n}-1", ("say", "where is my order")) for n in range(4)])
+    assert all(ok(r).replies for r in results)
+    assert victims == [4]
+    for n in range(4):
+        assert await inbound_count(sessions, f"dl-{n}") == 1
+    assert any("lost a deadlock" in r.getMessage() for r in caplog.records)
+    assert not any("one by one" in r.getMessage() for r in caplog.records)

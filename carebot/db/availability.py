@@ -52,6 +52,19 @@ def _driver_unavailable(error: BaseException | None) -> bool:
     return cause is not None and cause is not error and _driver_unavailable(cause)
 
 
+# PostgreSQL's "try again": a deadlock victim, a serialization failure.
+_RETRYABLE = {"40P01", "40001"}
+
+
+def lost_a_race(error: BaseException) -> bool:
+    """Whether the transaction was chosen as a deadlock victim (or failed to serialize): the
+    same work, run again, succeeds."""
+    orig = getattr(error, "orig", None)
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    cause = getattr(orig, "__cause__", None)
+    return code in _RETRYABLE or getattr(cause, "sqlstate", None) in _RETRYABLE
+
+
 class Availability:
     """Whether the database is reachable, as the last attempts found; logs each change."""
 

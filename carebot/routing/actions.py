@@ -86,12 +86,13 @@ async def list_conversations(
 ) -> Page:
     """Conversations the agent may see, newest activity first, filtered and paginated."""
     stmt = select(Conversation)
-    if not is_supervisor(agent):
-        stmt = stmt.where(
-            (Conversation.assigned_agent_id == agent.id) | (Conversation.status == "queued")
-        )
     if status is not None:
         stmt = stmt.where(Conversation.status == status)
+    # An agent sees the queue and their own. Spelled per status, so each listing is one index
+    # lookup: "(mine OR queued) AND status = X" made the planner scan every conversation.
+    if not is_supervisor(agent) and status != "queued":
+        mine = Conversation.assigned_agent_id == agent.id
+        stmt = stmt.where(mine if status is not None else mine | (Conversation.status == "queued"))
     if assignee is not None:
         stmt = stmt.where(Conversation.assigned_agent_id == assignee)
     if channel is not None:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carebot.db.availability import is_unavailable
+from carebot.db.availability import is_unavailable, lost_a_race
 from carebot.db.checkpoint import WalCheckpointer
 from carebot.db.engine import WRITE_OPTION
 from carebot.db.writer_thread import SqliteWriterThread
@@ -34,6 +34,8 @@ from carebot.routing.batch import Batch, BatchContext, Outcome, Pending
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
+# A batch chosen as a deadlock victim is run again this many times before it is split.
+DEADLOCK_RETRIES = 3
 _Result = list[Outcome | BaseException]
 
 
@@ -161,13 +163,19 @@ class InboundBatcher:
                 await writing
 
     async def _process(self, batch: Sequence[_Waiting]) -> None:
-        """A batch in one transaction on the async engine; on failure one at a time."""
-        try:
-            result = await self._write(batch)
-        except Exception as exc:
-            await self._one_by_one(batch, exc)
+        """A batch in one transaction on the async engine; a deadlock victim is run again,
+        any other failure one message at a time."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                result = await self._write(batch)
+            except Exception as exc:
+                if lost_a_race(exc) and attempt < DEADLOCK_RETRIES:
+                    log.info("inbound batch lost a deadlock; running it again")
+                    continue
+                await self._one_by_one(batch, exc)
+                return
+            self._answer(batch, result)
             return
-        self._answer(batch, result)
 
     def _write_in_thread(self, conn: Connection, batch: list[_Waiting]) -> _Result:
         """SQLite: the batch's transaction, in the writer thread."""

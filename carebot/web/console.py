@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.agents.accounts import ROLES, STATUSES, AgentError, create_agent, list_agents
+from carebot.db.availability import lost_a_race
 from carebot.db.models import Agent
 from carebot.domain.events import Effects
 from carebot.routing import actions as console
@@ -20,20 +22,29 @@ from carebot.web.publish import publish_effects
 
 T = TypeVar("T")
 MAX_PAGE = 200
+# An action chosen as a deadlock victim is run again this many times.
+DEADLOCK_RETRIES = 3
 
 
 async def _run(
     request: web.Request, action: Callable[[AsyncSession, Effects], Awaitable[T]]
 ) -> T:
-    """Run a console action in one transaction, then publish what it produced."""
-    effects = Effects()
-    try:
-        async with request.app[WRITES].begin() as session:
-            result = await action(session, effects)
-    except console.ConsoleError as exc:
-        raise ApiError(exc.status, exc.message) from None
-    await publish_effects(request.app, effects)
-    return result
+    """Run a console action in one transaction (again if it lost a deadlock), then publish
+    what it produced."""
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        effects = Effects()
+        try:
+            async with request.app[WRITES].begin() as session:
+                result = await action(session, effects)
+        except console.ConsoleError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        except DBAPIError as exc:
+            if lost_a_race(exc) and attempt < DEADLOCK_RETRIES:
+                continue
+            raise
+        await publish_effects(request.app, effects)
+        return result
+    raise AssertionError("unreachable")
 
 
 def _conversation_id(request: web.Request) -> int:
