@@ -193,12 +193,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
     host = args.host or settings.host
     port = args.port or settings.port
+    raise_file_limit()
     log.info("carebot listening on http://%s:%d (%d process(es))", host, port, args.workers)
     if args.workers == 1:
         web.run_app(create_app(settings), host=host, port=port, print=None,
                     loop=_new_event_loop())
         return 0
     return _serve_workers(settings, host, port, args.workers)
+
+
+def raise_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit; return the new soft limit.
+
+    Every connection is a file descriptor; at the common soft limit of 1,024 a few thousand
+    idle clients would make every other client's connection fail. Connection caps per client
+    belong in the reverse proxy in front (docs/operations.md has a sample configuration).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    log.info("open-file limit: %d", soft)
+    return soft
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

@@ -529,3 +529,16 @@ async def test_openapi_describes_exactly_the_api(
     for path, ops in spec["paths"].items():
         for op in ops.values():
             assert op["responses"], f"{path} has no responses"
+
+
+def test_serve_raises_the_open_file_limit_to_the_hard_limit() -> None:
+    import resource
+
+    from carebot.cli import raise_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        assert raise_file_limit() == (hard if hard != resource.RLIM_INFINITY else 65536)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
