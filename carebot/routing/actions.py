@@ -235,10 +235,7 @@ async def reply(
     )
     actor = await _actor(session, agent)
     d = _decide(lambda: core.reply(_state(conv), actor, text, now, last_reply))
-    ids = await _commit(session, conv, d, policy, effects)
-    message = await session.get(Message, ids[0])
-    assert message is not None
-    return message
+    return await _commit_message(session, conv, d, policy, effects)
 
 
 async def note(
@@ -249,6 +246,13 @@ async def note(
     conv = await load_for(session, agent, conversation_id, lock=True)
     actor = await _actor(session, agent)
     d = _decide(lambda: core.note(_state(conv), actor, text, now))
+    return await _commit_message(session, conv, d, policy, effects)
+
+
+async def _commit_message(
+    session: AsyncSession, conv: Conversation, d: Decision, policy: Policy, effects: Effects
+) -> Message:
+    """Write a decision that stores one message (a reply, a note) and return that message."""
     ids = await _commit(session, conv, d, policy, effects)
     message = await session.get(Message, ids[0])
     assert message is not None
