@@ -525,3 +525,18 @@ async def test_worker_in_webhook_mode_sends_without_routing(
         await eventually(lambda: all_sent(sessions), what="the row marked sent")
     assert sent["chat_id"] == USER_ID and sent["text"] == "An agent will be with you shortly."
     assert not api.calls_to("getUpdates")
+
+
+@pytest.mark.parametrize("update", [
+    {"message": {"message_id": 1, "date": 1732350000, "text": "hi"}},  # no chat
+    {"message": {"message_id": 1, "date": 1732350000, "chat": {"type": "private"},
+                 "text": "hi"}},  # a chat without an id
+    {"callback_query": {"id": "1", "chat_instance": "x", "data": "yes:x"}},  # no sender
+])
+async def test_a_malformed_update_is_refused_not_a_500(
+    webhook: Client, sessions: async_sessionmaker[AsyncSession], update: dict[str, Any]
+) -> None:
+    status = await post_update(webhook, dict(update))
+    assert status in (200, 400)  # refused (400) or ignored (200): Telegram stops resending
+    async with sessions() as session:
+        assert (await session.scalars(select(Contact))).first() is None

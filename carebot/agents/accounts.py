@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from carebot.db.models import Agent
 ROLES = ("agent", "manager", "admin")
 STATUSES = ("online", "away", "offline")
 TOKEN_PREFIX = "cbt_"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class AgentError(ValueError):
@@ -52,7 +54,9 @@ async def create_agent(
 
 async def authenticate(session: AsyncSession, token: str) -> Agent | None:
     """The enabled agent holding this token, or None."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+    # Tokens are URL-safe ASCII; anything else (a header of non-UTF-8 bytes among them) is
+    # simply not a token, never an encoding error.
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200 or not _TOKEN.fullmatch(token):
         return None
     agent = await session.scalar(select(Agent).where(Agent.token_hash == hash_token(token)))
     if agent is None or agent.disabled:
@@ -63,7 +67,7 @@ async def authenticate(session: AsyncSession, token: str) -> Agent | None:
 async def find_agent(session: AsyncSession, name_or_id: str) -> Agent | None:
     """An agent by name, or by numeric id."""
     agent = await session.scalar(select(Agent).where(Agent.name == name_or_id))
-    if agent is None and name_or_id.isdigit():
+    if agent is None and re.fullmatch(r"[0-9]{1,18}", name_or_id):
         agent = await session.get(Agent, int(name_or_id))
     return agent
 

@@ -21,5 +21,7 @@ class ChannelInputError(Exception):
 
 def require_secret(header: str, given: str, expected: str) -> None:
     """Raise a 403 unless `given` (the value of `header`) is the shared secret `expected`."""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # Header values arrive decoded with surrogateescape: compare the bytes as they came, so a
+    # non-UTF-8 header is a wrong secret (403), never an encoding error (500).
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
         raise ChannelInputError(403, f"missing or wrong {header} header")

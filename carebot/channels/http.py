@@ -10,6 +10,7 @@ from typing import Any
 
 from carebot.channels.errors import ChannelInputError, require_secret
 from carebot.domain.messages import InboundMessage
+from carebot.domain.text import is_blank, text_problem
 
 CHANNEL = "http"
 SECRET_HEADER = "X-Carebot-Secret"
@@ -48,8 +49,12 @@ def parse_message(body: dict[str, Any], max_text: int) -> InboundMessage:
         raise ChannelInputError(
             400, f"'name' must be a string of at most {MAX_NAME} characters"
         )
-    if text is not None and not text.strip() and payload is None:
+    if text is not None and is_blank(text) and payload is None:
         raise ChannelInputError(400, "'text' is empty")
+    for key, value in (("text", text), ("payload", payload), ("name", name)):
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ChannelInputError(400, f"'{key}' {problem}")
     return InboundMessage(
         channel=CHANNEL,
         user_id=user_id,
@@ -63,8 +68,12 @@ def parse_message(body: dict[str, Any], max_text: int) -> InboundMessage:
 
 def _required_id(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ChannelInputError(400, f"'{key}' is required and must be a non-empty string")
+    if not isinstance(value, str) or is_blank(value):
+        raise ChannelInputError(
+            400, f"'{key}' is required and must be a non-empty string (visible characters)")
     if len(value) > MAX_ID:
         raise ChannelInputError(400, f"'{key}' must be at most {MAX_ID} characters")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ChannelInputError(400, f"'{key}' {problem}")
     return value

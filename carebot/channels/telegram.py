@@ -535,9 +535,18 @@ class TelegramChannel:
     def parse_update(self, body: dict[str, Any]) -> Update:
         """A webhook request's JSON body as an Update, or a 400 ChannelInputError."""
         try:
-            return Update.de_json(body, self.bot)
+            update = Update.de_json(body, self.bot)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ChannelInputError(400, f"not a Telegram update: {exc!r}") from None
+        # de_json takes what Telegram always sends as optional: refuse what routing needs.
+        for message in (update.message, update.edited_message, update.channel_post,
+                        update.edited_channel_post):
+            if message is not None and (message.chat is None or message.chat.id is None):
+                raise ChannelInputError(400, "not a Telegram update: a message without a chat")
+        if update.callback_query is not None and update.callback_query.from_user is None:
+            raise ChannelInputError(400, "not a Telegram update: a button press without a "
+                                         "sender")
+        return update
 
     async def _answer(self, callback_query_id: str) -> None:
         # Stops the button's spinner. Best effort: the reply itself goes through the outbox,

@@ -69,7 +69,22 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
 
 
 def _parse_bound(raw: str, name: str, tz: ZoneInfo, *, end: bool) -> datetime:
-    raw = raw.strip()
+    try:
+        moment = _bound(raw.strip(), name, tz, end=end)
+    except OverflowError:  # e.g. 9999-12-31 plus its day, or an offset at year 1
+        moment = datetime.min.replace(tzinfo=UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise StatsInputError(
+            f"'{name}' must be between {EARLIEST.year} and {LATEST.year - 1}, got {raw!r}")
+    return moment
+
+
+# The range statistics can be asked for; beyond it the local-day arithmetic overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _bound(raw: str, name: str, tz: ZoneInfo, *, end: bool) -> datetime:
     if _DATE.match(raw):
         try:
             day = date.fromisoformat(raw)

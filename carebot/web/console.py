@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,10 +19,15 @@ from carebot.routing.agent_facts import agent_load
 from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
 from carebot.web.errors import ApiError, read_json_object, text_field
 from carebot.web.keys import CLOCK, POLICY, SESSIONS, SETTINGS, WRITES
+from carebot.web.params import int_query, text_query
 from carebot.web.publish import publish_effects
 
 T = TypeVar("T")
 MAX_PAGE = 200
+_ID = re.compile(r"[0-9]{1,18}")
+# Ids are 63-bit on PostgreSQL; anything larger is no id.
+MAX_ID = 2**62
+LIST_PARAMETERS = frozenset({"status", "assignee", "channel", "limit", "offset"})
 # An action chosen as a deadlock victim is run again this many times.
 DEADLOCK_RETRIES = 3
 
@@ -49,24 +55,9 @@ async def _run(
 
 def _conversation_id(request: web.Request) -> int:
     raw = request.match_info["conversation_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _ID.fullmatch(raw):  # ASCII digits only: str.isdigit() takes superscripts too
         raise ApiError(404, f"conversation {raw!r} not found")
     return int(raw)
-
-
-def _int_query(
-    request: web.Request, name: str, default: int | None, lo: int, hi: int
-) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter '{name}' must be an integer") from None
-    if not lo <= value <= hi:
-        raise ApiError(400, f"query parameter '{name}' must be between {lo} and {hi}")
-    return value
 
 
 @roles(*ALL_ROLES)
@@ -80,14 +71,19 @@ async def me(request: web.Request) -> web.Response:
 
 @roles(*ALL_ROLES)
 async def list_conversations(request: web.Request) -> web.Response:
-    """GET /api/v1/conversations: filtered, paginated."""
+    """GET /api/v1/conversations: filtered, paginated; unknown parameters are refused (400),
+    as the statistics endpoints do, rather than silently ignored."""
+    unknown = sorted(set(request.query) - LIST_PARAMETERS)
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)}; allowed: "
+                            f"{', '.join(sorted(LIST_PARAMETERS))}")
     status = request.query.get("status") or None
     if status is not None and status not in console.STATUSES:
         raise ApiError(400, f"'status' must be one of {', '.join(console.STATUSES)}")
-    channel = request.query.get("channel") or None
-    assignee = _int_query(request, "assignee", None, 1, 2**62)
-    limit = _int_query(request, "limit", 50, 1, MAX_PAGE)
-    offset = _int_query(request, "offset", 0, 0, 2**31)
+    channel = text_query(request, "channel", 32)
+    assignee = int_query(request, "assignee", None, 1, 2**62)
+    limit = int_query(request, "limit", 50, 1, MAX_PAGE)
+    offset = int_query(request, "offset", 0, 0, 2**31)
     assert limit is not None and offset is not None
     async with request.app[SESSIONS]() as session:
         page = await console.list_conversations(
@@ -155,8 +151,9 @@ async def transfer(request: web.Request) -> web.Response:
     if "agent_id" not in body:
         raise ApiError(400, "'agent_id' is required (an agent's id, or null for the queue)")
     to = body["agent_id"]
-    if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
-        raise ApiError(400, "'agent_id' must be a positive integer or null")
+    if to is not None and (not isinstance(to, int) or isinstance(to, bool)
+                           or not 1 <= to <= MAX_ID):
+        raise ApiError(400, f"'agent_id' must be an integer from 1 to {MAX_ID}, or null")
     note = None
     if body.get("note") is not None:
         note = text_field(body, "note", request.app[SETTINGS].max_text_chars).strip() or None

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from carebot.channels.errors import ChannelInputError
 from carebot.db.availability import RETRY_AFTER_SECONDS, is_unavailable
+from carebot.domain.text import is_blank, text_problem
 from carebot.web.handler import Handler
 from carebot.web.keys import DATABASE, SETTINGS
 
@@ -76,10 +77,19 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     if not raw:
         raise ApiError(400, "request body is empty; send a JSON object")
+    # JSON between systems is UTF-8 without a byte order mark (RFC 8259); json.loads would
+    # also take UTF-16 and UTF-32 silently.
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ApiError(400, "request body starts with a byte order mark; send UTF-8 JSON "
+                            "without one")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not UTF-8; send UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
@@ -90,8 +100,11 @@ def text_field(
 ) -> str:
     """A required, non-blank string field of at most `limit` characters, or a 400/413 ApiError."""
     value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or is_blank(value):
         raise ApiError(400, f"'{key}' is required and must be a non-empty string")
     if len(value) > limit:
         raise ApiError(too_long_status, f"'{key}' must be at most {limit} characters")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ApiError(400, f"'{key}' {problem}")
     return value

@@ -19,36 +19,13 @@ from carebot.stats.scope import Filters, StatsQuery
 from carebot.web.auth import SUPERVISORS, roles
 from carebot.web.errors import ApiError
 from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
+from carebot.web.params import int_query, text_query
 
 log = logging.getLogger(__name__)
 
 MAX_FILTER = 100
 KNOWN_PARAMS = {"from", "to", "tz", "channel", "agent", "faq", "tag", "bucket", "similarity",
                 "limit"}
-
-
-def _text_param(request: web.Request, name: str) -> str | None:
-    raw = request.query.get(name, "").strip()
-    if not raw:
-        return None
-    if len(raw) > MAX_FILTER:
-        raise ApiError(400, f"query parameter '{name}' must be at most {MAX_FILTER} characters")
-    return raw
-
-
-def _int_param(
-    request: web.Request, name: str, default: int | None, lo: int, hi: int
-) -> int | None:
-    raw = request.query.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter '{name}' must be an integer") from None
-    if not lo <= value <= hi:
-        raise ApiError(400, f"query parameter '{name}' must be between {lo} and {hi}")
-    return value
 
 
 def stats_query(request: web.Request) -> StatsQuery:
@@ -66,10 +43,10 @@ def stats_query(request: web.Request) -> StatsQuery:
     except StatsInputError as exc:
         raise ApiError(400, str(exc)) from None
     filters = Filters(
-        channel=_text_param(request, "channel"),
-        agent_id=_int_param(request, "agent", None, 1, 2**62),
-        faq_id=_text_param(request, "faq"),
-        tag=_text_param(request, "tag"),
+        channel=text_query(request, "channel", MAX_FILTER),
+        agent_id=int_query(request, "agent", None, 1, 2**62),
+        faq_id=text_query(request, "faq", MAX_FILTER),
+        tag=text_query(request, "tag", MAX_FILTER),
     )
     return StatsQuery(
         period,
@@ -122,8 +99,8 @@ async def faqs(request: web.Request) -> web.Response:
 @roles(*SUPERVISORS)
 async def knowledge_gaps(request: web.Request) -> web.Response:
     """GET /api/v1/stats/knowledge-gaps?similarity=&limit=."""
-    similarity = _int_param(request, "similarity", gaps.DEFAULT_THRESHOLD, 50, 100)
-    limit = _int_param(request, "limit", 50, 1, 500)
+    similarity = int_query(request, "similarity", gaps.DEFAULT_THRESHOLD, 50, 100)
+    limit = int_query(request, "limit", 50, 1, 500)
     assert similarity is not None and limit is not None
     return await _compute(
         request,
