@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.domain.clock import ManualClock
+from carebot.domain.events import Event
 from carebot.settings import Settings
 from carebot.web.fanout import PgNotifyHub
 from carebot.web.keys import EVENT_HUB
@@ -35,3 +36,22 @@ async def test_event_from_one_process_reaches_an_agent_connected_to_another(
         event = await ws.receive_json(timeout=5)
         assert (event["kind"], event["conversation_id"]) == ("assigned", cid)
         assert event["agent_ids"] == [agent_id]
+
+
+async def test_a_console_that_stops_reading_is_dropped_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from carebot.web.hub import QUEUE_LIMIT, EventHub
+
+    hub = EventHub()
+    slow = hub.subscribe(1, "manager")
+    live = hub.subscribe(2, "manager")
+    events = [Event("queued", n, queue=True) for n in range(QUEUE_LIMIT + 50)]
+    await hub.publish(events[:QUEUE_LIMIT])
+    while not live.queue.empty():  # the live console reads; the slow one never does
+        live.queue.get_nowait()
+    await hub.publish(events[QUEUE_LIMIT:])
+    assert slow.overflowed.is_set() and not live.overflowed.is_set()
+    assert live.queue.qsize() == 50  # the others keep getting everything
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "stopped reading" in warnings[0].getMessage()

@@ -436,7 +436,7 @@ async def test_the_bot_token_never_reaches_the_logs(
         return "/sendMessage" in caplog.text
 
     await eventually(logged, what="httpx to log the sendMessage call")
-    assert "/bot<token>/sendMessage" in caplog.text  # httpx logged the URL, redacted
+    assert "/bot<redacted>/sendMessage" in caplog.text  # httpx logged the URL, redacted
     assert api.token.split(":")[1] not in caplog.text
 
 
@@ -540,3 +540,18 @@ async def test_a_malformed_update_is_refused_not_a_500(
     assert status in (200, 400)  # refused (400) or ignored (200): Telegram stops resending
     async with sessions() as session:
         assert (await session.scalars(select(Contact))).first() is None
+
+
+async def test_the_bot_token_never_reaches_the_log_even_at_debug(
+    api: FakeBotAPI, aiohttp_client: Any, settings: Settings, clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = await start_service(aiohttp_client, settings, clock, api)
+    api.push_update(private("hello there", 501))
+    await api.wait_for_sent(1)
+    await client.close()
+    token = telegram_settings(settings, api).telegram_token
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("<redacted>" in m for m in messages)  # python-telegram-bot did log its URL
+    assert not [m for m in messages if token in m]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -320,28 +319,13 @@ def build_application(settings: Settings) -> AnyApplication:
     )
 
 
-class _RedactToken(logging.Filter):
-    """Bot API URLs contain the bot token (…/bot<token>/sendMessage): blank it out."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if _TOKEN_IN_URL.search(message):
-            record.msg, record.args = _TOKEN_IN_URL.sub("/bot<token>/", message), None
-        return True
-
-
-_TOKEN_IN_URL = re.compile(r"/bot\d+:[A-Za-z0-9_-]+/")
-
-
 def quiet_http_logs() -> None:
-    """httpx logs every request URL at INFO, and Telegram URLs contain the bot token: keep it at
-    WARNING (unless set explicitly) and redact the token from whatever it does log."""
+    """httpx logs every request URL at INFO: keep it at WARNING unless set explicitly (the
+    token in Telegram's URLs is masked in every record anyway: `carebot.web.logs`)."""
     for name in ("httpx", "httpcore"):
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
-        if not any(isinstance(f, _RedactToken) for f in logger.filters):
-            logger.addFilter(_RedactToken())
 
 
 class TelegramChannel:

@@ -219,6 +219,14 @@ def _expand_token(token: str) -> str:
     return ABBREVIATIONS.get(token, token)
 
 
+# Work per message is bounded: NFKC turns one character into up to 18 ("ﷺ"), and 30 messages
+# of 4,096 such characters stalled all inbound matching for seconds. A question is matched on
+# its first MAX_INPUT_CHARS characters, and its normalised form is cut at MAX_NORMALIZED_CHARS
+# (questions are far shorter; the FAQ loader allows phrasings of 300).
+MAX_INPUT_CHARS = 1000
+MAX_NORMALIZED_CHARS = 2000
+
+
 def normalize(text: str) -> str:
     """Normalise a customer message or FAQ phrasing for matching.
 
@@ -226,8 +234,10 @@ def normalize(text: str) -> str:
     ($, €, %, &...) turned into words, emoji and punctuation dropped, contractions expanded,
     chat abbreviations and common misspellings mapped from a curated table
     (`ABBREVIATIONS`), whitespace collapsed. Returns "" for text with no word characters.
+    The result is at most `MAX_NORMALIZED_CHARS` long, whatever the input.
     """
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_APOSTROPHES)
+    text = unicodedata.normalize("NFKC", text[:MAX_INPUT_CHARS])[:MAX_NORMALIZED_CHARS]
+    text = text.casefold().translate(_APOSTROPHES)
     if not text.isascii():
         text = " ".join(_strip_accents_word(w) for w in text.split())
     text = _SLASH_WITH.sub(lambda m: " without " if m.group(0) == "w/o" else " with ", text)
@@ -237,4 +247,5 @@ def normalize(text: str) -> str:
     # \w keeps letters and digits of every script; emoji, punctuation and other symbols are
     # not word characters and vanish here. "_" is a word character, so split it explicitly.
     tokens = _TOKEN_RE.findall(text.replace("_", " "))
-    return " ".join(_expand_token(t) for t in tokens)
+    # Symbols spelled as words and expanded contractions can lengthen it again.
+    return " ".join(_expand_token(t) for t in tokens)[:MAX_NORMALIZED_CHARS]

@@ -74,7 +74,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body too large (limit {limit} bytes)")
-    raw = await request.read()
+    return parse_json_object(await request.read())
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or a 400 ApiError saying what is wrong."""
     if not raw:
         raise ApiError(400, "request body is empty; send a JSON object")
     # JSON between systems is UTF-8 without a byte order mark (RFC 8259); json.loads would

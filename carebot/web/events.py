@@ -54,6 +54,10 @@ async def _forward(
     app: web.Application, sub: Subscriber, ws: web.WebSocketResponse, revoking: asyncio.Event
 ) -> None:
     while not ws.closed:
+        if sub.overflowed.is_set():
+            # Its backlog overflowed (the hub dropped it): the console reconnects and reloads.
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+            return
         try:
             event = await asyncio.wait_for(sub.queue.get(), RECHECK_SECONDS)
         except TimeoutError:
