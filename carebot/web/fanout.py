@@ -53,12 +53,13 @@ class PgNotifyHub(EventHub):
         payloads = [json.dumps(_trim(e.to_dict())) for e in events]
         if not payloads:
             return
+        # One statement for the lot: a batch's events were one round trip each.
         async with self._engine.begin() as conn:
-            for payload in payloads:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": payload},
-                )
+            await conn.execute(
+                text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) "
+                     "WITH ORDINALITY AS u(p, n) ORDER BY n"),
+                {"channel": CHANNEL, "payloads": payloads},
+            )
 
     async def _connect(self) -> None:
         self._conn = await asyncpg.connect(self._dsn)
