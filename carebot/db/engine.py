@@ -34,7 +34,6 @@ def make_engine(
             engine.sync_engine, "connect",
             functools.partial(_sqlite_pragmas, synchronous=sqlite_synchronous),
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     if timeout is None:  # migrations: a long ALTER must not be cut off
@@ -90,18 +89,17 @@ def _sqlite_pragmas(
     cursor.close()
 
 
-def _sqlite_manual_transactions(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # sqlite3 would begin a transaction only at the first INSERT/UPDATE, so a session's reads
-    # ran outside it and a read-modify-write could lose a concurrent update; carebot begins
-    # transactions itself (`_sqlite_begin`).
-    dbapi_conn.isolation_level = None
-
-
 def _sqlite_begin(conn: Connection) -> None:
-    # Writing sessions (`make_write_sessionmaker`) take the write lock before their first read;
-    # readers (stats, listings) must not hold it, or a long query would stall every writer.
-    mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    # Writing sessions (`make_write_sessionmaker`) take the write lock before their first
+    # read: sqlite3 alone would begin the transaction only at the first INSERT or UPDATE, so
+    # a read-modify-write could lose a concurrent update. Readers (stats, listings) keep
+    # sqlite3's own behaviour, so a long query never holds the write lock.
+    dbapi_conn: Any = conn.connection.dbapi_connection
+    if conn.get_execution_options().get(WRITE_OPTION):
+        dbapi_conn.isolation_level = None  # sqlite3 must not begin one of its own
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        dbapi_conn.isolation_level = ""  # sqlite3's default: BEGIN before the first write
 
 
 WRITE_OPTION = "carebot_writes"

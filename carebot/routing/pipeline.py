@@ -166,11 +166,16 @@ class InboundBatcher:
         """A batch in one transaction on the async engine; a deadlock victim is run again,
         any other failure one message at a time."""
         for attempt in range(DEADLOCK_RETRIES + 1):
+            kept = self._conn is not None
             try:
                 result = await self._write(batch)
             except Exception as exc:
                 if lost_a_race(exc) and attempt < DEADLOCK_RETRIES:
                     log.info("inbound batch lost a deadlock; running it again")
+                    continue
+                if kept and attempt == 0 and is_unavailable(exc):
+                    # The connection kept between batches may have died with a restarted
+                    # server that is back by now: one more try, on a fresh connection.
                     continue
                 await self._one_by_one(batch, exc)
                 return

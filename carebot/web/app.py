@@ -19,6 +19,7 @@ from carebot.web.errors import error_middleware
 from carebot.web.events import events_ws
 from carebot.web.keys import (
     CLOCK,
+    DATABASE,
     FAQ_INDEX,
     MATCHER_BUILDER,
     SETTINGS,
@@ -77,7 +78,8 @@ async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: the service is up and the database answers (within a second).
 
     The database's error text goes to the log (once per outage), never to the caller."""
-    if not await database_answers(request.app):
+    # During an outage the watcher keeps probing; callers get the answer it has at once.
+    if not request.app[DATABASE].up or not await database_answers(request.app):
         response = web.json_response(
             {"status": "unavailable", "database": "unreachable"}, status=503)
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

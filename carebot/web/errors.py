@@ -46,7 +46,13 @@ def json_error(status: int, message: str, **extra: Any) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn ApiError and aiohttp's HTTP errors into JSON; log and hide unexpected ones."""
+    """Turn ApiError and aiohttp's HTTP errors into JSON; log and hide unexpected ones.
+
+    While the database is known to be away, requests that need it get their 503 at once
+    instead of each waiting out the connection and statement timeouts; /healthz still asks."""
+    availability = request.app.get(DATABASE)
+    if availability is not None and not availability.up and request.path != "/healthz":
+        return _unavailable()
     try:
         return await handler(request)
     except ApiError as exc:
@@ -60,13 +66,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(exc.status, exc.reason)
     except Exception as exc:
         if is_unavailable(exc):
-            if (availability := request.app.get(DATABASE)) is not None:
+            if availability is not None:
                 availability.failed(exc)
-            response = json_error(503, "the service is briefly unavailable; try again shortly")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
+            return _unavailable()
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal error")
+
+
+def _unavailable() -> web.Response:
+    response = json_error(503, "the service is briefly unavailable; try again shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

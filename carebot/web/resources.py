@@ -68,16 +68,33 @@ HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 async def database_answers(app: web.Application) -> bool:
-    """Whether `SELECT 1` comes back within a second; the outcome updates the availability."""
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            async with app[SESSIONS]() as session:
-                await session.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means: not answering now
-        app[DATABASE].failed(exc)
+    """Whether `SELECT 1` comes back within a second; the outcome updates the availability.
+
+    The probe runs as a task of its own and is not cancelled on time-out: cancelling a query
+    on a hung server waits for that server too, and the caller must have its answer within
+    the second."""
+    probe = asyncio.create_task(_select_one(app))
+    done, _ = await asyncio.wait({probe}, timeout=HEALTH_TIMEOUT_SECONDS)
+    if not done:
+        probe.add_done_callback(_consume)
+        app[DATABASE].failed(TimeoutError("no answer to SELECT 1 within a second"))
+        return False
+    error = probe.exception()
+    if error is not None:
+        app[DATABASE].failed(error)
         return False
     app[DATABASE].succeeded()
     return True
+
+
+async def _select_one(app: web.Application) -> None:
+    async with app[SESSIONS]() as session:
+        await session.execute(text("SELECT 1"))
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure of an abandoned probe is expected
 
 
 async def _watch_database(app: web.Application) -> None:
