@@ -9,10 +9,10 @@ wiped) and drives it over HTTP on loopback in two phases of `--seconds` each:
 
 1. baseline — `--customers` uninvolved customers ask FAQ questions back to back;
 2. contended — the same customers again, while `--involved` other customers ask for a person
-   and keep writing (every 50 ms), and `--agents` agents claim, reply, transfer to each other
-   or back to the queue and resolve those conversations, pausing `--agent-pause` seconds
-   between rounds (0.1 s: each agent busier than any person; 0: as fast as they can, which
-   on a 2-core machine mostly measures CPU shared with the driver, not locking).
+   and keep writing (every 50 ms), and `--agents` agents, each on the live event stream as
+   the console is, claim queued conversations and answer every message of theirs with a
+   reply and then a transfer to another agent, a transfer back to the queue or a resolution,
+   pausing `--agent-pause` seconds between actions (0.1 s: busier than any person).
 
 It prints the uninvolved customers' messages/s in both phases and their ratio (target: the
 contended phase keeps ≥ 80% of the baseline), every 5xx (a deadlock surfaced as an error
@@ -102,33 +102,41 @@ async def customer(http: aiohttp.ClientSession, base: str, name: str, stop: floa
 
 async def agent_loop(http: aiohttp.ClientSession, base: str, token: str, others: list[int],
                      stop: float, tally: Tally, pause: float) -> None:
+    """An agent working the way a console does: on its live events, not by polling lists."""
     headers = {"Authorization": f"Bearer {token}"}
+    me = int((await (await http.get(base + "/api/v1/me", headers=headers)).json())["id"])
 
-    async def call(method: str, path: str, body: Any = None) -> Any:
+    async def call(method: str, path: str, body: Any = None) -> None:
         async with http.request(method, base + path, json=body, headers=headers) as resp:
             tally.statuses[resp.status] += 1
-            return await resp.json() if resp.status < 300 else None
+            await resp.read()
 
-    while time.monotonic() < stop:
-        for status in ("queued", "assigned"):
-            page = await call("GET", f"/api/v1/conversations?status={status}&limit=5")
-            for item in (page or {}).get("items", []):
-                cid = item["id"]
-                if status == "queued":
-                    await call("POST", f"/api/v1/conversations/{cid}/claim")
-                    continue
-                await call("POST", f"/api/v1/conversations/{cid}/reply", {"text": "on it"})
-                roll = random.random()
-                if roll < 0.4:
-                    await call("POST", f"/api/v1/conversations/{cid}/transfer",
-                               {"agent_id": random.choice(others)})
-                elif roll < 0.6:
-                    await call("POST", f"/api/v1/conversations/{cid}/transfer",
-                               {"agent_id": None})
-                elif roll < 0.8:
-                    await call("POST", f"/api/v1/conversations/{cid}/resolve",
-                               {"code": "answered"})
-        await asyncio.sleep(0.01)
+    async def work(cid: int) -> None:
+        await call("POST", f"/api/v1/conversations/{cid}/reply", {"text": "on it"})
+        roll = random.random()
+        if roll < 0.4:
+            await call("POST", f"/api/v1/conversations/{cid}/transfer",
+                       {"agent_id": random.choice([a for a in others if a != me])})
+        elif roll < 0.6:
+            await call("POST", f"/api/v1/conversations/{cid}/transfer", {"agent_id": None})
+        elif roll < 0.8:
+            await call("POST", f"/api/v1/conversations/{cid}/resolve", {"code": "answered"})
+
+    async with http.ws_connect(base + "/api/v1/events", headers=headers) as ws:
+        while time.monotonic() < stop:
+            try:
+                event = await ws.receive_json(timeout=max(0.01, stop - time.monotonic()))
+            except (TimeoutError, TypeError, ValueError):
+                continue
+            cid = event.get("conversation_id")
+            if event["kind"] == "queued" and cid:
+                await call("POST", f"/api/v1/conversations/{cid}/claim")
+            elif event["kind"] in ("assigned", "message") and cid and (
+                    me in event["agent_ids"]):
+                await work(cid)
+            else:
+                continue
+            await asyncio.sleep(pause)
 
 
 async def phase(base: str, args: argparse.Namespace, tokens: list[str], agent_ids: list[int],

@@ -95,6 +95,11 @@ class Statements:
     stored_replies: Executable
     contacts: Executable
     latest_convs: Executable
+    # PostgreSQL: the newest conversation id per contact (no lock), and those rows locked
+    # unless another transaction holds them (SKIP LOCKED), or waiting for them.
+    newest_ids: Executable | None
+    lock_convs: Executable | None
+    lock_convs_waiting: Executable | None
     queued: Executable
     queue_ahead: Executable
     recent_surveys: Executable
@@ -174,6 +179,9 @@ def statements(dialect: str) -> Statements:
         ),
         latest_surveys=select(SURVEYS).where(SURVEYS.c.id.in_(latest_survey)),
         codes=select(CODES),
+        newest_ids=None,
+        lock_convs=None,
+        lock_convs_waiting=None,
         online_agents=agent_facts_query(online_only=True),
         lock_agent=(
             select(AGENTS.c.id, select(func.count()).select_from(CONVERSATIONS).where(
@@ -227,6 +235,16 @@ def _pg_lookups(base: Statements) -> Statements:
     newest, each_newest = _each("contact_ids", CONVERSATIONS.c.contact_id, select(CONVERSATIONS)
                                 .order_by(CONVERSATIONS.c.id.desc()).with_for_update(), one=True)
     latest_convs = select(newest).select_from(each_newest)
+    newest_id, each_newest_id = _each("contact_ids", CONVERSATIONS.c.contact_id, select(
+        CONVERSATIONS.c.id, CONVERSATIONS.c.contact_id).order_by(CONVERSATIONS.c.id.desc()),
+        one=True)
+    newest_ids = select(newest_id.c.id, newest_id.c.contact_id).select_from(each_newest_id)
+    by_ids = (select(CONVERSATIONS)
+              .where(CONVERSATIONS.c.id == func.any(bindparam("conv_ids", type_=ARRAY(
+                  CONVERSATIONS.c.id.type))))
+              .order_by(CONVERSATIONS.c.id))
+    lock_convs = by_ids.with_for_update(skip_locked=True)
+    lock_convs_waiting = by_ids.with_for_update()
     newest_survey, each_survey = _each("ids", SURVEYS.c.conversation_id, select(SURVEYS)
                                        .order_by(SURVEYS.c.id.desc()), one=True)
     latest_surveys = select(newest_survey).select_from(each_survey)
@@ -237,7 +255,8 @@ def _pg_lookups(base: Statements) -> Statements:
     recent_surveys = select(sent.c.customer_id).select_from(each_sent)
     return dataclasses.replace(
         base, stored=stored, stored_replies=stored_replies, contacts=contacts,
-        latest_convs=latest_convs, recent_surveys=recent_surveys,
+        latest_convs=latest_convs, recent_surveys=recent_surveys, newest_ids=newest_ids,
+        lock_convs=lock_convs, lock_convs_waiting=lock_convs_waiting,
         latest_surveys=latest_surveys,
     )
 

@@ -55,6 +55,11 @@ Outcome = tuple[RouteResult, Effects]
 _SURVEY_MUTABLE = tuple(c for c in SURVEY_COLUMNS if c != "id")
 
 
+class Busy(Exception):
+    """The customer's conversation is held by another transaction (an agent acting on it):
+    the message waits for the next batch instead of holding this one up."""
+
+
 class DuplicateIdConflict(ValueError):
     """A message id was reused by a different user of the same channel."""
 
@@ -153,9 +158,15 @@ class Batch:
     conn: Connection  # set by run()
     sql: Statements  # set by run()
 
-    def __init__(self, ctx: BatchContext, batch: Sequence[Pending]) -> None:
+    def __init__(
+        self, ctx: BatchContext, batch: Sequence[Pending], *, wait_for_locks: bool = False
+    ) -> None:
         self.ctx = ctx
         self.batch = batch
+        # False: a conversation another transaction holds puts its customer's messages off
+        # (Busy) rather than make the whole batch wait; True (a message written alone): wait.
+        self.wait_for_locks = wait_for_locks
+        self.busy: set[tuple[str, str]] = set()  # customers put off
         self.kb = ctx.knowledge()
         self.contacts: dict[tuple[str, str], _Contact] = {}
         self.latest: dict[int, _Conv] = {}  # by id(_Contact)
@@ -179,7 +190,9 @@ class Batch:
         plans: list[_Plan] = []
         for i, p in enumerate(self.batch):
             key = (p.msg.channel, p.msg.message_id)
-            if key in stored:
+            if (p.msg.channel, p.msg.user_id) in self.busy:
+                outcomes[i] = Busy()
+            elif key in stored:
                 outcomes[i] = _earlier(stored[key], p.msg)
             elif key in first_of:
                 continue  # answered below, once the first one's outcome is known
@@ -228,15 +241,12 @@ class Batch:
         by_id = {c.row["id"]: c for c in self.contacts.values()}
         if not by_id:
             return
-        # Locked (PostgreSQL) in a fixed order so two processes never interleave one
-        # customer's turns nor deadlock.
-        rows = self.conn.execute(self.sql.latest_convs, {"contact_ids": sorted(by_id)})
         convs: dict[int, _Conv] = {}
-        for r in rows.mappings():
-            contact = by_id[r["contact_id"]]
-            row = dict(r)
+        for locked in self._lock_latest(by_id):
+            row = dict(locked)
+            contact = by_id[row["contact_id"]]
             conv = _Conv(ConvState.from_row(row), contact, loaded=row)
-            self.latest[id(contact)] = convs[r["id"]] = conv
+            self.latest[id(contact)] = convs[row["id"]] = conv
         # Only a conversation that was ever resolved can have a survey.
         surveyed = [i for i, c in convs.items()
                     if c.state.status == Status.RESOLVED or c.state.reopen_count]
@@ -244,6 +254,24 @@ class Batch:
             rows = self.conn.execute(self.sql.latest_surveys, {"ids": surveyed})
             for r in rows.mappings():
                 self.surveys[id(convs[r["conversation_id"]])] = SurveyState.from_row(dict(r))
+
+    def _lock_latest(self, by_id: dict[int, _Contact]) -> list[Any]:
+        """Each contact's latest conversation, locked on PostgreSQL in id order (so two
+        processes never interleave one customer's turns nor deadlock). A conversation an agent
+        action holds is skipped and its customer put off, unless `wait_for_locks`."""
+        sql = self.sql
+        if sql.newest_ids is None or sql.lock_convs is None or sql.lock_convs_waiting is None:
+            return list(self.conn.execute(
+                sql.latest_convs, {"contact_ids": sorted(by_id)}).mappings())
+        newest = {r.id: r.contact_id for r in self.conn.execute(
+            sql.newest_ids, {"contact_ids": sorted(by_id)})}
+        lock = sql.lock_convs_waiting if self.wait_for_locks else sql.lock_convs
+        rows = list(self.conn.execute(lock, {"conv_ids": sorted(newest)}).mappings())
+        for conv_id in set(newest) - {r["id"] for r in rows}:
+            contact = by_id[newest[conv_id]]
+            self.busy.add((contact.row["channel"], contact.row["external_id"]))
+            del self.contacts[(contact.row["channel"], contact.row["external_id"])]
+        return rows
 
     def _load(self, need: str, conv: _Conv | None) -> None:
         """Load a fact a decision asked for (see `Facts`)."""

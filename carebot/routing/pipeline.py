@@ -29,13 +29,15 @@ from carebot.domain.events import Event
 from carebot.domain.messages import InboundMessage
 from carebot.matching.faq_index import FaqIndex
 from carebot.routing import core
-from carebot.routing.batch import Batch, BatchContext, Outcome, Pending
+from carebot.routing.batch import Batch, BatchContext, Busy, Outcome, Pending
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
 # A batch chosen as a deadlock victim is run again this many times before it is split.
 DEADLOCK_RETRIES = 3
+# How soon a message put off because an agent action held its conversation is tried again.
+BUSY_RETRY_SECONDS = 0.01
 _Result = list[Outcome | BaseException]
 
 
@@ -226,7 +228,7 @@ class InboundBatcher:
         """Write one message in its own transaction; its error is its caller's only."""
         for attempt in range(3):
             try:
-                result = await self._write([waiting])
+                result = await self._write([waiting], wait_for_locks=True)
             except IntegrityError as exc:
                 # Lost a race: the same message (or the same new customer) was stored by a
                 # concurrent writer. Look again; the retry finds the duplicate or the contact.
@@ -254,8 +256,14 @@ class InboundBatcher:
                 task = asyncio.create_task(self._publish(events))
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
+        busy = [w for w, o in zip(batch, outcomes, strict=True) if isinstance(o, Busy)]
+        if busy:
+            # Their conversations are held by agent actions (short transactions): they go
+            # first into the next batch, in order, a moment later.
+            self._queue[:0] = busy
+            asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._wake.set)
         for w, outcome in zip(batch, outcomes, strict=True):
-            if w.future.done():
+            if w.future.done() or isinstance(outcome, Busy):
                 continue
             if isinstance(outcome, BaseException):
                 w.future.set_exception(outcome)
@@ -270,7 +278,9 @@ class InboundBatcher:
             if not is_unavailable(exc):  # an outage is logged once, where it is noticed
                 log.exception("could not publish %d live events", len(events))
 
-    async def _write(self, batch: Sequence[_Waiting]) -> _Result:
+    async def _write(
+        self, batch: Sequence[_Waiting], *, wait_for_locks: bool = False
+    ) -> _Result:
         if self._writer is not None:
             # SQLite: the writer thread has its own connection; the engine's one pooled
             # connection is everyone's, so a message written alone here borrows it briefly.
@@ -280,7 +290,7 @@ class InboundBatcher:
         # One connection kept for the writer: no pool checkout and pre-ping per batch.
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = await self._write_engine.connect()
-        work = Batch(self.ctx, [w.pending for w in batch])
+        work = Batch(self.ctx, [w.pending for w in batch], wait_for_locks=wait_for_locks)
         try:
             async with self._conn.begin():
                 return await self._conn.run_sync(work.run)
