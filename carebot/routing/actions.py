@@ -109,11 +109,20 @@ async def list_conversations(
 async def load_for(
     session: AsyncSession, agent: Agent, conversation_id: int, *, lock: bool = False
 ) -> Conversation:
-    """The conversation if it exists and the agent may access it (404 / 403 otherwise)."""
+    """The conversation if it exists and the agent may access it (404 / 403 otherwise).
+
+    With `lock`, access is checked before the row is locked too: an agent acting on a
+    conversation that has moved on (a stale console) is refused without making the inbound
+    writer put that customer's messages off."""
     stmt = select(Conversation).where(Conversation.id == conversation_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    conv = await session.scalar(stmt)
+    conv = _accessible(agent, conversation_id, await session.scalar(stmt))
+    if lock:  # and again once locked: it may have moved while this waited for the lock
+        conv = _accessible(agent, conversation_id, await session.scalar(
+            stmt.with_for_update().execution_options(populate_existing=True)))
+    return conv
+
+
+def _accessible(agent: Agent, conversation_id: int, conv: Conversation | None) -> Conversation:
     if conv is None:
         raise ConsoleError(404, f"conversation {conversation_id} not found")
     if not can_access(agent, conv):
