@@ -555,3 +555,27 @@ async def test_the_bot_token_never_reaches_the_log_even_at_debug(
     messages = [r.getMessage() for r in caplog.records]
     assert any("<redacted>" in m for m in messages)  # python-telegram-bot did log its URL
     assert not [m for m in messages if token in m]
+
+
+async def test_an_update_with_a_number_for_text_is_refused_and_the_service_keeps_answering(
+    webhook: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    odd = private("x", 901)
+    odd["message"]["text"] = 12345
+    assert await post_update(webhook, odd) == 400
+    # The inbound writer is still alive: the next update is routed and answered.
+    assert await post_update(webhook, private("/help", 902)) == 200
+
+
+async def test_nul_and_lone_surrogates_in_telegram_text_are_kept_as_replacement_characters(
+    webhook: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from carebot.db.models import Message
+
+    odd = private("x", 903)
+    odd["message"]["text"] = "help\x00me \ud800please"
+    assert await post_update(webhook, odd) == 200  # stored (on PostgreSQL too), never lost
+    async with sessions() as session:
+        texts = list(await session.scalars(
+            select(Message.text).where(Message.direction == "in")))
+    assert texts == ["help\ufffdme \ufffdplease"]

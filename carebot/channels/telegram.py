@@ -68,6 +68,7 @@ from carebot.delivery.outbox import (
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects
 from carebot.domain.messages import Button, InboundMessage, RouteResult
+from carebot.domain.text import scrub
 from carebot.routing import replies
 from carebot.routing.unrouted import UnroutedMessage, note_unrouted
 from carebot.settings import Settings
@@ -143,8 +144,8 @@ def _press(query: CallbackQuery) -> Decision:
             channel=CHANNEL,
             user_id=str(chat_id),
             message_id=f"cb:{query.id}",
-            payload=query.data,
-            display_name=query.from_user.full_name,
+            payload=scrub(query.data),
+            display_name=scrub(query.from_user.full_name),
         ),
         callback_query_id=query.id,
     )
@@ -163,8 +164,10 @@ def _message(message: Message, bot_username: str) -> Decision:
             channel=CHANNEL,
             user_id=str(chat.id),
             message_id=f"{chat.id}:{message.message_id}",
-            text=text,
-            display_name=message.from_user.full_name if message.from_user else "",
+            # What Telegram delivers is kept, never refused: PostgreSQL cannot store NUL or
+            # lone surrogates, so they become U+FFFD.
+            text=scrub(text),
+            display_name=scrub(message.from_user.full_name) if message.from_user else "",
             sent_at=message.date,
         ))
     if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP) and _addressed_to_bot(
@@ -527,6 +530,8 @@ class TelegramChannel:
                         update.edited_channel_post):
             if message is not None and (message.chat is None or message.chat.id is None):
                 raise ChannelInputError(400, "not a Telegram update: a message without a chat")
+            if message is not None and not isinstance(message.text, str | None):
+                raise ChannelInputError(400, "not a Telegram update: text that is not text")
         if update.callback_query is not None and update.callback_query.from_user is None:
             raise ChannelInputError(400, "not a Telegram update: a button press without a "
                                          "sender")

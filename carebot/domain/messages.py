@@ -33,6 +33,15 @@ class InboundMessage:
     # Replies are returned to the caller (HTTP channel) instead of being pushed by the worker.
     reply_inline: bool = False
 
+    def __post_init__(self) -> None:
+        # Channels validate their input; this keeps a value of the wrong type (a number as the
+        # text of a forged update) from ever reaching the inbound writer.
+        for name in ("channel", "user_id", "message_id", "text", "display_name"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"InboundMessage.{name} must be a string")
+        if self.payload is not None and not isinstance(self.payload, str):
+            raise TypeError("InboundMessage.payload must be a string or None")
+
 
 @dataclass(frozen=True)
 class OutboundMessage:

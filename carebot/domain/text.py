@@ -7,11 +7,13 @@ made only of invisible characters is an id no person can tell apart from another
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Zero-width and other format characters (Unicode category Cf: ZWSP, ZWJ, BOM, …) show
 # nothing: a value of only these is blank.
 _INVISIBLE_CATEGORIES = {"Cf", "Zs", "Zl", "Zp", "Cc"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def text_problem(value: str) -> str | None:
@@ -28,3 +30,11 @@ def text_problem(value: str) -> str | None:
 def is_blank(value: str) -> bool:
     """Whether `value` shows nothing: empty, spaces, or only invisible characters."""
     return all(c.isspace() or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in value)
+
+
+def scrub(value: str) -> str:
+    """`value` with NUL and lone surrogates replaced by U+FFFD: for text a platform delivered,
+    which is kept (and answered) rather than refused."""
+    if text_problem(value) is None:
+        return value
+    return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))

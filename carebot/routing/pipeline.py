@@ -130,7 +130,7 @@ class InboundBatcher:
         todo = [w for w in batch if core.needs_match(w.pending.msg.text, w.pending.msg.payload)]
         if not todo:
             return
-        try:
+        try:  # without candidates the batch matches each such message in its own thread
             found = await self.index.match_many(
                 [w.pending.msg.text for w in todo], self.ctx.policy.routing.match_limit
             )
@@ -151,7 +151,10 @@ class InboundBatcher:
                     # Everything that arrived while the previous batch was busy: group commit.
                     batch = self._queue[: self.max_batch]
                     self._queue = self._queue[self.max_batch:]
-                    await self._match(batch)
+                    try:
+                        await self._match(batch)
+                    except Exception:  # never let one odd message end the writer
+                        log.exception("preparing an inbound batch failed; writing it anyway")
                     if self._writer is not None:
                         self._writer.put(batch)
                         continue
