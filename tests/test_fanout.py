@@ -55,3 +55,14 @@ async def test_a_console_that_stops_reading_is_dropped_with_one_log_line(
     assert live.queue.qsize() == 50  # the others keep getting everything
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "stopped reading" in warnings[0].getMessage()
+
+
+def test_the_database_password_is_masked_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from carebot.web.logs import redact_secrets, settings_secrets
+
+    settings = Settings.from_env({}, database_url="postgresql+asyncpg://u:hunter2-secret@db/x")
+    redact_secrets(settings_secrets(settings))
+    logging.getLogger("carebot.test").warning("could not reach %s", settings.database_url)
+    assert "hunter2-secret" not in caplog.text and "<redacted>" in caplog.text

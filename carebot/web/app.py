@@ -24,7 +24,7 @@ from carebot.web.keys import (
     MATCHER_BUILDER,
     SETTINGS,
 )
-from carebot.web.logs import redact_secrets
+from carebot.web.logs import redact_secrets, settings_secrets
 from carebot.web.openapi import openapi_json
 from carebot.web.resources import (
     database_answers,
@@ -51,8 +51,7 @@ def create_app(
     sentence encoder `settings.embedding_model` names, loaded at startup); tests pass one
     that reuses matchers already built for the same entries, since a build takes seconds.
     """
-    redact_secrets((settings.telegram_token, settings.telegram_webhook_secret,
-                    settings.http_channel_secret))
+    redact_secrets(settings_secrets(settings))
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
     )

@@ -12,6 +12,10 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
+from carebot.settings import Settings
+
 MASK = "<redacted>"
 
 
@@ -44,3 +48,10 @@ def redact_secrets(secrets: Iterable[str]) -> None:
         factory = _RedactingFactory(factory)
         logging.setLogRecordFactory(factory)
     factory.secrets.update(s for s in secrets if len(s) >= 8)
+
+
+def settings_secrets(settings: Settings) -> tuple[str, ...]:
+    """The secrets in the configuration: tokens, shared secrets, the database password."""
+    password = make_url(settings.database_url).password or ""
+    return (settings.telegram_token, settings.telegram_webhook_secret,
+            settings.http_channel_secret, str(password))

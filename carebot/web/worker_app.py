@@ -21,7 +21,7 @@ from carebot.domain.clock import Clock, system_clock
 from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
 from carebot.web.keys import CLOCK, MATCHER_BUILDER, SETTINGS
-from carebot.web.logs import redact_secrets
+from carebot.web.logs import redact_secrets, settings_secrets
 from carebot.web.resources import database_ctx, events_ctx, inbound_ctx, knowledge_ctx
 from carebot.web.workers import DELIVERY_CONTEXTS, polls_telegram
 
@@ -37,8 +37,7 @@ def create_worker_app(
     `matcher_builder` is used as in `create_app`, and only when the worker polls Telegram.
     """
     settings = dataclasses.replace(settings, run_worker=True)
-    redact_secrets((settings.telegram_token, settings.telegram_webhook_secret,
-                    settings.http_channel_secret))
+    redact_secrets(settings_secrets(settings))
     app = web.Application()
     app[SETTINGS] = settings
     app[CLOCK] = clock
