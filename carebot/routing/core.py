@@ -16,7 +16,7 @@ match (answer, suggest, or hand off).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +67,7 @@ def decide_message(
     text = turn.text.strip()
     cmd = intents.command(text) if text else None
     if latest is not None and latest.status == Status.RESOLVED:
-        d = Decision(latest.copy(), inbound=True)
+        d = Decision(latest.copy())
         answered = survey_rules.take_answer(
             d, facts.survey, turn, cmd, policy.surveys, policy.routing.reopen_window
         )
@@ -84,9 +84,9 @@ def decide_message(
             d = _new(latest, now)
     elif latest is None:
         conv = ConvState.fresh(None, None, turn.channel, now)
-        d = Decision(conv, new_conversation=True, inbound=True)
+        d = Decision(conv, new_conversation=True)
     else:
-        d = Decision(latest.copy(), inbound=True)
+        d = Decision(latest.copy())
     conv = d.conv
     conv.customer_messages += 1
     conv.last_customer_message_at = now
@@ -110,11 +110,11 @@ def decide_message(
 
 def _new(latest: ConvState, now: datetime) -> Decision:
     conv = ConvState.fresh(latest.customer_id, latest.contact_id, latest.channel, now)
-    return Decision(conv, new_conversation=True, inbound=True)
+    return Decision(conv, new_conversation=True)
 
 
 def _may_reopen(
-    conv: ConvState, now: datetime, policy: Policy, codes: dict[str, ResolutionCode] | Any
+    conv: ConvState, now: datetime, policy: Policy, codes: Mapping[str, ResolutionCode]
 ) -> bool:
     if conv.resolved_at is None or now - conv.resolved_at > policy.routing.reopen_window:
         return False

@@ -242,8 +242,6 @@ class Decision:
 
     conv: ConvState
     new_conversation: bool = False
-    # The inbound message of the turn is stored (False: a redelivery or an agent action).
-    inbound: bool = False
     touches: list[Touch] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     surveys: list[SurveyState] = field(default_factory=list)
