@@ -77,6 +77,46 @@ class Agent(Base):
     created_at: Mapped[datetime]
     # When the agent last got work (or came online): ties in assignment go to the longest idle.
     idle_since: Mapped[datetime | None]
+    # Console login: a memory-hard hash (argon2id), or None until a password is set.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # A one-time invite (SHA-256 of its token) that lets the agent choose a password.
+    invite_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    invite_expires_at: Mapped[datetime | None]
+    # Last heartbeat of a connected console (any tab, any process); None: never connected.
+    presence_at: Mapped[datetime | None]
+    # The status was set by presence (no console for the grace period), not by the agent:
+    # a console connecting again restores `online`; a status the agent chose is kept.
+    status_auto: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebSession(Base):
+    """A person's login to the console or dashboard: a cookie whose token is stored hashed."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    # Sent back in the X-CSRF-Token header on every state change (the cookie alone is not
+    # enough, so a form posted from another site does nothing).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class CannedReply(Base):
+    """A prepared answer agents insert with `/shortcut`; managers maintain the list."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shortcut: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Conversation(Base):
