@@ -124,6 +124,17 @@ class Settings:
     outbox_backoff_seconds: float = 1.0
     outbox_backoff_max_seconds: float = 600.0
 
+    # Console and dashboard logins (session cookies). A session ends after this long without
+    # a request, and at the latest this long after login.
+    session_idle_minutes: float = 120.0
+    session_max_hours: float = 12.0
+    # Failed logins allowed per agent name in 15 minutes (five times as many per client
+    # address), counted per process.
+    login_max_failures: int = 10
+    # Where people reach carebot, e.g. https://support.example.com: invite links start with it,
+    # and browsers sending this Origin are accepted besides the request's own host.
+    public_url: str = ""
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.suggest_threshold <= self.answer_threshold <= 1.0:
             raise SettingsError(
@@ -156,6 +167,14 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"CAREBOT_PUBLIC_URL must be an http:// or https:// URL, got {self.public_url!r}"
+            )
+        if self.session_idle_minutes <= 0 or self.session_max_hours <= 0:
+            raise SettingsError(
+                "CAREBOT_SESSION_IDLE_MINUTES and CAREBOT_SESSION_MAX_HOURS must be positive"
+            )
         if self.http_channel_callback_url and not self.http_channel_callback_url.startswith(
             ("http://", "https://")
         ):

@@ -21,7 +21,7 @@ from carebot.domain.clock import ManualClock
 from carebot.matching.knowledge import import_knowledge, load_knowledge
 from carebot.settings import Settings
 
-pytest_plugins = ["tests.fakes.network_guard"]
+pytest_plugins = ["tests.fakes.network_guard", "tests.browser"]
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWLEDGE = ROOT / "knowledge"
@@ -138,3 +138,11 @@ async def starter_kb(sessions: async_sessionmaker[AsyncSession], clock: ManualCl
     """The shipped knowledge base, imported into the test database."""
     async with sessions.begin() as session:
         await import_knowledge(session, load_knowledge(KNOWLEDGE), clock())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the test item: browser fixtures screenshot failed tests."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -349,6 +349,8 @@ def assign(
 ) -> None:
     """Give the conversation to the agent and tell them (and, `announce`, the customer)."""
     conv = d.conv
+    # Every console shows the queue: a conversation leaving it must leave every queue view.
+    left_queue = d.initial_status == Status.QUEUED
     conv.status = Status.ASSIGNED
     conv.assigned_agent_id = agent.id
     conv.assigned_at = now
@@ -358,7 +360,7 @@ def assign(
     d.touch(Kind.ASSIGNED, Actor.AGENT if by_agent else Actor.SYSTEM, now, agent_id=agent.id,
             wait_ms=ms_between(conv.queued_at, now),
             details={"by_agent_id": by_agent} if by_agent else None)
-    d.emit("assigned", agents=(agent.id,), agent_id=agent.id)
+    d.emit("assigned", agents=(agent.id,), queue=left_queue, agent_id=agent.id)
     if announce:
         d.say(OutboundMessage(replies.JOINED.format(agent=agent.name)), now,
               sender=Actor.SYSTEM)

@@ -251,6 +251,11 @@ class Decision:
     # Facts the decision needs and did not have ("match", "queue", "position", "surveys"): the
     # loader gets them and decides again; this decision is discarded.
     needs: set[str] = field(default_factory=set)
+    # The status before this step: whether the conversation was in everyone's queue view.
+    initial_status: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.initial_status = self.conv.status
 
     def touch(self, kind: str, actor: Actor, at: datetime, **extra: Any) -> Touch:
         """Record a touchpoint; its effort is added to the conversation's."""

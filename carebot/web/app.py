@@ -12,18 +12,20 @@ from carebot.db.availability import RETRY_AFTER_SECONDS
 from carebot.domain.clock import Clock, system_clock
 from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
-from carebot.web import codes, console, http_channel, telegram_webhook
+from carebot.web import codes, console, http_channel, login, pages, telegram_webhook
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
-from carebot.web.events import events_ws
+from carebot.web.events import events_ws, track_sockets
 from carebot.web.keys import (
     CLOCK,
     DATABASE,
     FAQ_INDEX,
+    LOGIN_LIMITER,
     MATCHER_BUILDER,
     SETTINGS,
 )
+from carebot.web.login_limits import LoginLimiter
 from carebot.web.logs import redact_secrets, settings_secrets
 from carebot.web.openapi import openapi_json
 from carebot.web.resources import (
@@ -57,6 +59,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[LOGIN_LIMITER] = LoginLimiter(settings.login_max_failures)
     if matcher_builder is not None:
         app[MATCHER_BUILDER] = matcher_builder
     app.cleanup_ctx.extend(
@@ -69,7 +72,10 @@ def create_app(
     codes.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
+    track_sockets(app)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    login.add_routes(app)
+    pages.add_routes(app)
     return app
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
@@ -21,6 +22,21 @@ from carebot.web.hub import Subscriber
 from carebot.web.keys import EVENT_HUB, SESSIONS
 
 RECHECK_SECONDS = 2.0
+# Open feeds, closed with 1001 "going away" when the service shuts down (else shutdown would
+# wait for every console to hang up).
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+
+
+def track_sockets(app: web.Application) -> None:
+    """Keep the app's open feeds and close them when it shuts down."""
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_sockets)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS]
+    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down")
+                           for ws in list(sockets)), return_exceptions=True)
 
 
 @roles(*ALL_ROLES)
@@ -29,6 +45,7 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     agent = current_agent(request)
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     hub = request.app[EVENT_HUB]
     sub = hub.subscribe(agent.id, agent.role)
     revoking = asyncio.Event()

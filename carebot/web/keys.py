@@ -16,6 +16,7 @@ from carebot.routing.pipeline import InboundBatcher
 from carebot.routing.policy import Policy
 from carebot.settings import Settings
 from carebot.web.hub import EventHub
+from carebot.web.login_limits import LoginLimiter
 
 if TYPE_CHECKING:  # the channel module imports these keys
     from carebot.channels.telegram import TelegramChannel
@@ -38,3 +39,4 @@ INBOUND = web.AppKey("inbound", InboundBatcher)
 OUTBOX_SENDERS: web.AppKey[dict[str, Sender]] = web.AppKey("outbox_senders")
 OUTBOX_WORKER = web.AppKey("outbox_worker", OutboxWorker)
 TELEGRAM: web.AppKey[TelegramChannel] = web.AppKey("telegram")
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
