@@ -134,7 +134,14 @@ function onEvent(event) {
   const cid = event.conversation_id;
   if (cid !== null && cid !== undefined) {
     if (cid === state.openId) {
-      refreshOpen();
+      // A customer's words show at once; the full reload that follows reconciles the rest.
+      if (event.kind === "message" && event.data && event.data.text !== undefined) {
+        showArrived(event.data);
+        refreshOpen(300);
+      } else {
+        refreshOpen(0);
+      }
+      if (event.kind === "survey_answered") loadCustomer(state.detail?.customer_id);
     } else if (["message", "agent_reply", "assigned", "survey_answered"].includes(event.kind)
                && (event.agent_ids || []).includes(state.me.id)) {
       state.unread.add(cid);
@@ -147,6 +154,16 @@ function onEvent(event) {
   scheduleLists(100);
 }
 
+function showArrived(data) {
+  const transcript = document.getElementById("transcript");
+  if (!transcript) return;
+  const item = messageItem({ id: "", direction: "in", sender: "customer", text: data.text || "",
+                             payload: data.payload, buttons: [], created_at: new Date().toISOString() });
+  item.classList.add("arriving");
+  transcript.append(item);
+  transcript.scrollTop = transcript.scrollHeight;
+}
+
 function scheduleLists(delay) {
   clearTimeout(listTimer);
   listTimer = setTimeout(async () => {
@@ -154,16 +171,30 @@ function scheduleLists(delay) {
   }, delay);
 }
 
-async function refreshOpen() {
+// One reload of the open conversation at a time: events arriving meanwhile ask for one more.
+const reload = { timer: null, running: false, again: false };
+
+function refreshOpen(delay = 0) {
+  clearTimeout(reload.timer);
+  reload.timer = setTimeout(runRefresh, delay);
+}
+
+async function runRefresh() {
+  if (reload.running) { reload.again = true; return; }
   const id = state.openId;
   if (id === null) return;
+  reload.running = true;
   try {
     const detail = await api.get(`/api/v1/conversations/${id}`);
-    if (id !== state.openId) return;
-    state.detail = detail;
-    renderConversation();
+    if (id === state.openId) {
+      state.detail = detail;
+      renderConversation();
+    }
   } catch (err) {
     flash(err.message);
+  } finally {
+    reload.running = false;
+    if (reload.again) { reload.again = false; runRefresh(); }
   }
 }
 
@@ -283,6 +314,7 @@ async function openConversation(id) {
   replace(document.getElementById("main"), h("p", { class: "empty" }, "Loading…"));
   try {
     state.detail = await api.get(`/api/v1/conversations/${id}`);
+    if (state.openId !== id) return;
   } catch (err) {
     replace(document.getElementById("main"), h("p", { class: "error" }, err.message));
     replace(document.getElementById("customer"));
@@ -305,7 +337,7 @@ function renderConversation() {
   const main = document.getElementById("main");
   if (!d || !main) return;
   const mineNow = d.status === "assigned" && d.assigned_agent_id === state.me.id;
-  const header = h("div", { class: "conv-head" },
+  const header = h("div", { class: "conv-head", id: "conv-head" },
     h("h2", {}, d.customer?.name || d.customer_name || `Customer #${d.customer_id}`),
     h("span", { class: `status status-${d.status}` }, d.status),
     d.assigned_agent_id ? h("span", { class: "assignee" }, `with ${agentName(d.assigned_agent_id)}`) : null,
@@ -313,7 +345,7 @@ function renderConversation() {
     h("div", { class: "actions" }, actionButtons(d, mineNow)),
   );
   const transcript = h("ol", { class: "transcript", id: "transcript" }, d.messages.map(messageItem));
-  const timeline = h("details", { class: "timeline" },
+  const timeline = h("details", { class: "timeline", id: "timeline" },
     h("summary", {}, `Journey: ${d.touchpoints.length} touchpoints, effort ${d.effort_score}`),
     h("ol", {}, d.touchpoints.map((t) => h("li", { class: `tp tp-${t.actor}` },
       h("span", { class: "tp-kind" }, t.kind.replaceAll("_", " ")),
@@ -323,7 +355,23 @@ function renderConversation() {
       h("time", { datetime: t.created_at }, clock(t.created_at)),
     ))),
   );
-  replace(main, header, transcript, timeline, composer(d, mineNow));
+  const view = main.querySelector(".conversation");
+  const composerKey = `${d.id}:${mineNow}:${d.status}`;
+  if (view && view.dataset.id === String(d.id)) {
+    // Same conversation: swap what changed, keep the composer (and what is being typed).
+    const wasOpen = view.querySelector("#timeline")?.open;
+    timeline.open = Boolean(wasOpen);
+    view.querySelector("#conv-head").replaceWith(header);
+    view.querySelector("#transcript").replaceWith(transcript);
+    view.querySelector("#timeline").replaceWith(timeline);
+    if (view.dataset.composer !== composerKey) {
+      view.querySelector(".composer-slot").replaceChildren(composer(d, mineNow));
+      view.dataset.composer = composerKey;
+    }
+  } else {
+    replace(main, h("div", { class: "conversation", dataset: { id: d.id, composer: composerKey } },
+      header, transcript, timeline, h("div", { class: "composer-slot" }, composer(d, mineNow))));
+  }
   transcript.scrollTop = transcript.scrollHeight;
 }
 
@@ -370,7 +418,7 @@ async function act(path, body, done) {
   try {
     await api.post(path, body);
     flash(done);
-    await refreshOpen();
+    refreshOpen(0);
     scheduleLists(0);
   } catch (err) {
     flash(err.message, true);
@@ -411,7 +459,7 @@ function composer(d, mineNow) {
       await api.post(`/api/v1/conversations/${d.id}/${path}`, { text: value });
       state.draft = "";
       text.value = "";
-      await refreshOpen();
+      refreshOpen(0);
     } catch (err) {
       flash(err.message, true);
     } finally {
