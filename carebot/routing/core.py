@@ -12,6 +12,9 @@ every state; a conversation with a person stays with them (the bot is silent but
 waiting customer their position now and then); otherwise the bot turn: unsupported content,
 commands, "Did this help?", picked suggestions, requests for a person, small talk, then the FAQ
 match (answer, suggest, or hand off).
+
+Presence (the end of the module): what a console connecting or staying away does to an
+agent's status, and what an absent agent means for the customers waiting on them.
 """
 
 from __future__ import annotations
