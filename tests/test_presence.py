@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.db.models import Agent, Conversation, Message, OutboxMessage, Touchpoint
 from carebot.domain.clock import ManualClock
-from carebot.settings import Settings
+from carebot.settings import Settings, SettingsError
 from carebot.web.fanout import PgNotifyHub
 from carebot.web.keys import ENGINE, EVENT_HUB, PRESENCE
 from carebot.web.presence import beat
@@ -345,6 +345,31 @@ async def test_one_tab_closing_leaves_the_other_counting(
         assert (await agent_row(sessions, alex_id)).status == "online"
 
 
+async def test_a_heartbeat_gives_back_online_that_presence_took_meanwhile(
+    client: Client, clock: ManualClock, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Heartbeats could not be written for a while (the database was away) and the timers of
+    another process made the connected agent away: the next heartbeat puts that right, and
+    pulls the waiting conversation."""
+    alex_id, alex = await make_agent(sessions, "Alex", status="online")
+    async with console(client, alex) as ws:
+        cid = (await Customer(client, "uma").say("/human"))["conversation_id"]
+        async with sessions.begin() as session:
+            row = await session.get(Agent, alex_id)
+            assert row is not None
+            row.status, row.status_auto = "away", True
+            conv = await session.get(Conversation, cid)
+            assert conv is not None
+            conv.status, conv.assigned_agent_id, conv.assigned_at = "queued", None, None
+        clock.advance(seconds=5)
+        assert await beat(app_of(client)) == 1
+        event = await next_event(ws, "agent_status")
+        assert (event["data"]["status"], event["data"]["reason"]) == ("online", "console_connected")
+        assert (await agent_row(sessions, alex_id)).status == "online"
+        assert (await conv_row(sessions, cid)).assigned_agent_id == alex_id
+        assert await beat(app_of(client)) == 0
+
+
 async def test_a_socket_on_either_process_keeps_the_agent_online(
     aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None,
     sessions: async_sessionmaker[AsyncSession],
@@ -441,3 +466,17 @@ async def test_an_absent_agents_handle_time_ends_when_the_conversation_is_requeu
     assert resp.status == 200, await resp.text()
     handle = {i["agent_id"]: i["handle_time_ms"]["total"] for i in (await resp.json())["items"]}
     assert handle == {alex_id: 300_000, bea_id: 100_000}
+
+
+def test_presence_settings_are_checked() -> None:
+    assert Settings.from_env({}).presence_grace_seconds == 60
+    assert Settings.from_env({"CAREBOT_PRESENCE_GRACE_SECONDS": "0"}).presence_grace_seconds == 0
+    for env, message in (
+        ({"CAREBOT_PRESENCE_GRACE_SECONDS": "10"}, "more than twice"),
+        ({"CAREBOT_PRESENCE_GRACE_SECONDS": "-1"}, "0 \\(presence off\\) or more"),
+        ({"CAREBOT_PRESENCE_HEARTBEAT_SECONDS": "0"}, "must be positive"),
+        ({"CAREBOT_UNANSWERED_REQUEUE_SECONDS": "0"}, "must be positive"),
+        ({"CAREBOT_ASSIGNED_SLA_SECONDS": "-5"}, "must be positive"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env(env)
