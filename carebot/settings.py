@@ -76,6 +76,20 @@ class Settings:
     queue_sla_seconds: float = 300.0
     # A customer who writes while queued is told their position at most this often.
     queue_ack_minutes: float = 3.0
+    # Presence: an agent is online while a console (the live-event WebSocket) is connected.
+    # Each process writes the last heartbeat of its connected agents this often (one UPDATE
+    # for all of them); an `online` agent with no heartbeat for the grace period becomes
+    # `away` (set by presence, so a console connecting again restores `online`). 0: presence
+    # off, agents keep the status they set.
+    presence_grace_seconds: float = 60.0
+    presence_heartbeat_seconds: float = 5.0
+    # A conversation whose agent is away, offline or disabled and whose customer has waited
+    # this long for an answer (since their first unanswered message, or since the
+    # assignment if the agent never replied) goes back to the queue.
+    unanswered_requeue_seconds: float = 300.0
+    # Assigned and waiting for the agent's answer longer than this is an SLA breach (one
+    # `assigned_sla_breached` touchpoint per assignment, and an event to managers).
+    assigned_sla_seconds: float = 300.0
     # Stats: a resolved conversation is a first contact resolution only if the customer opens
     # no new conversation (any channel) within this many days of the resolution.
     stats_repeat_window_days: float = 7.0
@@ -164,6 +178,7 @@ class Settings:
                 "CAREBOT_SQLITE_SYNCHRONOUS must be full or normal, got "
                 f"{self.sqlite_synchronous!r}"
             )
+        self._check_presence()
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
@@ -181,6 +196,24 @@ class Settings:
             raise SettingsError(
                 "CAREBOT_HTTP_CHANNEL_CALLBACK_URL must be an http:// or https:// URL, got "
                 f"{self.http_channel_callback_url!r}"
+            )
+
+    def _check_presence(self) -> None:
+        for name in ("presence_heartbeat_seconds", "unanswered_requeue_seconds",
+                     "assigned_sla_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        if self.presence_grace_seconds < 0:
+            raise SettingsError(
+                f"{PREFIX}PRESENCE_GRACE_SECONDS must be 0 (presence off) or more, got "
+                f"{self.presence_grace_seconds}"
+            )
+        if 0 < self.presence_grace_seconds <= 2 * self.presence_heartbeat_seconds:
+            # A heartbeat late by one interval would otherwise make a connected agent away.
+            raise SettingsError(
+                f"{PREFIX}PRESENCE_GRACE_SECONDS ({self.presence_grace_seconds}) must be more "
+                f"than twice {PREFIX}PRESENCE_HEARTBEAT_SECONDS "
+                f"({self.presence_heartbeat_seconds})"
             )
 
     def _check_telegram_and_outbox(self) -> None:

@@ -18,6 +18,7 @@ from carebot.matching.faq import Candidate, FaqDoc
 from carebot.routing import core, replies
 from carebot.routing.decision import (
     AgentFacts,
+    AgentPresence,
     ConvState,
     Decision,
     Facts,
@@ -277,3 +278,128 @@ def test_a_reply_says_the_decision_status_for_every_rule() -> None:
             assert any(r.message and (replies.HANDOFF_QUEUED[:20] in r.message.text
                                       or "passed your conversation" in r.message.text)
                        for r in d.replies), row.name
+
+
+# --- presence ----------------------------------------------------------------------------------
+
+GRACE = timedelta(seconds=60)
+AUTO, CHOSEN = True, False
+# (name, the agent before, what happens, the status they get or None: unchanged)
+CONNECT_ROWS = [
+    ("made away by presence: online again", AgentPresence(7, "away", AUTO), "online"),
+    ("made offline by presence: online again", AgentPresence(7, "offline", AUTO), "online"),
+    ("away by choice: kept", AgentPresence(7, "away", CHOSEN), None),
+    ("offline by choice (or never chose): kept", AgentPresence(7, "offline", CHOSEN), None),
+    ("already online: nothing", AgentPresence(7, "online", AUTO), None),
+    ("disabled: nothing", AgentPresence(7, "offline", AUTO, disabled=True), None),
+]
+GONE_ROWS = [
+    ("online, last heartbeat within the grace: stays",
+     AgentPresence(7, "online", presence_at=NOW - GRACE), None),
+    ("online, last heartbeat older than the grace: away",
+     AgentPresence(7, "online", presence_at=NOW - GRACE - timedelta(seconds=1)), "away"),
+    ("online and never connected a console: away", AgentPresence(7, "online"), "away"),
+    ("away by choice: presence leaves it", AgentPresence(7, "away"), None),
+    ("offline: presence leaves it", AgentPresence(7, "offline"), None),
+]
+
+
+@pytest.mark.parametrize(("agent", "status"), [r[1:] for r in CONNECT_ROWS],
+                         ids=[r[0] for r in CONNECT_ROWS])
+def test_a_console_connecting(agent: AgentPresence, status: str | None) -> None:
+    change = core.console_connected(agent)
+    assert (change and change.status) == status
+    if change is not None:
+        assert change.event.kind == "agent_status" and change.event.agent_ids == (7,)
+        assert change.event.data == {"agent_id": 7, "status": "online", "auto": True,
+                                     "reason": "console_connected", "previous": agent.status}
+
+
+@pytest.mark.parametrize(("agent", "status"), [r[1:] for r in GONE_ROWS],
+                         ids=[r[0] for r in GONE_ROWS])
+def test_no_console_for_the_grace_period(agent: AgentPresence, status: str | None) -> None:
+    change = core.console_gone(agent, NOW, GRACE)
+    assert (change and change.status) == status
+    if change is not None:
+        assert (change.reason, change.event.data["auto"]) == ("no_console", True)
+    assert core.console_gone(agent, NOW, None) is None, "grace None: presence is off"
+
+
+ASSIGNED_AT = NOW - timedelta(minutes=20)
+HELD = conv(status="assigned", assigned_agent_id=ALEX.id, assigned_at=ASSIGNED_AT,
+            queued_at=ASSIGNED_AT - timedelta(minutes=1))
+# (name, last agent reply, first customer message after it, waiting since)
+WAITING_ROWS = [
+    ("no reply since the assignment: waiting since it", None, None, ASSIGNED_AT),
+    ("a reply before the assignment (another agent's) does not count",
+     ASSIGNED_AT - timedelta(minutes=1), ASSIGNED_AT - timedelta(seconds=30), ASSIGNED_AT),
+    ("replied, nothing new from the customer: answered",
+     NOW - timedelta(minutes=10), None, None),
+    ("replied, then the customer wrote: since their first message after the reply",
+     NOW - timedelta(minutes=10), NOW - timedelta(minutes=8), NOW - timedelta(minutes=8)),
+]
+
+
+@pytest.mark.parametrize(("last_reply", "first_after", "since"),
+                         [r[1:] for r in WAITING_ROWS], ids=[r[0] for r in WAITING_ROWS])
+def test_how_long_the_customer_has_waited_for_a_person(
+    last_reply: datetime | None, first_after: datetime | None, since: datetime | None
+) -> None:
+    assert core.waiting_since(HELD, last_reply, first_after) == since
+    assert core.waiting_since(replace(HELD, status="queued"), None, None) is None
+
+
+FIVE_MIN = timedelta(minutes=5)
+# (name, the agent holding it, waiting since, requeued?)
+REQUEUE_ROWS = [
+    ("away by presence, unanswered 5 min: requeued", replace(ALEX, status="away"),
+     NOW - FIVE_MIN, True),
+    ("offline by choice, unanswered 6 min: requeued", replace(ALEX, status="offline"),
+     NOW - timedelta(minutes=6), True),
+    ("disabled: requeued", replace(ALEX, disabled=True), NOW - FIVE_MIN, True),
+    ("away, unanswered 4:59: not yet", replace(ALEX, status="away"),
+     NOW - FIVE_MIN + timedelta(seconds=1), False),
+    ("away, but answered: stays", replace(ALEX, status="away"), None, False),
+    ("online: stays however long the customer waits", ALEX, NOW - timedelta(hours=1), False),
+]
+
+
+@pytest.mark.parametrize(("holder", "since", "requeued"), [r[1:] for r in REQUEUE_ROWS],
+                         ids=[r[0] for r in REQUEUE_ROWS])
+def test_an_absent_agents_unanswered_customer_goes_back_to_the_queue(
+    holder: AgentFacts, since: datetime | None, requeued: bool
+) -> None:
+    if not requeued:
+        with pytest.raises(NotAllowed):
+            core.requeue_unanswered(HELD, holder, since, NOW, FIVE_MIN)
+        return
+    d = core.requeue_unanswered(HELD, holder, since, NOW, FIVE_MIN)
+    assert (d.conv.status, d.conv.assigned_agent_id, d.conv.released_by_agent_id) == (
+        "queued", None, ALEX.id)
+    assert d.conv.queued_at == HELD.queued_at, "first response still runs from the handoff"
+    [touch] = d.touches
+    status = "disabled" if holder.disabled else holder.status
+    assert (str(touch.kind), touch.effort, touch.details) == ("requeued", 0, {
+        "from_agent_id": ALEX.id, "reason": "unanswered", "agent_status": status,
+        "waited_ms": int((NOW - since).total_seconds() * 1000) if since else None})
+    assert [(e.kind, e.agent_ids, e.queue) for e in d.events] == [
+        ("unassigned", (ALEX.id,), False), ("queued", (), True)]
+    assert d.replies == [], "the customer hears from whoever takes it next"
+    # Assignment from the queue never gives it straight back to the agent who had it.
+    assert core.assign_waiting(d.conv, (ALEX,), NOW).assigned == []
+    assert core.assign_waiting(d.conv, (ALEX, BEA), NOW).assigned == [BEA]
+
+
+def test_the_assigned_sla() -> None:
+    with pytest.raises(NotAllowed):
+        core.assigned_sla_breached(HELD, NOW - FIVE_MIN + timedelta(seconds=1), NOW, FIVE_MIN)
+    with pytest.raises(NotAllowed):
+        core.assigned_sla_breached(HELD, None, NOW, FIVE_MIN)  # answered
+    d = core.assigned_sla_breached(HELD, NOW - timedelta(minutes=7), NOW, FIVE_MIN)
+    [touch] = d.touches
+    assert (str(touch.kind), touch.agent_id, touch.wait_ms, touch.effort, touch.details) == (
+        "assigned_sla_breached", ALEX.id, 420_000, 0, {"sla_seconds": 300.0})
+    [event] = d.events
+    assert (event.kind, event.agent_ids, event.data) == (
+        "assigned_sla_breached", (ALEX.id,), {"agent_id": ALEX.id, "waited_ms": 420_000})
+    assert d.conv.status == "assigned" and d.replies == []

@@ -58,7 +58,9 @@ class Kind(StrEnum):
     REQUEUED = "requeued"  # its agent was disabled or went away: back to the queue
     REOPENED = "reopened"
     RESOLVED = "resolved"
-    SLA_BREACHED = "sla_breached"
+    SLA_BREACHED = "sla_breached"  # a queue stay outlasted the queue SLA
+    # Assigned, and the customer waited for the agent's answer longer than the assigned SLA.
+    ASSIGNED_SLA_BREACHED = "assigned_sla_breached"
     SURVEY_SENT = "survey_sent"
     SURVEY_ANSWERED = "survey_answered"
     SURVEY_COMMENT = "survey_comment"

@@ -364,11 +364,13 @@ async def set_availability(
     session: AsyncSession, agent: Agent, status: str, now: datetime, effects: Effects,
     policy: Policy,
 ) -> Agent:
-    """Go online, away or offline; going online pulls waiting conversations."""
+    """Go online, away or offline; going online pulls waiting conversations. The status is
+    the agent's own choice now (`status_auto` false): a console connecting keeps it."""
     locked = await session.scalar(
         select(Agent).where(Agent.id == agent.id).with_for_update(key_share=True)
     )
     assert locked is not None
+    locked.status_auto = False
     if locked.status != status:
         if status == "online":
             locked.idle_since = now

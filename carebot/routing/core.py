@@ -12,15 +12,19 @@ every state; a conversation with a person stays with them (the bot is silent but
 waiting customer their position now and then); otherwise the bot turn: unsupported content,
 commands, "Did this help?", picked suggestions, requests for a person, small talk, then the FAQ
 match (answer, suggest, or hand off).
+
+Presence (the end of the module): what a console connecting or staying away does to an
+agent's status, and what an absent agent means for the customers waiting on them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from carebot.domain.clock import ms_between
+from carebot.domain.events import Event
 from carebot.domain.messages import OutboundMessage
 from carebot.domain.states import (
     OPEN_STATUSES,
@@ -34,11 +38,13 @@ from carebot.matching.faq import Candidate
 from carebot.routing import intents, replies, survey_rules
 from carebot.routing.decision import (
     AgentFacts,
+    AgentPresence,
     ConvState,
     Decision,
     Facts,
     Knowledge,
     NotAllowed,
+    StatusChange,
     Turn,
 )
 from carebot.routing.policy import Policy, ResolutionCode
@@ -504,10 +510,12 @@ def transfer(
 
 
 def requeue(
-    conv: ConvState, now: datetime, agents: Sequence[AgentFacts], reason: str
+    conv: ConvState, now: datetime, agents: Sequence[AgentFacts], reason: str,
+    details: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Its agent was disabled (or went away): the conversation goes back to the queue and to
-    another available agent if there is one; the customer is not charged for it."""
+    another available agent if there is one, never the one who had it; the customer is not
+    charged for it. `details` go on the touchpoint and the `unassigned` event."""
     if conv.status != Status.ASSIGNED:
         raise NotAllowed(f"conversation is {conv.status}, not assigned")
     d = Decision(conv.copy())
@@ -518,8 +526,8 @@ def requeue(
     c.released_by_agent_id = previous
     c.updated_at = now
     d.touch(Kind.REQUEUED, Actor.SYSTEM, now, details={"from_agent_id": previous,
-                                                       "reason": reason})
-    d.emit("unassigned", agents=(previous,), reason=reason)
+                                                       "reason": reason, **(details or {})})
+    d.emit("unassigned", agents=(previous,), reason=reason, **(details or {}))
     picked = pick_agent(agents, exclude=previous)
     if picked is not None:
         assign(d, picked, now, announce=True)
@@ -579,4 +587,88 @@ def sla_breached(conv: ConvState, now: datetime, sla_seconds: float) -> Decision
             details={"sla_seconds": sla_seconds})
     # No agent ids: only managers and admins (who see every event) get it.
     d.emit("sla_breached", waited_ms=waited)
+    return d
+
+
+# --- presence ------------------------------------------------------------------------------
+# An agent is online while a console (the live-event WebSocket) is connected, in any tab and
+# any process; the processes write its heartbeat. These rules say what presence does to the
+# agent's status, and what the absence of the person holding a conversation does to it.
+
+
+def console_connected(agent: AgentPresence) -> StatusChange | None:
+    """A console of the agent is connected: an agent presence had made away or offline is
+    online again; a status the agent chose (`status_auto` false) is kept."""
+    if agent.disabled or agent.status == "online" or not agent.status_auto:
+        return None
+    return _status_change(agent, "online", "console_connected")
+
+
+def console_gone(
+    agent: AgentPresence, now: datetime, grace: timedelta | None
+) -> StatusChange | None:
+    """An online agent whose consoles have all been gone for the grace period (or who never
+    connected one) is away; `grace` None: presence is off."""
+    if grace is None or agent.disabled or agent.status != "online":
+        return None
+    if agent.presence_at is not None and now - agent.presence_at <= grace:
+        return None
+    return _status_change(agent, "away", "no_console")
+
+
+def _status_change(agent: AgentPresence, status: str, reason: str) -> StatusChange:
+    event = Event("agent_status", None, agent_ids=(agent.id,), data={
+        "agent_id": agent.id, "status": status, "auto": True, "reason": reason,
+        "previous": agent.status})
+    return StatusChange(agent.id, status, reason, event)
+
+
+def waiting_since(
+    conv: ConvState, last_reply_at: datetime | None, first_unanswered_at: datetime | None
+) -> datetime | None:
+    """Since when the customer of an assigned conversation has waited for a person's answer:
+    from the assignment if no agent replied since, else from their first message after the
+    last reply (`first_unanswered_at`); None: they have their answer."""
+    if conv.status != Status.ASSIGNED or conv.assigned_at is None:
+        return None
+    if last_reply_at is None or last_reply_at < conv.assigned_at:
+        return conv.assigned_at
+    return first_unanswered_at
+
+
+def requeue_unanswered(
+    conv: ConvState, holder: AgentFacts, since: datetime | None, now: datetime,
+    after: timedelta,
+) -> Decision:
+    """The agent holding the conversation is away (by presence or by choice), offline or
+    disabled, and the customer has waited `after` for an answer: back to the queue, never
+    straight back to that agent. Assignment from the queue follows (`assign_waiting`)."""
+    if conv.status != Status.ASSIGNED or conv.assigned_agent_id != holder.id:
+        raise NotAllowed(f"conversation is {conv.status}, not assigned to {holder.name}")
+    if holder.status == "online" and not holder.disabled:
+        raise NotAllowed(f"{holder.name} is online")
+    if since is None or now - since < after:
+        raise NotAllowed("the customer has not waited that long for an answer")
+    return requeue(conv, now, (), "unanswered", {
+        "agent_status": "disabled" if holder.disabled else holder.status,
+        "waited_ms": ms_between(since, now),
+    })
+
+
+def assigned_sla_breached(
+    conv: ConvState, since: datetime | None, now: datetime, sla: timedelta
+) -> Decision:
+    """The customer has waited for the answer of the agent who holds the conversation longer
+    than the assigned SLA: on record, and managers (and that agent) are told. The timer
+    records it once per assignment."""
+    if conv.status != Status.ASSIGNED:
+        raise NotAllowed(f"conversation is {conv.status}, not assigned")
+    if since is None or now - since < sla:
+        raise NotAllowed("the customer has not waited that long for an answer")
+    d = Decision(conv.copy())
+    waited = ms_between(since, now)
+    agent_id = conv.assigned_agent_id
+    d.touch(Kind.ASSIGNED_SLA_BREACHED, Actor.SYSTEM, now, agent_id=agent_id, wait_ms=waited,
+            details={"sla_seconds": sla.total_seconds()})
+    d.emit("assigned_sla_breached", agents=(agent_id,), agent_id=agent_id, waited_ms=waited)
     return d

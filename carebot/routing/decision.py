@@ -164,6 +164,29 @@ class AgentFacts:
 
 
 @dataclass(frozen=True)
+class AgentPresence:
+    """An agent as presence sees them: their status, who set it, their last console heartbeat."""
+
+    id: int
+    status: str
+    # The status was set by presence (no console for the grace period), not by the agent.
+    status_auto: bool = False
+    disabled: bool = False
+    # The last heartbeat of a connected console; None: never connected.
+    presence_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A status presence gives an agent (`status_auto`), and the event announcing it."""
+
+    agent_id: int
+    status: str
+    reason: str  # "console_connected" or "no_console"
+    event: Event
+
+
+@dataclass(frozen=True)
 class Knowledge:
     """What the bot can say: FAQ entries by id, and small talk."""
 

@@ -75,12 +75,35 @@ class SurveyPolicy:
 
 
 @dataclass(frozen=True)
+class PresencePolicy:
+    """When an agent without a console counts as gone, and what happens to their customers."""
+
+    # No console heartbeat for this long: an `online` agent becomes `away` (None: never).
+    grace: timedelta | None
+    # A customer of an absent agent unanswered this long goes back to the queue.
+    unanswered_requeue: timedelta
+    # Assigned and unanswered this long is an SLA breach (once per assignment).
+    assigned_sla: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PresencePolicy:
+        """The policy the settings describe."""
+        grace = settings.presence_grace_seconds
+        return cls(
+            grace=timedelta(seconds=grace) if grace > 0 else None,
+            unanswered_requeue=timedelta(seconds=settings.unanswered_requeue_seconds),
+            assigned_sla=timedelta(seconds=settings.assigned_sla_seconds),
+        )
+
+
+@dataclass(frozen=True)
 class Policy:
     """Everything the core needs to know about how this installation behaves."""
 
     routing: RoutingPolicy
     surveys: SurveyPolicy
     queue_sla: timedelta
+    presence: PresencePolicy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -89,6 +112,7 @@ class Policy:
             RoutingPolicy.from_settings(settings),
             SurveyPolicy.from_settings(settings),
             timedelta(seconds=settings.queue_sla_seconds),
+            PresencePolicy.from_settings(settings),
         )
 
 

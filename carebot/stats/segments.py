@@ -11,17 +11,18 @@ from sqlalchemy.orm import aliased
 from carebot.db.models import Touchpoint
 from carebot.stats.scope import C, Scope, T
 
-# Touchpoints that start or end an agent's hold on a conversation (handle time segments).
-SEGMENT_KINDS = ("assigned", "transfer", "handback", "resolved")
+# Touchpoints that start or end an agent's hold on a conversation (handle time segments):
+# `requeued` ends the hold of an agent who was disabled or left their customer unanswered.
+SEGMENT_KINDS = ("assigned", "transfer", "handback", "requeued", "resolved")
 # Touchpoints that open or close a stay in the queue (queue waits).
-QUEUE_KINDS = ("handoff", "transfer", "assigned", "handback", "resolved")
+QUEUE_KINDS = ("handoff", "transfer", "assigned", "handback", "requeued", "resolved")
 
 
 def handle_segments(scope: Scope, conversations: Select[Any]) -> Select[Any]:
     """(conversation_id, agent_id, ms) for each closed assignment of the given conversations.
 
     An assignment runs from its `assigned` touchpoint to the next of assigned / transfer /
-    handback / resolved in the same conversation (LEAD over the touchpoint log).
+    handback / requeued / resolved in the same conversation (LEAD over the touchpoint log).
     """
     bounds = (
         select(

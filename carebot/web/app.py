@@ -28,6 +28,7 @@ from carebot.web.keys import (
 from carebot.web.login_limits import LoginLimiter
 from carebot.web.logs import redact_secrets, settings_secrets
 from carebot.web.openapi import openapi_json
+from carebot.web.presence import presence_ctx
 from carebot.web.resources import (
     database_answers,
     database_ctx,
@@ -62,9 +63,10 @@ def create_app(
     app[LOGIN_LIMITER] = LoginLimiter(settings.login_max_failures)
     if matcher_builder is not None:
         app[MATCHER_BUILDER] = matcher_builder
-    app.cleanup_ctx.extend(
-        (database_ctx, events_ctx, knowledge_ctx, inbound_ctx, timers_ctx, *DELIVERY_CONTEXTS)
-    )
+    app.cleanup_ctx.extend((
+        database_ctx, events_ctx, knowledge_ctx, inbound_ctx, timers_ctx, presence_ctx,
+        *DELIVERY_CONTEXTS,
+    ))
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
     app.router.add_post(WEBHOOK_PATH, telegram_webhook.webhook)

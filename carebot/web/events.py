@@ -1,5 +1,8 @@
 """GET /api/v1/events: a WebSocket pushing live events to the agent who opened it.
 
+The socket is the agent's console: while one is open (in any process) the agent counts as
+present (`carebot.web.presence`), and opening one gives back the `online` that presence took.
+
 A feed lives only as long as its agent may see it: it closes at once when the agent is
 disabled (an `agent_disabled` event, which reaches every process through the fan-out), and
 every few seconds the agent is looked up again, so a disabled agent's feed closes even when
@@ -17,6 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
 
 from carebot.db.models import Agent
+from carebot.web import presence
 from carebot.web.auth import ALL_ROLES, current_agent, roles
 from carebot.web.hub import Subscriber
 from carebot.web.keys import EVENT_HUB, SESSIONS
@@ -50,13 +54,19 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     sub = hub.subscribe(agent.id, agent.role)
     revoking = asyncio.Event()
     sender = asyncio.create_task(_forward(request.app, sub, ws, revoking))
+    counted = False
     try:
         await ws.send_json({"kind": "hello", "agent_id": agent.id, "role": agent.role})
+        # The socket is the agent's console: it keeps them online (carebot.web.presence).
+        counted = True
+        await presence.connected(request.app, agent.id)
         async for msg in ws:
             # The console only listens; anything it sends is ignored, a close ends the stream.
             if msg.type in {WSMsgType.ERROR, WSMsgType.CLOSE}:
                 break
     finally:
+        if counted:
+            presence.disconnected(request.app, agent.id)
         hub.unsubscribe(sub)
         if revoking.is_set():
             # The sender is closing the socket (code 1008); let the handshake finish.

@@ -20,6 +20,7 @@ from carebot.web.login_limits import LoginLimiter
 
 if TYPE_CHECKING:  # the channel module imports these keys
     from carebot.channels.telegram import TelegramChannel
+    from carebot.web.presence import Consoles
 
 SETTINGS = web.AppKey("settings", Settings)
 # Whether the database answered lately (503s and one log line per outage).
@@ -40,3 +41,5 @@ OUTBOX_SENDERS: web.AppKey[dict[str, Sender]] = web.AppKey("outbox_senders")
 OUTBOX_WORKER = web.AppKey("outbox_worker", OutboxWorker)
 TELEGRAM: web.AppKey[TelegramChannel] = web.AppKey("telegram")
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+# The agents with a console (live-event WebSocket) connected to this process.
+PRESENCE: web.AppKey[Consoles] = web.AppKey("presence")

@@ -11,7 +11,10 @@ from aiohttp import web
 from carebot.domain.events import Effects
 from carebot.routing.timers import (
     expire_surveys,
+    flag_assigned_sla_breaches,
     flag_sla_breaches,
+    mark_absent,
+    requeue_unanswered,
     resolve_timeouts,
     send_due_surveys,
 )
@@ -22,9 +25,12 @@ log = logging.getLogger(__name__)
 
 
 async def tick(app: web.Application) -> tuple[int, int]:
-    """One timer pass; returns (conversations timed out, SLA breaches flagged).
+    """One timer pass; returns (conversations timed out, queue SLA breaches flagged).
 
-    Delayed surveys are sent and overdue ones expired in the same pass.
+    In the same pass, on the app's clock: online agents without a console for the presence
+    grace period become away, conversations of absent agents unanswered for too long go back
+    to the queue, assigned SLA breaches are recorded, delayed surveys are sent and overdue
+    ones expired.
     """
     settings, now = app[SETTINGS], app[CLOCK]()
     effects = Effects()
@@ -34,6 +40,11 @@ async def tick(app: web.Application) -> tuple[int, int]:
             session, now, policy, now - timedelta(minutes=settings.bot_timeout_minutes), effects
         )
         breached = await flag_sla_breaches(session, now, policy, effects)
+        # Presence first: an agent found gone in this pass has their customers requeued in
+        # it; a breach of the assigned SLA is on record before its conversation is requeued.
+        await mark_absent(session, now, policy, effects)
+        await flag_assigned_sla_breaches(session, now, policy, effects)
+        await requeue_unanswered(session, now, policy, effects)
         await send_due_surveys(session, now, policy, effects)
         await expire_surveys(session, now, policy, effects)
     await publish_effects(app, effects)
