@@ -130,6 +130,9 @@ async def make_agent(
     async with sessions.begin() as session:
         agent, token = await create_agent(session, name, role, capacity, START)
         agent.status = status
+        # The status is the test's choice, kept when a console connects (a new agent's
+        # `offline` is presence's, see create_agent).
+        agent.status_auto = False
         agent.idle_since = idle_since
         await session.flush()
         return agent.id, token

@@ -42,7 +42,8 @@ async def create_agent(
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     agent = Agent(
         name=name, role=role, capacity=capacity, token_hash=hash_token(token),
-        status="offline", disabled=False, created_at=now,
+        # Offline until a console connects; presence then brings the agent online.
+        status="offline", status_auto=True, disabled=False, created_at=now,
     )
     session.add(agent)
     try:
