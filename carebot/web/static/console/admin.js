@@ -1,7 +1,7 @@
 // Admin pages of the console: agents (admins), resolution codes (admins), canned replies
 // (managers and admins). Secrets shown once (new tokens, invite links) are never stored.
 
-import { h, replace } from "./dom.js";
+import { h, replace } from "../common/dom.js";
 
 export function renderAdmin(main, page, ctx) {
   const pages = { agents: agentsPage, codes: codesPage, canned: cannedPage };

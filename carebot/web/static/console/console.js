@@ -1,9 +1,10 @@
 // carebot's agent console: queue, inbox, conversation, customer panel, composer, admin.
 // Plain ES modules, no build step. All customer and agent text is rendered with textContent.
 
-import { Api, ApiError } from "./api.js";
-import { h, replace, ago, duration, clock } from "./dom.js";
-import { Live } from "./live.js";
+import { Api, ApiError } from "../common/api.js";
+import { h, replace, ago, duration, clock } from "../common/dom.js";
+import { Live } from "../common/live.js";
+import { loginForm, inviteForm } from "../common/login.js";
 import { renderAdmin } from "./admin.js";
 
 const root = document.getElementById("app");
@@ -31,56 +32,16 @@ let listTimer = null;
 function showLogin(message = "") {
   if (live) { live.stop(); live = null; }
   state.me = null;
-  const error = h("p", { class: "error", role: "alert" }, message);
-  const name = h("input", { id: "login-name", name: "name", autocomplete: "username", required: true });
-  const password = h("input", {
-    id: "login-password", name: "password", type: "password",
-    autocomplete: "current-password", required: true,
-  });
-  const form = h("form", { class: "login", onsubmit: async (ev) => {
-    ev.preventDefault();
-    try {
-      const session = await api.post("/api/v1/session", { name: name.value, password: password.value });
-      await start(session);
-    } catch (err) {
-      replace(error, err.message);
-      password.value = "";
-    }
-  } },
-    h("h1", {}, "carebot console"),
-    h("label", { for: "login-name" }, "Name"), name,
-    h("label", { for: "login-password" }, "Password"), password,
-    h("button", { type: "submit" }, "Log in"),
-    error,
-  );
-  replace(root, form);
+  replace(root, loginForm(api, "carebot console", start, message));
   document.title = "carebot console — log in";
-  name.focus();
+  root.querySelector("input")?.focus();
 }
 
 function showInvite(token) {
-  const error = h("p", { class: "error", role: "alert" });
-  const password = h("input", { id: "invite-password", type: "password", autocomplete: "new-password", minlength: "10", required: true });
-  const again = h("input", { id: "invite-again", type: "password", autocomplete: "new-password", required: true });
-  const form = h("form", { class: "login", onsubmit: async (ev) => {
-    ev.preventDefault();
-    if (password.value !== again.value) { replace(error, "The two passwords differ."); return; }
-    try {
-      const session = await api.post("/api/v1/session/invite", { token, password: password.value });
-      history.replaceState(null, "", "/console");
-      await start(session);
-    } catch (err) {
-      replace(error, err.message);
-    }
-  } },
-    h("h1", {}, "Choose your password"),
-    h("p", {}, "At least 10 characters. You log in with your name and this password."),
-    h("label", { for: "invite-password" }, "Password"), password,
-    h("label", { for: "invite-again" }, "Again"), again,
-    h("button", { type: "submit" }, "Set password and log in"),
-    error,
-  );
-  replace(root, form);
+  replace(root, inviteForm(api, token, (session) => {
+    history.replaceState(null, "", "/console");
+    return start(session);
+  }));
 }
 
 async function logout() {
