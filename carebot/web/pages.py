@@ -1,4 +1,4 @@
-"""The browser pages (console, and what comes later) and the headers every response carries."""
+"""The browser pages (console, dashboard) and the headers every response carries."""
 
 from __future__ import annotations
 
@@ -43,10 +43,16 @@ async def console_page(_request: web.Request) -> web.StreamResponse:
     return _page("console/index.html")
 
 
+async def dashboard_page(_request: web.Request) -> web.StreamResponse:
+    """GET /dashboard: the managers' dashboard (its data calls need the manager or admin role)."""
+    return _page("dashboard/index.html")
+
+
 def add_routes(app: web.Application) -> None:
     """Register the pages and their static files."""
     app.router.add_get("/", root)
     app.router.add_get("/console", console_page)
     app.router.add_get("/console/invite", console_page)
+    app.router.add_get("/dashboard", dashboard_page)
     app.router.add_static("/static/", STATIC)
     app.on_response_prepare.append(security_headers)
