@@ -325,3 +325,18 @@ class Survey(Base):
     score: Mapped[int | None]
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class KnowledgeGapDone(Base):
+    """A knowledge-gap cluster a manager marked done (an FAQ was added or the question was
+    judged out of scope): its questions asked up to `done_at` are handled; newer ones show the
+    cluster again."""
+
+    __tablename__ = "knowledge_gaps_done"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The cluster's question, normalised as the clusters are (matching.textnorm + casefold).
+    question: Mapped[str] = mapped_column(String(500), unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    done_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    done_at: Mapped[datetime]

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from carebot.db.models import Agent, FaqEntry, Touchpoint
+from carebot.stats.confusions import confusions
 from carebot.stats.period import Bucket, Period, buckets
 from carebot.stats.scope import C, S, Scope, StatsQuery, T, period_dict
 from carebot.stats.segments import handle_segments
@@ -164,7 +165,15 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
       agent's: their human first response time (handoff → first agent reply);
     * handle time — the agent's own assignments in conversations of the resolved cohort,
       summed per conversation (a transferred conversation counts for both agents);
-    * CSAT — CSAT surveys sent in the period that snapshot the agent as the resolver.
+    * CSAT — CSAT surveys sent in the period that snapshot the agent as the resolver;
+    * handled — conversations of the resolved cohort the agent held at least once (those
+      their handle time sums over);
+    * resolution time — opened → resolved of the conversations they resolved (resolved
+      cohort);
+    * transfers — transfers the agent made in the period (to another agent or the queue);
+    * reopen — the agent's resolutions in the period (`resolved` touchpoints) and how many
+      of them the customer reopened afterwards (the conversation's next resolution or reopen
+      is a reopen), as of now.
     """
     scope = await Scope.build(session, query)
     rows: dict[int, dict[str, Any]] = {}
@@ -208,9 +217,13 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         union_all(
             select(literal("first_response").label("g"), first_values.c.a, first_values.c.v),
             select(literal("handle_time"), handle_values.c.a, handle_values.c.v),
+            select(literal("resolution_time"), C.resolved_agent_id,
+                   scope.sql.ms_between(C.opened_at, C.resolved_at))
+            .where(*scope.resolved(), C.resolved_agent_id.is_not(None)),
         ),
         ["g", "a"],
     )
+    transfers, reopens = await _agent_events(session, scope)
 
     csat = await session.execute(
         select(S.agent_id, *survey_aggregates())
@@ -219,7 +232,7 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         .group_by(S.agent_id)
     )
     surveys = {aid: SurveyCounts(*(int(v) for v in rest)) for aid, *rest in csat}
-    ids = set(rows) | {a for _g, a in dists} | set(surveys)
+    ids = set(rows) | {a for _g, a in dists} | set(surveys) | set(transfers) | set(reopens)
     names: dict[int, str] = {}
     if ids:
         for agent_id, name in await session.execute(
@@ -235,9 +248,57 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         item["handle_time_ms"] = dists.get(
             ("handle_time", agent_id), Distribution.empty()).as_dict()
         item["csat"] = survey_dict(surveys.get(agent_id, NO_SURVEYS), "satisfied")
+        item["handled"] = item["handle_time_ms"]["count"]
+        item["resolution_time_ms"] = dists.get(
+            ("resolution_time", agent_id), Distribution.empty()).as_dict()
+        item["transfers"] = transfers.get(agent_id, 0)
+        resolutions, reopened = reopens.get(agent_id, (0, 0))
+        item["reopen"] = {"resolutions": resolutions, "reopened": reopened,
+                          "rate": ratio(reopened, resolutions)}
         items.append(item)
     items.sort(key=lambda i: (-i["resolved"], i["name"] or "", i["agent_id"]))
     return {"period": period_dict(query), "items": items}
+
+
+async def _agent_events(
+    session: AsyncSession, scope: Scope
+) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
+    """Per agent: transfers made in the period, and (resolutions in the period, of them
+    reopened afterwards)."""
+    transfers: dict[int, int] = {}
+    for agent_id, n in await session.execute(
+        select(T.agent_id, func.count())
+        .where(T.kind == "transfer", T.agent_id.is_not(None), scope.during(T.created_at),
+               *scope.selected(T.conversation_id))
+        .group_by(T.agent_id)
+    ):
+        if agent_id is not None:
+            transfers[agent_id] = int(n)
+    resolved = aliased(Touchpoint)
+    closes = (
+        select(
+            T.kind, T.agent_id, T.created_at,
+            func.lead(T.kind).over(partition_by=T.conversation_id, order_by=T.id).label("next"),
+        )
+        .where(
+            T.kind.in_(("resolved", "reopened")),
+            T.conversation_id.in_(select(resolved.conversation_id).where(
+                resolved.kind == "resolved", resolved.agent_id.is_not(None),
+                scope.during(resolved.created_at))),
+            *scope.selected(T.conversation_id),
+        )
+        .subquery("closes")
+    )
+    reopens: dict[int, tuple[int, int]] = {}
+    for agent_id, n, reopened in await session.execute(
+        select(closes.c.agent_id, func.count(), count_if(closes.c.next == "reopened"))
+        .where(closes.c.kind == "resolved", closes.c.agent_id.is_not(None),
+               scope.during(closes.c.created_at))
+        .group_by(closes.c.agent_id)
+    ):
+        if agent_id is not None:
+            reopens[agent_id] = (int(n), int(reopened))
+    return transfers, reopens
 
 
 # --- per FAQ --------------------------------------------------------------------------------
@@ -251,7 +312,9 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     * followed_by_handoff — answers in the period after which the bot's next step in that
       conversation was a handoff (a weak answer: the customer still needed a person);
     * CSAT after — CSAT surveys sent in the period on conversations that got this answer
-      before the survey.
+      before the survey;
+    * confusions — the other FAQs it was most often offered together with or followed by
+      (carebot.stats.confusions).
     """
     scope = await Scope.build(session, query)
     rows: dict[str, dict[str, Any]] = {}
@@ -318,6 +381,7 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         csat[faq_id] = SurveyCounts(int(sent), int(answered), int(good), int(scores))
         row(faq_id)
 
+    confused = await confusions(session, scope) if rows else {}
     entries = {
         fid: (question, tags) for fid, question, tags in await session.execute(
             select(FaqEntry.id, FaqEntry.question, FaqEntry.tags).where(FaqEntry.id.in_(rows))
@@ -333,6 +397,7 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
             "helpful_rate": ratio(item["helpful"], item["helpful"] + item["not_helpful"]),
             "handoff_rate": ratio(item["followed_by_handoff"], item["answered"]),
             "csat_after": survey_dict(csat.get(faq_id, NO_SURVEYS), "satisfied"),
+            "confusions": confused.get(faq_id, []),
         })
     items.sort(key=lambda i: (-i["answered"], i["faq_id"]))
     return {"period": period_dict(query), "items": items}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -211,3 +212,84 @@ async def export_csv(
         last = rows[-1][0]
         if len(rows) < page_size:
             return
+
+
+# --- the dashboard's tables as CSV ----------------------------------------------------------
+
+
+def flatten(item: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One CSV row from a JSON object: nested objects become dotted columns
+    (`csat.satisfied_rate`), lists of values are joined with "; ", lists of objects are
+    written as JSON."""
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}.") if value else {name: ""})
+        elif isinstance(value, list):
+            out[name] = "; ".join(
+                json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, dict | list)
+                else _cell(v) for v in value
+            )
+        else:
+            out[name] = value
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def rows_csv(items: list[dict[str, Any]]) -> str:
+    """The objects as CSV: one row each, the columns in order of first appearance."""
+    rows = [flatten(item) for item in items]
+    header: dict[str, None] = {}
+    for row in rows:
+        header.update(dict.fromkeys(row))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(list(header))
+    for row in rows:
+        writer.writerow([_cell(row.get(name)) for name in header])
+    return buffer.getvalue()
+
+
+def columns_to_rows(data: dict[str, Any], length: int) -> list[dict[str, Any]]:
+    """Columnar series (arrays of `length`, possibly nested in objects) as one object per
+    position; values that are not such arrays are left out."""
+
+    def pick(value: Any, i: int) -> Any:
+        if isinstance(value, dict):
+            picked = {k: p for k, v in value.items() if (p := pick(v, i)) is not _SKIP}
+            return picked or _SKIP
+        if isinstance(value, list) and len(value) == length:
+            return value[i]
+        return _SKIP
+
+    return [{k: p for k, v in data.items() if (p := pick(v, i)) is not _SKIP}
+            for i in range(length)]
+
+
+_SKIP = object()
+
+
+async def stream_rows_csv(
+    columns: Sequence[str], rows: AsyncIterator[dict[str, Any]], chunk: int = 1000
+) -> AsyncIterator[str]:
+    """CSV text in chunks of `chunk` rows (header first) from objects with these keys."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    n = 0
+    async for row in rows:
+        writer.writerow([_cell(row.get(name)) for name in columns])
+        n += 1
+        if n % chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -183,3 +183,80 @@ def offset_segments(period: Period) -> list[tuple[datetime, int]]:
             segments.append((hi.replace(microsecond=0), offset(nxt)))
         probe = nxt
     return segments
+
+
+# --- the dashboard's periods and buckets -----------------------------------------------------
+
+MAX_HOURLY_DAYS = 31  # hourly buckets for at most this long a period (744 buckets)
+AUTO_HOURLY = timedelta(days=2)  # `bucket=auto`: hours up to this length, days beyond
+
+
+def is_whole_days(period: Period) -> bool:
+    """Both ends of the period are local midnights (a period given as dates)."""
+    return all(
+        (local := period.local(moment)).time() == time(0) and local_midnight(
+            local.date(), period.tz) == moment
+        for moment in (period.start, period.end)
+    )
+
+
+def previous_period(period: Period) -> Period:
+    """The period of equal length just before `period`.
+
+    Whole local days give the same number of local days before them (so a week after a
+    daylight-saving change is compared with the week before, not with an hour-shifted one);
+    any other period, the same duration before its start.
+    """
+    if is_whole_days(period):
+        days = (period.local(period.end).date() - period.local(period.start).date()).days
+        start_day = period.local(period.start).date() - timedelta(days=days)
+        return Period(local_midnight(start_day, period.tz), period.start, period.tz)
+    return Period(period.start - (period.end - period.start), period.start, period.tz)
+
+
+def pick_unit(period: Period, requested: str) -> str:
+    """`auto`: hours for a period of at most two days, days beyond; or the unit asked for
+    (`hour` only for periods of at most MAX_HOURLY_DAYS)."""
+    if requested not in ("auto", "hour", *UNITS):
+        raise StatsInputError("'bucket' must be one of auto, hour, day, week")
+    if requested == "auto":
+        return "hour" if period.end - period.start <= AUTO_HOURLY else "day"
+    if requested == "hour" and period.end - period.start > timedelta(days=MAX_HOURLY_DAYS):
+        raise StatsInputError(
+            f"'bucket=hour' is for periods of at most {MAX_HOURLY_DAYS} days; use day or week")
+    return requested
+
+
+def hour_label(moment: datetime, tz: ZoneInfo) -> str:
+    """The local hour an instant falls in, with its UTC offset: `2026-03-03T09:00+01:00`."""
+    local = moment.astimezone(tz)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%dT%H}:00{offset[:3]}:{offset[3:]}"
+
+
+def hour_buckets(period: Period) -> list[Bucket]:
+    """The local hours the period touches, clipped to it; `label` is `hour_label`.
+
+    Each starts where the local clock read HH:00, found by going back the minutes and
+    seconds the clock showed past the hour (exact across offset changes).
+    """
+    out: list[Bucket] = []
+    local = period.local(period.start)
+    start = period.start - timedelta(minutes=local.minute, seconds=local.second,
+                                     microseconds=local.microsecond)
+    while start < period.end:
+        probe = start + timedelta(hours=1)
+        past = probe.astimezone(period.tz)
+        end = probe - timedelta(minutes=past.minute, seconds=past.second,
+                                microseconds=past.microsecond)
+        if end <= start:  # an offset change of less than an hour: keep moving forward
+            end = probe
+        out.append(Bucket(hour_label(start, period.tz), max(start, period.start),
+                          min(end, period.end)))
+        start = end
+    return out
+
+
+def slots(period: Period, unit: str) -> list[Bucket]:
+    """The buckets of a unit (hour, day or week) the period touches."""
+    return hour_buckets(period) if unit == "hour" else buckets(period, unit)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     CompoundSelect,
+    Integer,
     Select,
     String,
     case,
@@ -80,11 +81,58 @@ class Sql:
                 column, segments, lambda s: f"{s:+d} seconds"
             )
             if unit == "week":
-                return func.date(column, modifier, "weekday 0", "-6 days")
-            return func.date(column, modifier)
-        seconds = self._by_segment(column, segments, lambda s: s)
-        local = func.timezone("UTC", column) + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+                return func.date(_whole_seconds(column), modifier, "weekday 0", "-6 days")
+            return func.date(_whole_seconds(column), modifier)
+        local = self._pg_local(column, segments)
         return func.to_char(func.date_trunc(unit, local), "YYYY-MM-DD")
+
+    def local_hour(self, column: Any, period: Period) -> ColumnElement[str]:
+        """The local hour a UTC timestamp falls in, as `period.hour_label` writes it
+        (`2026-03-03T09:00+01:00`): the offset keeps the two 02:00 hours of an autumn
+        daylight-saving change apart."""
+        segments = offset_segments(period)
+        offset = self._by_segment(column, segments, _offset_text)
+        if self.sqlite:
+            modifier: ColumnElement[Any] = self._by_segment(
+                column, segments, lambda s: f"{s:+d} seconds"
+            )
+            hour: ColumnElement[Any] = func.strftime(
+                "%Y-%m-%dT%H:00", _whole_seconds(column), modifier
+            )
+        else:
+            hour = func.to_char(
+                func.date_trunc("hour", self._pg_local(column, segments)),
+                'YYYY-MM-DD"T"HH24:00',
+            )
+        return hour.concat(offset)
+
+    def local_weekday_hour(
+        self, column: Any, period: Period
+    ) -> tuple[ColumnElement[int], ColumnElement[int]]:
+        """The local weekday (0 Monday .. 6 Sunday) and hour (0-23) of a UTC timestamp."""
+        segments = offset_segments(period)
+        if self.sqlite:
+            modifier: ColumnElement[Any] = self._by_segment(
+                column, segments, lambda s: f"{s:+d} seconds"
+            )
+            moment = _whole_seconds(column)
+            sunday_first = cast(func.strftime("%w", moment, modifier), Integer)
+            return (
+                (sunday_first + 6) % 7,
+                cast(func.strftime("%H", moment, modifier), Integer),
+            )
+        local = self._pg_local(column, segments)
+        return (
+            cast(func.extract("isodow", local), Integer) - 1,
+            cast(func.extract("hour", local), Integer),
+        )
+
+    def _pg_local(self, column: Any, segments: list[tuple[Any, int]]) -> ColumnElement[Any]:
+        seconds = self._by_segment(column, segments, lambda s: s)
+        local: ColumnElement[Any] = func.timezone("UTC", column) + func.make_interval(
+            0, 0, 0, 0, 0, 0, seconds
+        )
+        return local
 
     @staticmethod
     def _by_segment(
@@ -104,6 +152,20 @@ class Sql:
             # SQLite's DISTINCT aggregates take one argument: the separator is the default ','.
             return func.group_concat(column.distinct())
         return func.string_agg(cast(column, String).distinct(), ",")
+
+
+def _whole_seconds(column: Any) -> ColumnElement[Any]:
+    """SQLite: the stored UTC text cut to whole seconds. SQLite's date functions round the
+    fraction to milliseconds, so 23:59:59.9999995 would otherwise land in the next day; the
+    buckets are hours or longer, so dropping the fraction never moves a timestamp out of its
+    bucket."""
+    return func.substr(column, 1, 19)
+
+
+def _offset_text(seconds: int) -> str:
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(seconds) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,8 @@ PARAMETERS = [
 ]
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _get(
@@ -145,6 +145,54 @@ SUMMARY = _obj(
     sla=_obj(breaches=INT, sla_seconds={"type": "number"}),
 )
 
+AGENT_ROW = _obj(
+    agent_id=INT, name={"type": "string"}, resolved=INT, first_response_ms=DIST,
+    handle_time_ms=DIST, csat=SURVEY, handled=INT, resolution_time_ms=DIST, transfers=INT,
+    reopen=_obj(resolutions=INT, reopened=INT, rate=RATE))
+CONFUSION_RULES = (
+    "- confusions: the (at most 3) other FAQs this one was most confused with, most signals "
+    "first: `shown_together` — offered in the same list of suggestions in the period (the "
+    "first 10 of a list); `answered_after` — after an answer with this FAQ in the period, "
+    "the bot's next FAQ answer in the conversation was the other one; `total` = both."
+)
+FAQ_ROW = _obj(
+    faq_id={"type": "string"}, question={"type": ["string", "null"]},
+    tags={"type": "array", "items": {"type": "string"}}, answered=INT, helpful=INT,
+    not_helpful=INT, followed_by_handoff=INT, helpful_rate=RATE, handoff_rate=RATE,
+    csat_after=SURVEY, confusions={"type": "array", "items": _obj(
+        faq_id={"type": "string"}, shown_together=INT, answered_after=INT, total=INT)})
+
+GAP_PARAMETERS = [
+    _q("similarity", {"type": "integer", "minimum": 50, "maximum": 100, "default": 80},
+       "how alike two questions must be to share a group"),
+    _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+       "groups to return"),
+    _q("sort", {"enum": ["count", "newest"], "default": "count"},
+       "largest group first, or the most recently asked first"),
+    _q("status", {"enum": ["all", "open", "done"], "default": "all"},
+       "only the groups still open, or only those marked done"),
+]
+GAP_DONE_RULES = (
+    "**Marking a group done** (`POST /api/v1/stats/knowledge-gaps/done` with the group's "
+    "`question`) remembers its questions asked up to that moment as handled. A group is "
+    "`done` while nothing was asked in it after its mark, `open` otherwise; "
+    "`new_since_done` counts the questions after the mark. A mark belongs to a group when "
+    "it names one of the group's wordings (normalised) or is as alike the group's question "
+    "as `similarity` asks of two questions in one group."
+)
+STRINGS = {"type": "array", "items": {"type": "string"}}
+DONE_MARK = _obj(id=INT, question={"type": "string"}, note={"type": ["string", "null"]},
+                 done_by={"type": ["integer", "null"]}, done_at={"type": "string"})
+GAPS = _obj(period=PERIOD, questions=INT, truncated={"type": "boolean"},
+            similarity_threshold={"type": "number"},
+            clusters={"type": "array", "items": _obj(
+                question={"type": "string"}, count=INT, examples=STRINGS,
+                first_seen={"type": "string"}, last_seen={"type": "string"},
+                reasons={"type": "object"}, nearest_faqs=STRINGS,
+                status={"enum": ["open", "done"]},
+                done={"type": ["object", "null"]},
+                new_since_done={"type": ["integer", "null"]})})
+
 STATS_PATHS: dict[str, Any] = {
     "/api/v1/stats/summary": _get(
         "Headline resolution metrics for a period", METRICS, _json(SUMMARY),
@@ -167,10 +215,14 @@ STATS_PATHS: dict[str, Any] = {
         "agent reply was the agent's (handoff → that reply);\n- handle_time_ms: the agent's own "
         "assignments in conversations of the resolved cohort, summed per conversation (a "
         "transferred conversation counts for each agent who held it);\n- csat: CSAT surveys sent "
-        "in the period that recorded the agent as the resolver.",
-        _json(_obj(period=PERIOD, items={"type": "array", "items": _obj(
-            agent_id=INT, name={"type": "string"}, resolved=INT, first_response_ms=DIST,
-            handle_time_ms=DIST, csat=SURVEY)})),
+        "in the period that recorded the agent as the resolver;\n- handled: conversations of "
+        "the resolved cohort the agent held at least once (what handle_time_ms counts);\n"
+        "- resolution_time_ms: opened → resolved of the conversations of the resolved cohort "
+        "the agent resolved;\n- transfers: transfers the agent made in the period (to another "
+        "agent or back to the queue);\n- reopen: the agent's resolutions in the period "
+        "(`resolutions`) and how many of them the customer reopened afterwards (`reopened`, "
+        "as of now; `rate` = reopened / resolutions).",
+        _json(_obj(period=PERIOD, items={"type": "array", "items": AGENT_ROW})),
     ),
     "/api/v1/stats/faqs": _get(
         "Per FAQ: answered, confirmed helpful, followed by a handoff, CSAT after",
@@ -179,12 +231,8 @@ STATS_PATHS: dict[str, Any] = {
         "- followed_by_handoff: answers after which the bot's next step in the conversation was "
         "a handoff — a weak answer (handoff_rate = followed_by_handoff / answered);\n"
         "- csat_after: CSAT surveys sent in the period on conversations that got this answer "
-        "before the survey.",
-        _json(_obj(period=PERIOD, items={"type": "array", "items": _obj(
-            faq_id={"type": "string"}, question={"type": ["string", "null"]},
-            tags={"type": "array", "items": {"type": "string"}}, answered=INT, helpful=INT,
-            not_helpful=INT, followed_by_handoff=INT, helpful_rate=RATE, handoff_rate=RATE,
-            csat_after=SURVEY)})),
+        "before the survey;\n" + CONFUSION_RULES,
+        _json(_obj(period=PERIOD, items={"type": "array", "items": FAQ_ROW})),
     ),
     "/api/v1/stats/knowledge-gaps": _get(
         "Questions that ended in a handoff for lack of an answer, grouped by similarity",
@@ -193,18 +241,10 @@ STATS_PATHS: dict[str, Any] = {
         "matcher's input and clustered greedily, most frequent wording first: a question joins "
         "the first group whose representative scores at least `similarity` (rapidfuzz "
         "token_set_ratio, 0–100, default 80) or starts a new group. Groups come largest "
-        "first, with up to 5 example wordings and the FAQs the matcher found nearest.",
-        _json(_obj(period=PERIOD, questions=INT, truncated={"type": "boolean"},
-                   similarity_threshold={"type": "number"},
-                   clusters={"type": "array", "items": _obj(
-                       question={"type": "string"}, count=INT,
-                       examples={"type": "array", "items": {"type": "string"}},
-                       last_seen={"type": "string"}, reasons={"type": "object"},
-                       nearest_faqs={"type": "array", "items": {"type": "string"}})})),
-        [_q("similarity", {"type": "integer", "minimum": 50, "maximum": 100, "default": 80},
-            "how alike two questions must be to share a group"),
-         _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-            "groups to return")],
+        "first (`sort=newest`: the most recently asked first), with up to 5 example wordings "
+        "and the FAQs the matcher found nearest.\n\n" + GAP_DONE_RULES,
+        _json(GAPS),
+        GAP_PARAMETERS,
     ),
     "/api/v1/stats/conversations.csv": _get(
         "One CSV row per conversation opened or resolved in the period, streamed",
@@ -217,3 +257,232 @@ STATS_PATHS: dict[str, Any] = {
          "content": {"text/csv": {"schema": {"type": "string"}}}},
     ),
 }
+
+
+# --- the managers' dashboard ----------------------------------------------------------------
+
+OUTCOME_RULES = (
+    "**Outcomes.** Every resolved conversation has one: `bot_confirmed` — the customer said "
+    "Yes to \"Did this help?\"; `bot_assumed` — the timer closed it and the last step before "
+    "was an FAQ answer (the bot answered, the customer went silent); `agent` — a person "
+    "closed it (agent, manager or admin, from any status, spam too); `abandoned` — the timer "
+    "closed it and the customer never got an answer (no FAQ answer, no agent reply: a "
+    "greeting, suggestions or small talk only); `timeout` — any other timeout (the last step "
+    "before the silence was not an FAQ answer, e.g. an agent handed it back). "
+    "`bot_assumed + abandoned + timeout` = the summary's `assumed_resolutions`."
+)
+TILE_RULES = (
+    "Each tile is read from `/api/v1/stats/summary` for the same filters, for the period and "
+    "for the previous period of equal length (the same number of local days before a period "
+    "of whole days, else the same duration before). `value` and `previous` as the summary "
+    "gives them; `delta` = value − previous; `change` = delta / previous (null when previous "
+    "is 0 or null); `n` / `previous_n`: what the value was computed from (resolved "
+    "conversations for resolved-cohort rates, opened for the handoff rate, answered surveys "
+    "for CSAT and CES, the number of values for durations; null for counts); `unit`: count, "
+    "rate (0–1), ms or score; `better`: higher, lower or null. Tiles: conversations (opened), "
+    "containment (containment_rate), bot_confirmed / bot_assumed / abandoned (outcome / "
+    "resolved), handoff_rate, first_contact_resolution, first_response_median / _p90 (human), "
+    "resolution_time_median, csat (share of 4–5), ces (mean), effort (per resolved "
+    "conversation), sla_breaches."
+)
+TRENDS_RULES = (
+    "Columnar series for charts: every array is aligned with `labels` (one entry per local "
+    "bucket of the period, zeros included; `from`/`to` its clipped bounds). `bucket`: `auto` "
+    "(default: hours for periods of at most 2 days, days beyond), `hour` (periods of at most "
+    "31 days; labels carry the UTC offset, so the two 02:00 hours of an autumn clock change "
+    "are apart), `day`, `week` (Monday first).\n"
+    "- opened (opened cohort, by opened_at); resolved and `outcomes.*` (resolved cohort, by "
+    "resolved_at; the outcomes add up to resolved);\n"
+    "- csat / ces: surveys sent in the bucket — sent, answered, satisfied_rate (4–5) / "
+    "easy_rate (5–7) of answered, mean of answered (null without answers);\n"
+    "- first_response_ms (human: handoff → first agent reply, by opened_at) and "
+    "resolution_time_ms (opened → resolved, by resolved_at): p50, p90 (linear interpolation) "
+    "and count.\n\n" + OUTCOME_RULES
+)
+JOURNEY_RULES = (
+    "How far the conversations opened in the period got, followed to the present (from the "
+    "touchpoint log). Steps, by `stage`: 1 first_message; 2 bot_answered / bot_suggested — "
+    "the bot's first reply before any handoff was an FAQ answer / suggestions (handed off "
+    "before any reply: straight to queued); 3 helpful_yes / helpful_no — the first answer to "
+    "\"Did this help?\" before any handoff; 4 queued — the first handoff; 5 assigned — the "
+    "first assignment; 6 resolved — resolved now (its last resolution); 7 surveyed — a CSAT "
+    "question was sent; 8 satisfied — a CSAT answer of 4–5.\n"
+    "Per step: `count` (conversations that reached it), `share_of_first` (count / "
+    "first_message), `ended_here` (its furthest step), `wait_ms` — median and p90 of the time "
+    "from the conversation's latest earlier step (in the log's order) to this one, `effort` — "
+    "mean of the effort points summed from the first message to this step. `flows`: "
+    "conversations going from one step to the next step they reached (a Sankey diagram's "
+    "links; the steps in stage order make it acyclic). List a step's conversations with "
+    "`/api/v1/stats/journey/conversations?step=`."
+)
+LIVE_RULES = (
+    "As of now (no period; `from`/`to` are refused): `queue.length`, "
+    "`queue.longest_wait_seconds` (now − when the longest-waiting conversation last entered "
+    "the queue: its handoff or a transfer back to the queue), `queue.over_sla` (waiting "
+    "longer than `CAREBOT_QUEUE_SLA_SECONDS` now), `open` conversations by status, the agents "
+    "online or away (not disabled) with `load` (open conversations assigned to them, any "
+    "channel) and `capacity`, and `sla_breaches_today`: `sla_breached` touchpoints since "
+    "local midnight in `tz`. Filters select conversations as elsewhere; `agent` also narrows "
+    "the agents listed. Poll it, or refresh it on the live events `queued`, `assigned`, "
+    "`unassigned`, `resolved`, `availability` and `sla_breached` (`GET /api/v1/events`)."
+)
+CSV_RULES = (
+    "The same rows as the JSON endpoint, as CSV with a header: nested objects become dotted "
+    "columns (`csat.satisfied_rate`), lists of values are joined with \"; \", lists of "
+    "objects are JSON; empty cells for null."
+)
+
+OUTCOME_COUNTS = _obj(**{name: INT for name in (
+    "bot_confirmed", "bot_assumed", "agent", "timeout", "abandoned")})
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+TILE = _obj(key={"type": "string"}, label={"type": "string"},
+            unit={"enum": ["count", "rate", "ms", "score"]},
+            better={"enum": ["higher", "lower", None]}, value=NUMBER_OR_NULL,
+            previous=NUMBER_OR_NULL, delta=NUMBER_OR_NULL, change=NUMBER_OR_NULL,
+            n={"type": ["integer", "null"]}, previous_n={"type": ["integer", "null"]})
+INTS = {"type": "array", "items": INT}
+NUMBERS = {"type": "array", "items": NUMBER_OR_NULL}
+GRID = {"type": "array", "items": INTS}
+PERCENTILES = _obj(p50=NUMBERS, p90=NUMBERS, count=INTS)
+JOURNEY_STEPS = ["first_message", "bot_answered", "bot_suggested", "helpful_yes", "helpful_no",
+                 "queued", "assigned", "resolved", "surveyed", "satisfied"]
+STEP_ITEM = _obj(conversation_id=INT, customer_id=INT, channel={"type": "string"},
+                 status={"type": "string"}, opened_at={"type": "string"},
+                 reached_at={"type": "string"}, wait_ms={"type": ["integer", "null"]},
+                 effort=INT)
+STEP_PARAM = _q("step", {"enum": JOURNEY_STEPS}, "the journey step (required)")
+CSV_OK = {"description": "CSV (header row first)",
+          "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+def _supervisor_op(summary: str, description: str, responses: dict[str, Any],
+                   **extra: Any) -> dict[str, Any]:
+    errors = {"400": "invalid input", "401": "missing or bad token",
+              "403": "not a manager or admin", "404": "not found"}
+    codes = {c: {"description": t, "content": {"application/json": {"schema": ERROR}}}
+             for c, t in errors.items()}
+    return {"summary": summary, "description": f"{WHO}\n\n{description}",
+            "responses": {**responses, **codes}, **extra}
+
+
+DASHBOARD_PATHS: dict[str, Any] = {
+    "/api/v1/stats/tiles": _get(
+        "Headline tiles: the period against the previous one", TILE_RULES + "\n\n" + METRICS,
+        _json(_obj(period=PERIOD,
+                   previous_period=_obj(**{"from": {"type": "string"},
+                                           "to": {"type": "string"}}),
+                   tiles={"type": "array", "items": TILE},
+                   outcomes=_obj(current=OUTCOME_COUNTS, previous=OUTCOME_COUNTS))),
+    ),
+    "/api/v1/stats/trends": _get(
+        "Chart series per local hour, day or week: outcomes, CSAT, CES, percentiles",
+        TRENDS_RULES,
+        _json(_obj(period=PERIOD, bucket={"enum": ["hour", "day", "week"]}, labels=STRINGS,
+                   **{"from": STRINGS, "to": STRINGS}, opened=INTS, resolved=INTS,
+                   outcomes=_obj(**{k: INTS for k in OUTCOME_COUNTS["properties"]}),
+                   csat=_obj(sent=INTS, answered=INTS, satisfied_rate=NUMBERS, mean=NUMBERS),
+                   ces=_obj(sent=INTS, answered=INTS, easy_rate=NUMBERS, mean=NUMBERS),
+                   first_response_ms=PERCENTILES, resolution_time_ms=PERCENTILES)),
+        [_q("bucket", {"enum": ["auto", "hour", "day", "week"], "default": "auto"},
+            "bucket size")],
+    ),
+    "/api/v1/stats/trends.csv": _get(
+        "The chart series as CSV, one row per bucket", f"{CSV_RULES}\n\n{TRENDS_RULES}",
+        CSV_OK,
+        [_q("bucket", {"enum": ["auto", "hour", "day", "week"], "default": "auto"},
+            "bucket size")],
+    ),
+    "/api/v1/stats/heatmap": _get(
+        "Volume by local weekday and hour (7 × 24), for staffing",
+        "`opened[d][h]`: conversations opened (opened cohort) on local weekday `d` (0 Monday "
+        "… 6 Sunday) in local hour `h` of `tz`; `handoffs[d][h]`: handoffs in the period "
+        "(events), i.e. the conversations people had to take.",
+        _json(_obj(period=PERIOD, days=STRINGS, hours=INTS, opened=GRID, handoffs=GRID,
+                   totals=_obj(opened=INT, handoffs=INT))),
+    ),
+    "/api/v1/stats/journey": _get(
+        "The customer journey: steps with counts, waits and effort, and the flows between",
+        JOURNEY_RULES,
+        _json(_obj(period=PERIOD, conversations=INT,
+                   steps={"type": "array", "items": _obj(
+                       key={"enum": JOURNEY_STEPS}, label={"type": "string"}, stage=INT,
+                       count=INT, share_of_first=RATE, ended_here=INT,
+                       wait_ms=_obj(median=NUMBER_OR_NULL, p90=NUMBER_OR_NULL, count=INT),
+                       effort=_obj(mean=NUMBER_OR_NULL, count=INT))},
+                   flows={"type": "array", "items": _obj(
+                       **{"from": {"type": "string"}, "to": {"type": "string"}},
+                       count=INT)})),
+    ),
+    "/api/v1/stats/journey/conversations": _get(
+        "The conversations at one journey step, the latest to reach it first",
+        "Same cohort and step definitions as `/api/v1/stats/journey`: each item with when it "
+        "reached the step (`reached_at`, in `tz`), the wait before it and the effort so far. "
+        "`total` counts them all; page with `limit` (1–200, default 50) and `offset`.",
+        _json(_obj(period=PERIOD, step={"type": "string"}, total=INT, limit=INT, offset=INT,
+                   items={"type": "array", "items": STEP_ITEM})),
+        [STEP_PARAM,
+         _q("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+            "items per page"),
+         _q("offset", {"type": "integer", "minimum": 0, "maximum": 10_000_000, "default": 0},
+            "items to skip")],
+    ),
+    "/api/v1/stats/journey/conversations.csv": _get(
+        "Every conversation at one journey step, as CSV, streamed",
+        "The items of `/api/v1/stats/journey/conversations` without paging; columns "
+        "conversation_id, customer_id, channel, status, opened_at, reached_at, wait_ms, "
+        "effort.",
+        CSV_OK, [STEP_PARAM],
+    ),
+    "/api/v1/stats/agents.csv": _get(
+        "The per-agent table as CSV", f"{CSV_RULES} Rows and definitions as "
+        "`/api/v1/stats/agents`.", CSV_OK,
+    ),
+    "/api/v1/stats/faqs.csv": _get(
+        "The per-FAQ table as CSV", f"{CSV_RULES} Rows and definitions as "
+        "`/api/v1/stats/faqs`.", CSV_OK,
+    ),
+    "/api/v1/stats/knowledge-gaps.csv": _get(
+        "The knowledge-gap groups as CSV", f"{CSV_RULES} Rows and definitions as "
+        "`/api/v1/stats/knowledge-gaps`.", CSV_OK, GAP_PARAMETERS,
+    ),
+    "/api/v1/stats/live": {"get": _supervisor_op(
+        "The live panel: queue, agents on duty, today's SLA breaches", LIVE_RULES,
+        {"200": _json(_obj(
+            now={"type": "string"}, tz={"type": "string"},
+            today=_obj(**{"from": {"type": "string"}, "to": {"type": "string"}}),
+            filters={"type": "object"},
+            queue=_obj(length=INT, longest_wait_seconds=NUMBER_OR_NULL, over_sla=INT,
+                       sla_seconds={"type": "number"}),
+            open=_obj(bot=INT, queued=INT, assigned=INT),
+            agents=_obj(online=INT, away=INT, items={"type": "array", "items": _obj(
+                id=INT, name={"type": "string"}, role={"type": "string"},
+                status={"enum": ["online", "away"]}, load=INT, capacity=INT)}),
+            sla_breaches_today=INT))},
+        parameters=[p for p in PARAMETERS if p["name"] not in ("from", "to")],
+    )},
+    "/api/v1/stats/knowledge-gaps/done": {
+        "get": _supervisor_op(
+            "Knowledge-gap groups marked done, the latest first", GAP_DONE_RULES,
+            {"200": _json(_obj(items={"type": "array", "items": DONE_MARK}))},
+        ),
+        "post": _supervisor_op(
+            "Mark a knowledge-gap group done",
+            f"{GAP_DONE_RULES} Send the group's `question` (any wording of it; it is stored "
+            "normalised) and an optional `note`. `201` with a new mark; `200` when the "
+            "question was marked before (its `done_at` moves to now).",
+            {"201": _json(DONE_MARK, "created"), "200": _json(DONE_MARK, "marked again")},
+            requestBody={"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["question"],
+                "properties": {"question": {"type": "string", "maxLength": 4096},
+                               "note": {"type": ["string", "null"], "maxLength": 1000}},
+            }}}},
+        ),
+    },
+    "/api/v1/stats/knowledge-gaps/done/{mark_id}": {"delete": _supervisor_op(
+        "Remove a done mark: its group shows as open again", GAP_DONE_RULES,
+        {"204": {"description": "removed"}},
+        parameters=[{"name": "mark_id", "in": "path", "required": True,
+                     "schema": {"type": "integer"}}],
+    )},
+}
+STATS_PATHS.update(DASHBOARD_PATHS)

@@ -3,38 +3,55 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.stats import breakdowns
+from carebot.stats import breakdowns, gap_marks
+from carebot.stats import journey as journey_module
 from carebot.stats import knowledge_gaps as gaps
+from carebot.stats import live as live_module
 from carebot.stats import metrics as stats
-from carebot.stats.csv_export import export_csv
-from carebot.stats.period import UNITS, StatsInputError, parse_period
+from carebot.stats import tiles as dashboard_tiles
+from carebot.stats import trends as trends_module
+from carebot.stats.csv_export import columns_to_rows, export_csv, rows_csv, stream_rows_csv
+from carebot.stats.period import UNITS, Period, StatsInputError, parse_period, parse_tz
 from carebot.stats.scope import Filters, StatsQuery
-from carebot.web.auth import SUPERVISORS, roles
-from carebot.web.errors import ApiError
+from carebot.web.auth import SUPERVISORS, current_agent, roles
+from carebot.web.errors import ApiError, read_json_object, text_field
 from carebot.web.keys import CLOCK, SESSIONS, SETTINGS
 from carebot.web.params import int_query, text_query
 
 log = logging.getLogger(__name__)
 
+MAX_QUESTION = 4096
+_ID = re.compile(r"[0-9]{1,18}")
+
 MAX_FILTER = 100
-KNOWN_PARAMS = {"from", "to", "tz", "channel", "agent", "faq", "tag", "bucket", "similarity",
-                "limit"}
+# Every stats endpoint takes these; each names the few more it takes (anything else is a 400).
+PERIOD_PARAMS = frozenset({"from", "to", "tz"})
+FILTER_PARAMS = frozenset({"channel", "agent", "faq", "tag"})
+BASE_PARAMS = PERIOD_PARAMS | FILTER_PARAMS
+GAP_PARAMS = frozenset({"similarity", "limit", "sort", "status"})
 
 
-def stats_query(request: web.Request) -> StatsQuery:
-    """The period, time zone and filters of a stats request (400 when malformed)."""
-    unknown = sorted(set(request.query) - KNOWN_PARAMS)
+def check_params(request: web.Request, allowed: frozenset[str]) -> None:
+    """400 for any query parameter the endpoint does not take (a typo is not ignored)."""
+    unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)}; "
-                            f"use {', '.join(sorted(KNOWN_PARAMS))}")
-    settings = request.app[SETTINGS]
+                            f"use {', '.join(sorted(allowed))}")
+
+
+def stats_query(request: web.Request, extra: frozenset[str] = frozenset()) -> StatsQuery:
+    """The period, time zone and filters of a stats request (400 when malformed); `extra`
+    names the endpoint's own parameters besides the period and the filters."""
+    check_params(request, BASE_PARAMS | extra)
     try:
         period = parse_period(
             request.query.get("from"), request.query.get("to"), request.query.get("tz"),
@@ -42,6 +59,11 @@ def stats_query(request: web.Request) -> StatsQuery:
         )
     except StatsInputError as exc:
         raise ApiError(400, str(exc)) from None
+    return _with_filters(request, period)
+
+
+def _with_filters(request: web.Request, period: Period) -> StatsQuery:
+    settings = request.app[SETTINGS]
     filters = Filters(
         channel=text_query(request, "channel", MAX_FILTER),
         agent_id=int_query(request, "agent", None, 1, 2**62),
@@ -56,17 +78,46 @@ def stats_query(request: web.Request) -> StatsQuery:
     )
 
 
-async def _compute(
-    request: web.Request,
-    work: Callable[[AsyncSession, StatsQuery], Awaitable[dict[str, Any]]],
-) -> web.Response:
-    query = stats_query(request)
+Work = Callable[[AsyncSession, StatsQuery], Awaitable[dict[str, Any]]]
+
+
+async def _result(
+    request: web.Request, work: Work, extra: frozenset[str] = frozenset()
+) -> tuple[StatsQuery, dict[str, Any]]:
+    query = stats_query(request, extra)
     async with request.app[SESSIONS]() as session:
         try:
-            result = await work(session, query)
+            return query, await work(session, query)
         except StatsInputError as exc:
             raise ApiError(400, str(exc)) from None
+
+
+async def _compute(
+    request: web.Request, work: Work, extra: frozenset[str] = frozenset()
+) -> web.Response:
+    _query, result = await _result(request, work, extra)
     return web.json_response(result)
+
+
+def _csv_name(query: StatsQuery, what: str) -> str:
+    p = query.period
+    return (f"{what}_{p.local(p.start).date().isoformat()}_"
+            f"{p.local(p.end).date().isoformat()}.csv")
+
+
+def _csv(text: str, name: str) -> web.Response:
+    return web.Response(body=text.encode(), headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{name}"',
+    })
+
+
+async def _table_csv(
+    request: web.Request, work: Work, what: str, rows: Callable[[dict[str, Any]], Any],
+    extra: frozenset[str] = frozenset(),
+) -> web.Response:
+    query, result = await _result(request, work, extra)
+    return _csv(rows_csv(rows(result)), _csv_name(query, what))
 
 
 @roles(*SUPERVISORS)
@@ -81,7 +132,8 @@ async def timeseries(request: web.Request) -> web.Response:
     unit = request.query.get("bucket", "day")
     if unit not in UNITS:
         raise ApiError(400, f"'bucket' must be one of {', '.join(UNITS)}")
-    return await _compute(request, lambda s, q: breakdowns.timeseries(s, q, unit))
+    return await _compute(request, lambda s, q: breakdowns.timeseries(s, q, unit),
+                          frozenset({"bucket"}))
 
 
 @roles(*SUPERVISORS)
@@ -96,32 +148,209 @@ async def faqs(request: web.Request) -> web.Response:
     return await _compute(request, breakdowns.faqs)
 
 
-@roles(*SUPERVISORS)
-async def knowledge_gaps(request: web.Request) -> web.Response:
-    """GET /api/v1/stats/knowledge-gaps?similarity=&limit=."""
+def _gaps_work(request: web.Request) -> Work:
     similarity = int_query(request, "similarity", gaps.DEFAULT_THRESHOLD, 50, 100)
     limit = int_query(request, "limit", 50, 1, 500)
     assert similarity is not None and limit is not None
-    return await _compute(
-        request,
-        lambda s, q: gaps.knowledge_gaps(s, q, threshold=similarity, limit=limit),
+    sort = request.query.get("sort", "count")
+    status = request.query.get("status", "all")
+    return lambda s, q: gaps.knowledge_gaps(s, q, threshold=similarity, limit=limit, sort=sort,
+                                            status=status)
+
+
+@roles(*SUPERVISORS)
+async def knowledge_gaps(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/knowledge-gaps?similarity=&limit=&sort=&status=."""
+    return await _compute(request, _gaps_work(request), GAP_PARAMS)
+
+
+@roles(*SUPERVISORS)
+async def knowledge_gaps_csv(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/knowledge-gaps.csv: the same clusters, one row each."""
+    return await _table_csv(request, _gaps_work(request), "knowledge_gaps",
+                            lambda r: r["clusters"], GAP_PARAMS)
+
+
+@roles(*SUPERVISORS)
+async def gap_marks_list(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/knowledge-gaps/done: every cluster marked done, the latest first."""
+    check_params(request, frozenset())
+    async with request.app[SESSIONS]() as session:
+        marks = await gap_marks.list_marks(session)
+        return web.json_response({"items": [gap_marks.mark_dict(m) for m in marks]})
+
+
+@roles(*SUPERVISORS)
+async def gap_mark_add(request: web.Request) -> web.Response:
+    """POST /api/v1/stats/knowledge-gaps/done {"question", "note"?}: mark a cluster done."""
+    check_params(request, frozenset())
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - {"question", "note"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}; allowed: note, question")
+    question = text_field(body, "question", MAX_QUESTION, too_long_status=400)
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        raise ApiError(400, "'note' must be a string")
+    for attempt in (1, 2):  # two managers marking the same new question at once: one wins
+        try:
+            async with request.app[SESSIONS].begin() as session:
+                mark, created = await gap_marks.mark_done(
+                    session, question, note or None, current_agent(request).id,
+                    request.app[CLOCK](),
+                )
+                data = gap_marks.mark_dict(mark)
+            return web.json_response(data, status=201 if created else 200)
+        except StatsInputError as exc:
+            raise ApiError(400, str(exc)) from None
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@roles(*SUPERVISORS)
+async def gap_mark_remove(request: web.Request) -> web.Response:
+    """DELETE /api/v1/stats/knowledge-gaps/done/{mark_id}: the cluster is open again."""
+    check_params(request, frozenset())
+    raw = request.match_info["mark_id"]
+    if not _ID.fullmatch(raw):
+        raise ApiError(404, f"mark {raw!r} not found")
+    async with request.app[SESSIONS].begin() as session:
+        removed = await gap_marks.remove_mark(session, int(raw))
+    if not removed:
+        raise ApiError(404, f"mark {raw!r} not found")
+    return web.Response(status=204)
+
+
+# --- the dashboard --------------------------------------------------------------------------
+
+
+@roles(*SUPERVISORS)
+async def tiles(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/tiles: the headline figures against the previous period."""
+    return await _compute(request, dashboard_tiles.tiles)
+
+
+def _trends_work(request: web.Request) -> Work:
+    requested = request.query.get("bucket", "auto")
+    return lambda s, q: trends_module.trends(s, q, requested)
+
+
+@roles(*SUPERVISORS)
+async def trends(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/trends?bucket=auto|hour|day|week: the chart series."""
+    return await _compute(request, _trends_work(request), frozenset({"bucket"}))
+
+
+@roles(*SUPERVISORS)
+async def trends_csv(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/trends.csv: the same series, one row per bucket."""
+    return await _table_csv(
+        request, _trends_work(request), "trends",
+        lambda r: columns_to_rows(r, len(r["labels"])), frozenset({"bucket"}),
     )
+
+
+@roles(*SUPERVISORS)
+async def heatmap(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/heatmap: volume by local weekday and hour."""
+    return await _compute(request, trends_module.heatmap)
+
+
+@roles(*SUPERVISORS)
+async def journey(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/journey: the steps and the flows between them."""
+    return await _compute(request, journey_module.journey)
+
+
+def _step(request: web.Request) -> str:
+    step = request.query.get("step", "").strip()
+    if not step:
+        raise ApiError(400, f"'step' is required: one of {', '.join(journey_module.STEPS)}")
+    try:
+        journey_module.check_step(step)
+    except StatsInputError as exc:
+        raise ApiError(400, str(exc)) from None
+    return step
+
+
+@roles(*SUPERVISORS)
+async def journey_conversations(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/journey/conversations?step=&limit=&offset=: who is at a step."""
+    query = stats_query(request, frozenset({"step", "limit", "offset"}))
+    step = _step(request)
+    limit = int_query(request, "limit", 50, 1, 200)
+    offset = int_query(request, "offset", 0, 0, 10_000_000)
+    assert limit is not None and offset is not None
+    async with request.app[SESSIONS]() as session:
+        result = await journey_module.step_conversations(session, query, step, limit, offset)
+    return web.json_response(result)
+
+
+@roles(*SUPERVISORS)
+async def journey_conversations_csv(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/stats/journey/conversations.csv?step=: every conversation at a step."""
+    query = stats_query(request, frozenset({"step"}))
+    step = _step(request)
+
+    # Written to text while the query runs, then sent: a slow download holds no connection.
+    async with request.app[SESSIONS]() as session:
+        text = [chunk async for chunk in stream_rows_csv(
+            journey_module.ITEM_COLUMNS, journey_module.step_rows(session, query, step))]
+
+    async def chunks() -> AsyncIterator[str]:
+        for chunk in text:
+            yield chunk
+
+    return await _stream_csv(request, chunks(), _csv_name(query, f"journey_{step}"))
+
+
+@roles(*SUPERVISORS)
+async def live(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/live: the queue, agents on duty and today's SLA breaches, now."""
+    check_params(request, frozenset({"tz"}) | FILTER_PARAMS)
+    now = request.app[CLOCK]()
+    try:
+        tz = parse_tz(request.query.get("tz"))
+    except StatsInputError as exc:
+        raise ApiError(400, str(exc)) from None
+    query = _with_filters(request, live_module.today(now, Period(now, now, tz)))
+    async with request.app[SESSIONS]() as session:
+        result = await live_module.live(session, query, now)
+    return web.json_response(result)
+
+
+@roles(*SUPERVISORS)
+async def agents_csv(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/agents.csv: the per-agent table."""
+    return await _table_csv(request, breakdowns.agents, "agents", lambda r: r["items"])
+
+
+@roles(*SUPERVISORS)
+async def faqs_csv(request: web.Request) -> web.Response:
+    """GET /api/v1/stats/faqs.csv: the per-FAQ table."""
+    return await _table_csv(request, breakdowns.faqs, "faqs", lambda r: r["items"])
 
 
 @roles(*SUPERVISORS)
 async def conversations_csv(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/stats/conversations.csv: one row per conversation, streamed."""
     query = stats_query(request)
-    p = query.period
-    name = (f"conversations_{p.local(p.start).date().isoformat()}_"
-            f"{p.local(p.end).date().isoformat()}.csv")
+    return await _stream_csv(request, export_csv(request.app[SESSIONS], query),
+                             _csv_name(query, "conversations"))
+
+
+async def _stream_csv(
+    request: web.Request, chunks: AsyncIterator[str], name: str
+) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{name}"',
     })
     await response.prepare(request)
     try:
-        async for chunk in export_csv(request.app[SESSIONS], query):
+        async for chunk in chunks:
             await response.write(chunk.encode())
     except ConnectionResetError:
         return response  # the client went away
@@ -145,3 +374,18 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/stats/faqs", faqs)
     r.add_get("/api/v1/stats/knowledge-gaps", knowledge_gaps)
     r.add_get("/api/v1/stats/conversations.csv", conversations_csv)
+    # The managers' dashboard.
+    r.add_get("/api/v1/stats/tiles", tiles)
+    r.add_get("/api/v1/stats/trends", trends)
+    r.add_get("/api/v1/stats/trends.csv", trends_csv)
+    r.add_get("/api/v1/stats/heatmap", heatmap)
+    r.add_get("/api/v1/stats/journey", journey)
+    r.add_get("/api/v1/stats/journey/conversations", journey_conversations)
+    r.add_get("/api/v1/stats/journey/conversations.csv", journey_conversations_csv)
+    r.add_get("/api/v1/stats/live", live)
+    r.add_get("/api/v1/stats/agents.csv", agents_csv)
+    r.add_get("/api/v1/stats/faqs.csv", faqs_csv)
+    r.add_get("/api/v1/stats/knowledge-gaps.csv", knowledge_gaps_csv)
+    r.add_get("/api/v1/stats/knowledge-gaps/done", gap_marks_list)
+    r.add_post("/api/v1/stats/knowledge-gaps/done", gap_mark_add)
+    r.add_delete("/api/v1/stats/knowledge-gaps/done/{mark_id}", gap_mark_remove)

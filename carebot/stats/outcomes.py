@@ -1,0 +1,84 @@
+"""How each resolved conversation ended: the five outcomes the dashboard charts.
+
+Every conversation of the resolved cohort has exactly one outcome, decided by SQL from its
+`resolved_by` and its touchpoint log:
+
+* **bot_confirmed** — the customer said Yes to "Did this help?" (`resolved_by` bot);
+* **bot_assumed** — the timer closed it (`resolved_by` timeout) and the last step before the
+  timeout was an FAQ answer: the bot answered and the customer went silent;
+* **agent** — a person closed it (`resolved_by` agent: an agent, a manager or an admin,
+  whatever the status was, from the queue or as spam too);
+* **abandoned** — the timer closed it and the customer never got an answer: no FAQ answer and
+  no agent reply, ever (a greeting, suggestions or small talk only);
+* **timeout** — every other timeout: the customer had an answer at some point, but the last
+  step before going silent was not an FAQ answer (an agent handed it back to the bot, the bot
+  offered suggestions after an answer, …).
+
+`bot_assumed + abandoned + timeout` equals the summary's `assumed_resolutions` (every
+`resolved_by` timeout); `bot_confirmed` its `confirmed_resolutions`.
+
+The "last step" is the touchpoint just before the conversation's last `resolved`, among the
+steps of the conversation itself (STEP_KINDS): surveys, SLA alerts, notes and delivery
+reports are not steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carebot.stats.scope import C, Scope, T
+
+OUTCOMES = ("bot_confirmed", "bot_assumed", "agent", "timeout", "abandoned")
+
+STEP_KINDS = (
+    "message_in", "faq_answer", "faq_suggest", "faq_feedback", "small_talk", "unsupported",
+    "unknown_button", "handoff", "assigned", "agent_reply", "transfer", "handback", "requeued",
+    "reopened", "resolved",
+)
+
+
+def assumed_ids(conversations: Select[Any]) -> Select[Any]:
+    """Of `conversations` (a select of ids), those whose last step before their last
+    resolution was an FAQ answer."""
+    steps = (
+        select(
+            T.conversation_id,
+            T.id,
+            func.lag(T.kind).over(partition_by=T.conversation_id, order_by=T.id).label("prev"),
+            func.max(case((T.kind == "resolved", T.id)))
+            .over(partition_by=T.conversation_id)
+            .label("last_resolved"),
+        )
+        .where(T.kind.in_(STEP_KINDS), T.conversation_id.in_(conversations))
+        .subquery("steps")
+    )
+    return select(steps.c.conversation_id).where(
+        steps.c.id == steps.c.last_resolved, steps.c.prev == "faq_answer"
+    )
+
+
+def outcome_of(scope: Scope) -> ColumnElement[str]:
+    """The outcome of a conversation of the resolved cohort (a CASE over `conversations`)."""
+    timeouts = select(C.id).where(*scope.resolved(), C.resolved_by == "timeout")
+    return case(
+        (C.resolved_by == "bot", "bot_confirmed"),
+        (C.resolved_by != "timeout", "agent"),
+        (C.id.in_(assumed_ids(timeouts)), "bot_assumed"),
+        (and_(C.bot_answers == 0, C.agent_messages == 0), "abandoned"),
+        else_="timeout",
+    )
+
+
+async def outcome_counts(session: AsyncSession, scope: Scope) -> dict[str, int]:
+    """Resolved conversations of the period per outcome (every outcome present)."""
+    outcome = outcome_of(scope).label("outcome")
+    rows = select(outcome).where(*scope.resolved()).subquery("outcomes")
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for name, n in await session.execute(
+        select(rows.c.outcome, func.count()).group_by(rows.c.outcome)
+    ):
+        counts[name] = int(n)
+    return counts
