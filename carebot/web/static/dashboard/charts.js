@@ -18,12 +18,20 @@ function xValues(labels) {
 }
 
 function axisLabels(labels) {
+  // Hour buckets ("2026-03-02T09:00+00:00") show the hour, and the date at midnight;
+  // day and week buckets ("2026-03-02") show month-day.
   return (_u, splits) => splits.map((i) => {
     const label = labels[Math.round(i)];
-    if (label === undefined) return "";
-    return label.length > 10 ? label.slice(5, 16).replace("T", " ") : label.slice(5);
+    if (label === undefined || Math.round(i) !== i) return "";
+    if (label.length > 10) {
+      const hour = label.slice(11, 16);
+      return hour === "00:00" ? label.slice(5, 10) : hour;
+    }
+    return label.slice(5);
   });
 }
+
+const X_AXIS = (labels) => ({ values: axisLabels(labels), space: 48 });
 
 // Outcomes per bucket, stacked: each series is drawn as the running total, widest first, so
 // the visible band of each colour is its own count.
@@ -38,7 +46,7 @@ export function stackedBars(el, labels, series, order) {
   const opts = {
     width: width(el), height: 260,
     scales: { x: { time: false } },
-    axes: [{ values: axisLabels(labels) }, {}],
+    axes: [X_AXIS(labels), {}],
     legend: { live: false },
     series: [{}, ...drawOrder.map((i) => ({
       label: order[i].replace("_", " "), fill: COLORS[order[i]] || PALETTE[i % PALETTE.length],
@@ -53,7 +61,7 @@ export function lines(el, labels, named, { unit = "" } = {}) {
   const opts = {
     width: width(el), height: 220,
     scales: { x: { time: false } },
-    axes: [{ values: axisLabels(labels) }, { values: (_u, v) => v.map((x) => `${x}${unit}`) }],
+    axes: [X_AXIS(labels), { values: (_u, v) => v.map((x) => `${x}${unit}`) }],
     series: [{}, ...keys.map((k, i) => ({ label: k, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true }))],
   };
   return new window.uPlot(opts, [xValues(labels), ...keys.map((k) => named[k].map((v) => (v === null ? null : v)))], el);

@@ -219,7 +219,7 @@ async function loadJourney() {
       return h("li", { dataset: { step: s.key } },
         h("button", { type: "button", class: "step", onclick: () => listStep(s) },
           h("span", { class: "step-label" }, s.label),
-          h("span", { class: "bar" }, bar),
+          h("span", { class: "meter" }, bar),
           h("span", { class: "step-count" }, `${s.count} (${fmt(s.share_of_first, "rate")})`),
           h("span", { class: "step-wait" }, s.wait_ms.median !== null ? `wait ${duration(s.wait_ms.median / 1000)}` : ""),
           h("span", { class: "step-effort" }, s.effort.mean !== null ? `effort ${fmt(s.effort.mean, "score")}` : ""),
