@@ -513,6 +513,42 @@ async def test_websocket_pushes_assignment_and_customer_messages(
     assert resp.status == 401
 
 
+async def test_live_events_say_who_the_customer_is_and_what_was_said_last(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    zoe = await agent(client, sessions, "Zoe")
+    async with client.ws_connect("/api/v1/events", headers=zoe.headers) as ws:
+        assert (await ws.receive_json(timeout=5))["kind"] == "hello"
+        cust = Customer(client, "glance1", "Wanda Wu")
+        cid = (await cust.say("/human"))["conversation_id"]  # nobody online: the queue
+        queued = await ws.receive_json(timeout=5)
+        assert (queued["kind"], queued["customer_name"]) == ("queued", "Wanda Wu")
+        assert queued["preview"]["sender"] == "bot"  # the queue notice came last
+        assert queued["preview"]["text"].startswith("I'm passing you to a person")
+        assert (await ws.receive_json(timeout=5))["data"]["text"] == "/human"
+        long = "my parcel " + "is very late " * 20
+        await cust.say(long)
+        message = await ws.receive_json(timeout=5)
+        assert message["kind"] == "message" and message["customer_name"] == "Wanda Wu"
+        assert message["preview"]["sender"] == "customer"  # no queue notice again so soon
+        assert message["preview"]["text"] == long[:139].rstrip() + "…"
+        await zoe.online()  # pulls the waiting conversation: written by a console action
+        assigned = await ws.receive_json(timeout=5)
+        while assigned["kind"] != "assigned":
+            assigned = await ws.receive_json(timeout=5)
+        assert assigned["customer_name"] == "Wanda Wu"
+        assert assigned["preview"] == {**assigned["preview"], "sender": "system",
+                                       "text": "Zoe has joined the conversation."}
+        await zoe.act(cid, "notes", {"text": "private"}, 201)
+        note = await ws.receive_json(timeout=5)
+        assert note["kind"] == "note"
+        assert note["preview"]["text"] == "Zoe has joined the conversation."  # never a note
+        await zoe.act(cid, "reply", {"text": "Hi Wanda! " + "x" * 200}, 201)
+        reply = await ws.receive_json(timeout=5)
+        assert reply["kind"] == "agent_reply" and reply["preview"]["sender"] == "agent"
+        assert len(reply["preview"]["text"]) == 140 and reply["preview"]["text"].endswith("…")
+
+
 async def test_openapi_describes_exactly_the_api(
     client: Client, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
