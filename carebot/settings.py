@@ -98,6 +98,9 @@ class Settings:
     db_timeout_seconds: float = 10.0
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
+    # Where people reach carebot, e.g. https://support.example.com: invite links are printed
+    # and returned with it (empty: relative links, /console/invite#…).
+    public_url: str = ""
 
     # Telegram: the channel is off without a token. Polling suits development and small
     # installs; webhook mode takes updates at POST /telegram/webhook (`carebot telegram
@@ -156,6 +159,10 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"CAREBOT_PUBLIC_URL must be an http:// or https:// URL, got {self.public_url!r}"
+            )
         if self.http_channel_callback_url and not self.http_channel_callback_url.startswith(
             ("http://", "https://")
         ):
