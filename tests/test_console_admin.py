@@ -1,8 +1,10 @@
 """What admins and managers change: agents (role, capacity, disabled, token, password
-invite) and canned replies."""
+invite) over the API and the command line, and canned replies."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,7 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from carebot.agents.accounts import find_agent
 from carebot.agents.passwords import accept_invite, invite_link, set_password, verify_password
+from carebot.cli import main
 from carebot.db.models import Agent, Touchpoint, WebSession
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
@@ -196,3 +200,95 @@ async def test_managers_keep_canned_replies_and_every_agent_reads_them(
     await boss.call("DELETE", f"/api/v1/canned-replies/{refund['id']}", expect=404)
     assert [c["shortcut"] for c in (await ann.call("GET", "/api/v1/canned-replies"))["items"]
             ] == ["hello"]
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_the_command_line_manages_agents_by_name(
+    client: Client, sessions: async_sessionmaker[AsyncSession], database_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREBOT_PUBLIC_URL", "https://help.example")
+    assert await _cli("agents", "add", "zed", "--capacity", "2") == 0
+    out = capsys.readouterr().out
+    token = next(x for x in out.splitlines() if x.startswith("token: ")).removeprefix("token: ")
+    invite = next(x for x in out.splitlines() if x.startswith("invite: "))
+    assert invite.startswith("invite: https://help.example/console/invite#cbi_")
+    zed = Console(client, 0, token)
+    await zed.call("GET", "/api/v1/me")
+
+    assert await _cli("agents", "set", "zed", "--role", "manager", "--capacity", "4") == 0
+    me = await zed.call("GET", "/api/v1/me")
+    assert (me["role"], me["capacity"]) == ("manager", 4)
+    assert await _cli("agents", "set", "zed") == 2
+    assert await _cli("agents", "set", "ghost", "--capacity", "1") == 2
+    assert "no agent named 'ghost'" in capsys.readouterr().err
+
+    assert await _cli("agents", "rotate-token", "zed") == 0
+    new = capsys.readouterr().out.splitlines()[0].removeprefix("token: ")
+    await zed.call("GET", "/api/v1/me", expect=401)
+    zed = Console(client, 0, new)
+    await zed.call("GET", "/api/v1/me")
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert await _cli("agents", "set-password", "zed", "--password-stdin") == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert await _cli("agents", "set-password", "zed", "--password-stdin") == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal, no --password-stdin
+    assert await _cli("agents", "set-password", "zed") == 2
+    async with sessions() as session:
+        row = await find_agent(session, "zed")
+        assert row is not None and verify_password(row.password_hash, PASSWORD)
+
+    assert await _cli("agents", "invite", "zed") == 0
+    assert "invite: https://help.example/console/invite#cbi_" in capsys.readouterr().out
+    async with sessions() as session:
+        row = await find_agent(session, "zed")
+        assert row is not None and row.password_hash is None
+
+    assert await _cli("agents", "disable", "zed") == 0
+    await zed.call("GET", "/api/v1/me", expect=401)
+    assert await _cli("agents", "enable", "zed") == 0
+    await zed.call("GET", "/api/v1/me")
+
+    assert await _cli("stats", "--agent", "zed", "--json") == 0
+    assert await _cli("stats", "--agent", "ghost") == 2
+
+
+async def test_a_password_typed_at_the_prompt_is_asked_twice(
+    client: Client, sessions: async_sessionmaker[AsyncSession], database_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    await agent(client, sessions, "Yan")
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", database_url)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    typed = iter([PASSWORD, PASSWORD + "!"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(typed))
+    assert await _cli("agents", "set-password", "Yan") == 2
+    assert "differ" in capsys.readouterr().err
+    typed = iter([PASSWORD, PASSWORD])
+    assert await _cli("agents", "set-password", "Yan") == 0
+    async with sessions() as session:
+        row = await find_agent(session, "Yan")
+        assert row is not None and verify_password(row.password_hash, PASSWORD)
+
+
+async def test_the_command_line_manages_canned_replies(
+    client: Client, database_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", database_url)
+    assert await _cli("canned", "add", "thanks", "--title", "Thanks",
+                      "--text", "Thanks for waiting!") == 0
+    assert await _cli("canned", "add", "thanks", "--text", "again") == 2
+    assert "taken" in capsys.readouterr().err
+    assert await _cli("canned", "list") == 0
+    assert capsys.readouterr().out.split()[:3] == ["/thanks", "Thanks", "Thanks"]
+    reader = await agent(client, sessions, "Reader")
+    assert len((await reader.call("GET", "/api/v1/canned-replies"))["items"]) == 1
+    assert await _cli("canned", "remove", "thanks") == 0
+    assert await _cli("canned", "remove", "thanks") == 2
