@@ -106,16 +106,54 @@ def _parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=_kb_from_csv)
 
     agents = sub.add_parser("agents", help="support agents").add_subparsers(metavar="ACTION")
-    add = agents.add_parser("add", help="create an agent and print its token (shown once)")
+    add = agents.add_parser("add", help="create an agent; print its token and a password "
+                                        "invite link (each shown once)")
     add.add_argument("name")
     add.add_argument("--role", choices=["agent", "manager", "admin"], default="agent")
     add.add_argument("--capacity", type=int, default=3,
                      help="open conversations at once (default 3)")
     add.set_defaults(func=_agents_add)
     agents.add_parser("list", help="list agents").set_defaults(func=_agents_list)
-    dis = agents.add_parser("disable", help="disable an agent; their token stops working")
+    dis = agents.add_parser("disable", help="disable an agent: their token and console "
+                                            "sessions stop working, their conversations go "
+                                            "back to the queue")
     dis.add_argument("name", help="agent name or id")
     dis.set_defaults(func=_agents_disable)
+    ena = agents.add_parser("enable", help="let a disabled agent in again")
+    ena.add_argument("name", help="agent name or id")
+    ena.set_defaults(func=_agents_enable)
+    change = agents.add_parser("set", help="change an agent's role or capacity")
+    change.add_argument("name", help="agent name or id")
+    change.add_argument("--role", choices=["agent", "manager", "admin"])
+    change.add_argument("--capacity", type=int, help="open conversations at once")
+    change.set_defaults(func=_agents_set)
+    rot = agents.add_parser("rotate-token", help="give an agent a new bearer token (shown "
+                                                 "once); the old one stops working")
+    rot.add_argument("name", help="agent name or id")
+    rot.set_defaults(func=_agents_rotate_token)
+    pw = agents.add_parser("set-password", help="set an agent's console password (asked "
+                                                "for; their console sessions end)")
+    pw.add_argument("name", help="agent name or id")
+    pw.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of standard input")
+    pw.set_defaults(func=_agents_set_password)
+    inv = agents.add_parser("invite", help="reset an agent's password: print a one-time "
+                                           "link with which they choose a new one")
+    inv.add_argument("name", help="agent name or id")
+    inv.set_defaults(func=_agents_invite)
+
+    canned = sub.add_parser(
+        "canned", help="canned replies agents insert with /shortcut"
+    ).add_subparsers(metavar="ACTION")
+    canned.add_parser("list", help="every canned reply").set_defaults(func=_canned_list)
+    can_add = canned.add_parser("add", help="add a canned reply")
+    can_add.add_argument("shortcut", help="1-32 of a-z 0-9 _ - (typed as /shortcut)")
+    can_add.add_argument("--text", required=True, help="what is inserted")
+    can_add.add_argument("--title", help="what the picker shows (default: the shortcut)")
+    can_add.set_defaults(func=_canned_add)
+    can_rm = canned.add_parser("remove", help="delete a canned reply")
+    can_rm.add_argument("shortcut", help="its shortcut or id")
+    can_rm.set_defaults(func=_canned_remove)
 
     codes = sub.add_parser(
         "codes", help="resolution codes agents close conversations with"
@@ -163,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="last local day, inclusive, or an ISO date-time (default: today)")
     st.add_argument("--tz", default="UTC", help="IANA time zone for days (default UTC)")
     st.add_argument("--channel", help="only this channel")
-    st.add_argument("--agent", type=int, metavar="ID", help="only this assigned agent")
+    st.add_argument("--agent", metavar="NAME_OR_ID", help="only this assigned agent")
     st.add_argument("--faq", metavar="ID", help="only conversations answered with this FAQ")
     st.add_argument("--tag", help="only conversations answered with an FAQ with this tag")
     st.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -377,21 +415,44 @@ def _with_session(
 
 def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.agents.accounts import AgentError, create_agent
+    from carebot.agents.passwords import create_invite
     from carebot.domain.clock import system_clock
 
     async def work(session: AsyncSession) -> int:
+        now = system_clock()
         try:
             agent, token = await create_agent(
-                session, args.name, args.role, args.capacity, system_clock()
+                session, args.name, args.role, args.capacity, now
             )
         except AgentError as exc:
             raise CliError(str(exc)) from None
+        invite = create_invite(agent, now)
         print(f"agent {agent.name} (id {agent.id}, role {agent.role}, capacity {agent.capacity})")
         print(f"token: {token}")
+        _print_invite(settings, agent, invite)
         print("Store the token now: it is not shown again (only its hash is kept).")
         return 0
 
     return _with_session(settings, work)
+
+
+def _print_invite(settings: Settings, agent: Any, invite: str) -> None:
+    from carebot.agents.passwords import invite_link
+
+    until = agent.invite_expires_at
+    print(f"invite: {invite_link(invite, settings.public_url)}")
+    print(f"Send {agent.name} the invite link to choose a console password (valid until "
+          f"{until:%Y-%m-%d %H:%M} UTC, once).")
+
+
+async def _find_agent(session: AsyncSession, name: str) -> Any:
+    from carebot.agents.accounts import find_agent
+
+    agent = await find_agent(session, name)
+    if agent is None:
+        raise CliError(f"no agent named {name!r} (nor with that id); see `carebot agents "
+                       "list`")
+    return agent
 
 
 def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -414,19 +475,158 @@ def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
-    from carebot.agents.accounts import find_agent
+    return _agents_update(settings, args.name, disabled=True)
+
+
+def _agents_enable(settings: Settings, args: argparse.Namespace) -> int:
+    return _agents_update(settings, args.name, disabled=False)
+
+
+def _agents_set(settings: Settings, args: argparse.Namespace) -> int:
+    if args.role is None and args.capacity is None:
+        raise CliError("nothing to change: give --role and/or --capacity")
+    return _agents_update(settings, args.name, role=args.role, capacity=args.capacity)
+
+
+def _agents_update(settings: Settings, name: str, **changes: Any) -> int:
+    """Change an agent through the same action as the API (disabling requeues their
+    conversations; more capacity pulls waiting ones)."""
     from carebot.domain.clock import system_clock
     from carebot.domain.events import Effects
-    from carebot.routing.actions import disable_agent
+    from carebot.routing.actions import ConsoleError, update_agent
+    from carebot.routing.agent_facts import agent_load
     from carebot.routing.policy import Policy
 
     async def work(session: AsyncSession, effects: Effects) -> int:
-        agent = await find_agent(session, args.name)
-        if agent is None:
-            raise CliError(f"no agent named {args.name!r}")
-        moved = await disable_agent(session, agent, system_clock(), effects,
-                                    Policy.from_settings(settings))
-        print(f"agent {agent.name} disabled; {moved} conversation(s) back to the queue")
+        agent = await _find_agent(session, name)
+        was_disabled, before = agent.disabled, await agent_load(session, agent.id)
+        try:
+            agent = await update_agent(session, agent.id, system_clock(), effects,
+                                       Policy.from_settings(settings), **changes)
+        except ConsoleError as exc:
+            raise CliError(exc.message) from None
+        if changes.get("disabled") is True:
+            moved = before if not was_disabled else 0
+            print(f"agent {agent.name} disabled; {moved} conversation(s) back to the queue")
+        elif changes.get("disabled") is False:
+            print(f"agent {agent.name} enabled (offline until they go online)")
+        else:
+            print(f"agent {agent.name}: role {agent.role}, capacity {agent.capacity}")
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _agents_rotate_token(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.accounts import rotate_token
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        agent = await _find_agent(session, args.name)
+        token = rotate_token(agent)
+        await session.flush()
+        print(f"token: {token}")
+        print(f"The old token of {agent.name} no longer works. Store this one now: it is not "
+              "shown again.")
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _agents_set_password(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.accounts import AgentError
+    from carebot.agents.passwords import change_password, check_password_rules
+
+    password = _read_password(args.password_stdin)
+    try:
+        check_password_rules(password)
+    except AgentError as exc:
+        raise CliError(str(exc)) from None
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        agent = await _find_agent(session, args.name)
+        await change_password(session, agent, password)
+        print(f"password of {agent.name} set; their console sessions were ended")
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: the first line of standard input, or typed twice at a prompt
+    (never echoed, never an argument that `ps` would show)."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise CliError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _agents_invite(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.passwords import reset_with_invite
+    from carebot.domain.clock import system_clock
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        agent = await _find_agent(session, args.name)
+        if agent.disabled:
+            raise CliError(f"{agent.name} is disabled; `carebot agents enable` them first")
+        invite = await reset_with_invite(session, agent, system_clock())
+        await session.flush()
+        print(f"password of {agent.name} cleared and their console sessions ended")
+        _print_invite(settings, agent, invite)
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _canned_list(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.canned import list_canned
+
+    async def work(session: AsyncSession) -> int:
+        rows = await list_canned(session)
+        if not rows:
+            print("no canned replies yet: carebot canned add SHORTCUT --text TEXT")
+            return 0
+        for row in rows:
+            text = " ".join(row.text.split())
+            print(f"/{row.shortcut:<20} {row.title[:30]:<30} "
+                  f"{text[:60] + ('…' if len(text) > 60 else '')}")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _canned_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.canned import CannedError, add_canned
+    from carebot.domain.clock import system_clock
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        try:
+            row = await add_canned(session, args.shortcut, args.title, args.text,
+                                   max_text=settings.max_text_chars, created_by=None,
+                                   now=system_clock())
+        except CannedError as exc:
+            raise CliError(exc.message) from None
+        print(f"added /{row.shortcut} ({row.title})")
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _canned_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents.canned import CannedError, find_canned, remove_canned
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        try:
+            row = await find_canned(session, args.shortcut)
+        except CannedError as exc:
+            raise CliError(exc.message) from None
+        await remove_canned(session, row)
+        print(f"removed /{row.shortcut}")
         return 0
 
     return _with_write_session(settings, work)
@@ -586,9 +786,10 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
         period = parse_period(args.start, args.end, args.tz, system_clock())
     except StatsInputError as exc:
         raise CliError(str(exc)) from None
+    agent_id = _agent_id(settings, args.agent) if args.agent is not None else None
     query = StatsQuery(
         period,
-        Filters(channel=args.channel, agent_id=args.agent, faq_id=args.faq, tag=args.tag),
+        Filters(channel=args.channel, agent_id=agent_id, faq_id=args.faq, tag=args.tag),
         repeat_window=timedelta(days=settings.stats_repeat_window_days),
         sla_seconds=settings.queue_sla_seconds,
     )
@@ -597,6 +798,15 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
         summary = await stats.summary(session, query)
         print(json.dumps(summary, indent=2) if args.json else render_summary(summary))
         return 0
+
+    return _with_session(settings, work)
+
+
+def _agent_id(settings: Settings, name_or_id: str) -> int:
+    """An agent's id from their name or id (CliError when there is none)."""
+
+    async def work(session: AsyncSession) -> int:
+        return int((await _find_agent(session, name_or_id)).id)
 
     return _with_session(settings, work)
 

@@ -145,8 +145,9 @@ class Settings:
     # Failed logins allowed per agent name in 15 minutes (five times as many per client
     # address), counted per process.
     login_max_failures: int = 10
-    # Where people reach carebot, e.g. https://support.example.com: invite links start with it,
-    # and browsers sending this Origin are accepted besides the request's own host.
+    # Where people reach carebot, e.g. https://support.example.com: invite links start with it
+    # (empty: relative links, /console/invite#…), and browsers sending this Origin are
+    # accepted besides the request's own host.
     public_url: str = ""
 
     def __post_init__(self) -> None:

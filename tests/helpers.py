@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import jsonschema_rs
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.agents.accounts import create_agent
-from carebot.db.models import Touchpoint
+from carebot.db.models import Conversation, Touchpoint
 from carebot.domain.clock import Clock
 from carebot.matching.embedding_model import load_encoder
 from carebot.matching.embeddings import MiniLmEncoder
@@ -21,9 +22,11 @@ from carebot.matching.faq import Candidate, FaqDoc
 from carebot.matching.matcher import Matcher, build_matcher
 from carebot.settings import Settings
 from carebot.web import app as web_app
+from carebot.web.openapi import SPEC
 from tests.conftest import START
 
 MESSAGES = "/api/v1/channels/http/messages"
+Client = TestClient[Any, Any]
 
 
 class SharedMatchers:
@@ -141,3 +144,55 @@ async def make_agent(
 def bearer(token: str) -> dict[str, str]:
     """Authorization header for a token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+class Console:
+    """One agent's view of the API."""
+
+    def __init__(self, client: Client, agent_id: int, token: str) -> None:
+        self.client = client
+        self.id = agent_id
+        self.headers = bearer(token)
+
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int = 200
+    ) -> Any:
+        """Call the API as this agent; return the JSON answer (asserting its status)."""
+        resp = await self.client.request(method, path, json=body, headers=self.headers)
+        data = None if resp.status == 204 else await resp.json()
+        assert resp.status == expect, (resp.status, data)
+        return data
+
+    async def online(self) -> Any:
+        """Go online (pulls waiting conversations)."""
+        return await self.call("PUT", "/api/v1/me/availability", {"status": "online"})
+
+    async def act(self, cid: int, action: str, body: Any = None, expect: int = 200) -> Any:
+        """POST an action on a conversation."""
+        return await self.call("POST", f"/api/v1/conversations/{cid}/{action}", body, expect)
+
+
+async def agent(
+    client: Client, sessions: async_sessionmaker[AsyncSession], name: str, role: str = "agent",
+    **kw: Any,
+) -> Console:
+    """A new agent (in the database) and their view of the API."""
+    agent_id, token = await make_agent(sessions, name, role, **kw)
+    return Console(client, agent_id, token)
+
+
+async def conv(sessions: async_sessionmaker[AsyncSession], cid: int) -> Conversation:
+    """The conversation's row as it is now."""
+    async with sessions() as session:
+        row = await session.get(Conversation, cid)
+        assert row is not None
+        return row
+
+
+def conforms(schema: str, value: Any) -> None:
+    """Assert that `value` (an answer or an event) is what the OpenAPI description's
+    `components.schemas[schema]` says it is."""
+    validator = jsonschema_rs.validator_for(
+        {"$ref": f"#/components/schemas/{schema}", "components": SPEC["components"]})
+    errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(value)]
+    assert not errors, (schema, errors)

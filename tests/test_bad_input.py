@@ -106,8 +106,8 @@ async def test_ids_and_numbers_out_of_range(
     await expect_json_error(resp, 400, "'agent_id' must be an integer from 1")
     resp = await client.get("/api/v1/conversations?limit=１０", headers=auth)
     await expect_json_error(resp, 400, "must be an integer")
-    resp = await client.get("/api/v1/conversations?sort=oldest", headers=auth)
-    await expect_json_error(resp, 400, "unknown query parameter(s): sort")
+    resp = await client.get("/api/v1/conversations?order=oldest", headers=auth)
+    await expect_json_error(resp, 400, "unknown query parameter(s): order")
 
 
 @pytest.mark.parametrize(("query", "says"), [

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import carebot
 from carebot.cli import main
 from carebot.db.models import (
     Agent,
-    Conversation,
+    CannedReply,
     Message,
     OutboxMessage,
     Survey,
@@ -23,32 +25,9 @@ from carebot.db.models import (
 )
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
-from tests.helpers import Customer, bearer, create_app, make_agent
-
-Client = TestClient[Any, Any]
-
-
-class Console:
-    """One agent's view of the API."""
-
-    def __init__(self, client: Client, agent_id: int, token: str) -> None:
-        self.client = client
-        self.id = agent_id
-        self.headers = bearer(token)
-
-    async def call(
-        self, method: str, path: str, body: Any = None, expect: int = 200
-    ) -> Any:
-        resp = await self.client.request(method, path, json=body, headers=self.headers)
-        data = await resp.json()
-        assert resp.status == expect, (resp.status, data)
-        return data
-
-    async def online(self) -> Any:
-        return await self.call("PUT", "/api/v1/me/availability", {"status": "online"})
-
-    async def act(self, cid: int, action: str, body: Any = None, expect: int = 200) -> Any:
-        return await self.call("POST", f"/api/v1/conversations/{cid}/{action}", body, expect)
+from carebot.web.openapi import SPEC
+from tests.conftest import START
+from tests.helpers import Client, Customer, agent, bearer, conforms, conv, create_app
 
 
 @pytest.fixture
@@ -61,21 +40,6 @@ async def client(
     aiohttp_client: Any, console_settings: Settings, clock: ManualClock, starter_kb: None
 ) -> Client:
     return await aiohttp_client(create_app(console_settings, clock))  # type: ignore[no-any-return]
-
-
-async def agent(
-    client: Client, sessions: async_sessionmaker[AsyncSession], name: str, role: str = "agent",
-    **kw: Any,
-) -> Console:
-    agent_id, token = await make_agent(sessions, name, role, **kw)
-    return Console(client, agent_id, token)
-
-
-async def conv(sessions: async_sessionmaker[AsyncSession], cid: int) -> Conversation:
-    async with sessions() as session:
-        row = await session.get(Conversation, cid)
-        assert row is not None
-        return row
 
 
 async def test_full_loop_handoff_assign_reply_resolve(
@@ -355,7 +319,8 @@ async def test_agent_sees_own_and_queued_only_managers_see_all(
 
 
 ENDPOINTS: list[tuple[str, str, Any, dict[str, int]]] = [
-    # method, path ({cid} = a queued conversation), body, expected status per role
+    # method, path ({cid}: a queued conversation, {customer}: its customer, {me}: the caller,
+    # {canned}: a canned reply), body (its strings formatted with {role}), status per role
     ("GET", "/api/v1/me", None, {"agent": 200, "manager": 200, "admin": 200}),
     ("PUT", "/api/v1/me/availability", {"status": "away"},
      {"agent": 200, "manager": 200, "admin": 200}),
@@ -373,9 +338,23 @@ ENDPOINTS: list[tuple[str, str, Any, dict[str, int]]] = [
      {"agent": 200, "manager": 200, "admin": 200}),
     ("POST", "/api/v1/conversations/{cid}/resolve", {"code": "answered"},
      {"agent": 200, "manager": 200, "admin": 200}),
-    ("GET", "/api/v1/agents", None, {"agent": 403, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/conversations/{cid}/assist", None,
+     {"agent": 200, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/customers/{customer}", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("GET", "/api/v1/agents", None, {"agent": 200, "manager": 200, "admin": 200}),
     ("POST", "/api/v1/agents", {"name": "new-{role}", "role": "agent"},
      {"agent": 403, "manager": 403, "admin": 201}),
+    ("PATCH", "/api/v1/agents/{me}", {"capacity": 4},
+     {"agent": 403, "manager": 403, "admin": 200}),
+    ("POST", "/api/v1/agents/{me}/token", None, {"agent": 403, "manager": 403, "admin": 200}),
+    ("POST", "/api/v1/agents/{me}/invite", None, {"agent": 403, "manager": 403, "admin": 200}),
+    ("GET", "/api/v1/canned-replies", None, {"agent": 200, "manager": 200, "admin": 200}),
+    ("POST", "/api/v1/canned-replies", {"shortcut": "hi-{role}", "text": "Hi!"},
+     {"agent": 403, "manager": 201, "admin": 201}),
+    ("PATCH", "/api/v1/canned-replies/{canned}", {"text": "Hello!"},
+     {"agent": 403, "manager": 200, "admin": 200}),
+    ("DELETE", "/api/v1/canned-replies/{canned}", None,
+     {"agent": 403, "manager": 204, "admin": 204}),
     ("GET", "/api/v1/openapi.json", None, {"agent": 200, "manager": 200, "admin": 200}),
     ("GET", "/api/v1/resolution-codes", None, {"agent": 200, "manager": 200, "admin": 200}),
     ("POST", "/api/v1/resolution-codes", {"code": "new-code", "label": "New"},
@@ -394,10 +373,17 @@ async def test_authz_matrix(
     for n, role in enumerate(["agent", "manager", "admin"]):
         console = await agent(client, sessions, f"{role}-user", role)
         cid = (await Customer(client, f"authz-{n}").say("/human"))["conversation_id"]
-        url = path.format(cid=cid)
+        async with sessions.begin() as session:
+            canned = CannedReply(shortcut=f"c{n}", title="t", text="x", created_at=START,
+                                 updated_at=START)
+            session.add(canned)
+            await session.flush()
+        url = path.format(cid=cid, customer=(await conv(sessions, cid)).customer_id,
+                          me=console.id, canned=canned.id)
         payload = body
-        if isinstance(body, dict) and "name" in body:
-            payload = {**body, "name": body["name"].format(role=role)}
+        if isinstance(body, dict):
+            payload = {k: v.format(role=role) if isinstance(v, str) else v
+                       for k, v in body.items()}
         await console.call(method, url, payload, expect=expected[role])
         # No token, a malformed header and a wrong token are all 401, as JSON.
         for headers in ({}, {"Authorization": "Token abc"}, bearer("cbt_not-a-real-token")):
@@ -513,6 +499,61 @@ async def test_websocket_pushes_assignment_and_customer_messages(
     assert resp.status == 401
 
 
+class Described:
+    """A console's event feed whose every event is checked against the OpenAPI `Event`."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def receive_json(self, **options: Any) -> Any:
+        event = await self.ws.receive_json(**options)
+        conforms("Event", event)
+        return event
+
+
+async def test_live_events_say_who_the_customer_is_and_what_was_said_last(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    zoe = await agent(client, sessions, "Zoe")
+    async with client.ws_connect("/api/v1/events", headers=zoe.headers) as raw:
+        ws = Described(raw)
+        assert (await ws.receive_json(timeout=5))["kind"] == "hello"
+        cust = Customer(client, "glance1", "Wanda Wu")
+        cid = (await cust.say("/human"))["conversation_id"]  # nobody online: the queue
+        queued = await ws.receive_json(timeout=5)
+        assert (queued["kind"], queued["customer_name"]) == ("queued", "Wanda Wu")
+        assert queued["preview"]["sender"] == "bot"  # the queue notice came last
+        assert queued["preview"]["text"].startswith("I'm passing you to a person")
+        assert (await ws.receive_json(timeout=5))["data"]["text"] == "/human"
+        long = "my parcel " + "is very late " * 20
+        await cust.say(long)
+        message = await ws.receive_json(timeout=5)
+        assert message["kind"] == "message" and message["customer_name"] == "Wanda Wu"
+        assert message["preview"]["sender"] == "customer"  # no queue notice again so soon
+        assert message["preview"]["text"] == long[:139].rstrip() + "…"
+        await zoe.online()  # pulls the waiting conversation: written by a console action
+        assigned = await ws.receive_json(timeout=5)
+        while assigned["kind"] != "assigned":
+            assigned = await ws.receive_json(timeout=5)
+        assert assigned["customer_name"] == "Wanda Wu"
+        assert assigned["preview"] == {**assigned["preview"], "sender": "system",
+                                       "text": "Zoe has joined the conversation."}
+        await zoe.act(cid, "notes", {"text": "private"}, 201)
+        note = await ws.receive_json(timeout=5)
+        assert note["kind"] == "note"
+        assert note["preview"]["text"] == "Zoe has joined the conversation."  # never a note
+        await zoe.act(cid, "reply", {"text": "Hi Wanda! " + "x" * 200}, 201)
+        reply = await ws.receive_json(timeout=5)
+        assert reply["kind"] == "agent_reply" and reply["preview"]["sender"] == "agent"
+        assert len(reply["preview"]["text"]) == 140 and reply["preview"]["text"].endswith("…")
+
+
+# The routes the OpenAPI description must cover: everything under these prefixes ...
+DOCUMENTED_PREFIXES = ("/api/v1/",)
+# ... except these (path, method) pairs, each with the reason it is not in the description.
+NOT_DOCUMENTED: dict[tuple[str, str], str] = {}
+
+
 async def test_openapi_describes_exactly_the_api(
     client: Client, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -523,12 +564,47 @@ async def test_openapi_describes_exactly_the_api(
     for route in client.server.app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
-        if path and path.startswith("/api/v1/") and route.method != "HEAD":
+        if (path and path.startswith(DOCUMENTED_PREFIXES) and route.method != "HEAD"
+                and (path, route.method) not in NOT_DOCUMENTED):
             served.add((path, route.method))
     assert served == documented
     for path, ops in spec["paths"].items():
-        for op in ops.values():
+        for method, op in ops.items():
             assert op["responses"], f"{path} has no responses"
+            for status, response in op["responses"].items():
+                if status not in ("101", "204") and status.startswith(("1", "2")):
+                    content = response["content"].values()
+                    assert content and all("schema" in c for c in content), (path, status)
+            if method in ("post", "put", "patch") and "requestBody" in op:
+                assert op["requestBody"]["content"]["application/json"]["schema"]
+
+
+def _event_kinds_in_the_code() -> set[str]:
+    """Every event kind the code can produce: `Event("kind", …)`, `decision.emit("kind", …)`
+    and the WebSocket's own `{"kind": "hello", …}`."""
+    kinds = set()
+    for source in Path(carebot.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            first: ast.expr | None = None
+            if isinstance(node, ast.Call) and node.args:
+                func = node.func
+                if (isinstance(func, ast.Name) and func.id == "Event") or (
+                        isinstance(func, ast.Attribute) and func.attr == "emit"):
+                    first = node.args[0]
+            elif isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values, strict=True):
+                    if isinstance(key, ast.Constant) and key.value == "kind":
+                        first = value
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                kinds.add(first.value)
+    return kinds
+
+
+def test_every_event_kind_the_code_produces_is_described_and_no_other() -> None:
+    produced = _event_kinds_in_the_code()
+    assert {"hello", "queued", "assigned", "message", "delivery_failed"} <= produced
+    described = set(SPEC["components"]["schemas"]["Event"]["discriminator"]["mapping"])
+    assert produced == described
 
 
 def test_serve_raises_the_open_file_limit_to_the_hard_limit() -> None:

@@ -145,6 +145,9 @@ async def test_two_agents_work_a_customer_from_queue_to_csat(
     for page in (page_a, page_b):
         await page.wait_for_selector(item)
         assert "Uma Customer" in await page.inner_text(item)
+        assert "I want to talk to a person" in await page.inner_text(item)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    await page_b.screenshot(path=str(DOCS / "console-queue.png"))
     await page_a.click(f"{item} a")
     await page_a.click("#take")
     await page_b.wait_for_selector(item, state="detached")
@@ -161,6 +164,7 @@ async def test_two_agents_work_a_customer_from_queue_to_csat(
     text = await page_a.input_value("#composer-text")
     assert text == answer
     await page_a.fill("#composer-text", text + "\nAnything else I can do?")
+    await page_a.screenshot(path=str(DOCS / "console-conversation.png"))
     await page_a.click("#send")
     await page_a.wait_for_selector('.msg-agent:has-text("Anything else I can do?")')
 
@@ -180,9 +184,8 @@ async def test_two_agents_work_a_customer_from_queue_to_csat(
     five = next(b["payload"] for b in survey["buttons"] if b["title"].startswith("5"))
     await service.say("uma", payload=five)
     await page_a.wait_for_selector(f'.pressed:has-text("{five}")')
+    await page_a.wait_for_selector('#surveys li:has-text("CSAT 5/5")')
     assert page_a.errors == [] and page_b.errors == []
-    DOCS.mkdir(parents=True, exist_ok=True)
-    await page_a.screenshot(path=str(DOCS / "console-conversation.png"))
 
 
 async def test_customer_text_is_shown_as_text_and_runs_nothing(
@@ -228,3 +231,47 @@ async def test_session_cookie_is_hidden_csp_strict_and_foreign_posts_refused(
                             json={"status": "online"}) as resp:
             assert resp.status == 403  # no CSRF token
             assert "X-CSRF-Token" in (await resp.json())["error"]["message"]
+
+
+async def test_admin_adds_an_agent_with_an_invite_and_a_canned_reply_agents_expand(
+    browser: Any, service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await service.person("Root", "admin")
+    alex = await service.person("Alex")
+    admin = await log_in(browser, service, "Root")
+    await admin.click('a[href="#/admin/agents"]')
+    await admin.fill("#new-agent-name", "Nia")
+    await admin.select_option("#new-agent-role", "manager")
+    await admin.click("#add-agent button[type=submit]")
+    await admin.wait_for_selector('#agents-table tr[data-agent="Nia"]')
+    link = await admin.inner_text("#shown-secret .secret-value")
+    assert "/console/invite#" in link
+    await admin.screenshot(path=str(DOCS / "console-admin.png"))
+    # The invite works once, in a fresh browser: Nia chooses a password and is in.
+    newcomer = await (await browser.new_context()).new_page()
+    await newcomer.goto(link if link.startswith("http") else f"{service.url}{link}")
+    await newcomer.fill("#invite-password", PASSWORD)
+    await newcomer.fill("#invite-again", PASSWORD)
+    await newcomer.click("button[type=submit]")
+    await newcomer.wait_for_selector("text=Nia (manager)")
+    # Disabling Nia ends her session at once.
+    await admin.click('#agents-table tr[data-agent="Nia"] button:has-text("Disable")')
+    await newcomer.wait_for_selector("#login-name", timeout=10_000)
+
+    await admin.click('a[href="#/admin/canned"]')
+    await admin.fill("#new-canned-shortcut", "refund")
+    await admin.fill("#new-canned-title", "Refund times")
+    await admin.fill("#new-canned-text", "Refunds take 5 to 10 business days.")
+    await admin.click("#add-canned button[type=submit]")
+    await admin.wait_for_selector('#canned-table td:has-text("/refund")')
+
+    cid = (await service.say("ben", "/human", name="Ben"))["conversation_id"]
+    await service.api(alex, "POST", f"/api/v1/conversations/{cid}/claim")
+    page = await log_in(browser, service, "Alex")
+    await page.click(f'#mine li[data-id="{cid}"] a')
+    await page.click("#composer-text")
+    await page.keyboard.type("Hi Ben! /refund")
+    await page.keyboard.press("Tab")
+    assert await page.input_value("#composer-text") == (
+        "Hi Ben! Refunds take 5 to 10 business days.")
+    assert admin.errors == [] and page.errors == []

@@ -403,3 +403,77 @@ def test_the_assigned_sla() -> None:
     assert (event.kind, event.agent_ids, event.data) == (
         "assigned_sla_breached", (ALEX.id,), {"agent_id": ALEX.id, "waited_ms": 420_000})
     assert d.conv.status == "assigned" and d.replies == []
+
+
+# --- who may read what ------------------------------------------------------------------------
+
+BOSS = replace(BEA, id=9, name="Boss", role="manager")
+HELD_BY_BEA = conv(status="assigned", assigned_agent_id=BEA.id)
+ACCESS = [
+    # name, reader, conversation, involved in it, holds the customer's open one -> may read
+    ("their own conversation", BEA, HELD_BY_BEA, False, False, True),
+    ("a queued conversation, to pick it up", ALEX, conv(status="queued"), False, False, True),
+    ("another agent's conversation", ALEX, HELD_BY_BEA, False, False, False),
+    ("a conversation with the bot", ALEX, conv(), False, False, False),
+    ("one they replied to, transferred or handed back", ALEX, HELD_BY_BEA, True, False, True),
+    ("one they resolved", ALEX, resolved(resolved_by="agent"), True, False, True),
+    ("a returning customer's earlier one, while holding the new one", ALEX,
+     resolved(resolved_by="agent"), False, True, True),
+    ("managers read everything", BOSS, HELD_BY_BEA, False, False, True),
+    ("admins read everything", replace(BOSS, role="admin"), conv(), False, False, True),
+]
+
+
+@pytest.mark.parametrize(("reader", "state", "involved", "holds", "expected"),
+                         [row[1:] for row in ACCESS], ids=[row[0] for row in ACCESS])
+def test_who_may_read_a_conversation(
+    reader: AgentFacts, state: ConvState, involved: bool, holds: bool, expected: bool
+) -> None:
+    assert core.can_access(reader, state, involved=involved, holds_customer=holds) is expected
+
+
+def test_reading_a_conversation_never_lets_an_agent_act_on_it() -> None:
+    assert core.can_access(ALEX, HELD_BY_BEA, involved=True, holds_customer=True)
+    assert not core.can_act(ALEX, HELD_BY_BEA)
+    assert core.can_act(BEA, HELD_BY_BEA) and core.can_act(BOSS, HELD_BY_BEA)
+
+
+CUSTOMER_ACCESS = [
+    # name, reader, one of theirs assigned to the reader, involved in one, one of theirs
+    # queued -> may read
+    ("an agent holding one of their conversations", ALEX, True, False, False, True),
+    ("an agent involved in one of them earlier", ALEX, False, True, False, True),
+    ("an agent who may pick their queued conversation", ALEX, False, False, True, True),
+    ("an agent with nothing to do with them", ALEX, False, False, False, False),
+    ("a manager", BOSS, False, False, False, True),
+]
+
+
+@pytest.mark.parametrize(("reader", "assigned", "involved", "queued", "expected"),
+                         [row[1:] for row in CUSTOMER_ACCESS],
+                         ids=[row[0] for row in CUSTOMER_ACCESS])
+def test_who_may_read_a_customer(
+    reader: AgentFacts, assigned: bool, involved: bool, queued: bool, expected: bool
+) -> None:
+    assert core.can_see_customer(
+        reader, assigned_one=assigned, involved_in_one=involved, one_queued=queued) is expected
+
+
+SLA = timedelta(minutes=5)
+SLA_ROWS = [
+    # name, conversation, SLA state now
+    ("just queued", conv(status="queued", queued_at=NOW), "ok"),
+    ("four minutes in: the last fifth", conv(status="queued", queued_at=NOW - 4 * SLA / 5),
+     "warning"),
+    ("five minutes in: breached", conv(status="queued", queued_at=NOW - SLA), "breached"),
+    ("not in the queue: no SLA", conv(status="assigned", queued_at=NOW - 2 * SLA), None),
+]
+
+
+@pytest.mark.parametrize(("state", "expected"), [row[1:] for row in SLA_ROWS],
+                         ids=[row[0] for row in SLA_ROWS])
+def test_queue_sla_state(state: ConvState, expected: str | None) -> None:
+    standing = core.queue_sla(state, NOW, SLA)
+    assert (standing.state if standing else None) == expected
+    if standing is not None:
+        assert standing.breach_at == state.queued_at + SLA

@@ -224,10 +224,11 @@ async def client(
     aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None
 ) -> Client:
     # A wide suggestion band, so the scenario does not hinge on where the matcher's
-    # calibration puts a vague question, and two suggestions for it (FAQ confusions).
+    # calibration puts a vague question, and two suggestions for it (FAQ confusions). The
+    # agents set their status over the API without a console: presence is off (grace 0).
     app = create_app(
         replace(settings, run_timers=False, survey_ces=True, survey_comment=False,
-                answer_threshold=0.6, suggest_threshold=0.1),
+                answer_threshold=0.6, suggest_threshold=0.1, presence_grace_seconds=0),
         clock,
     )
     return await aiohttp_client(app)  # type: ignore[no-any-return]

@@ -66,3 +66,18 @@ def test_the_database_password_is_masked_in_logs(caplog: pytest.LogCaptureFixtur
     redact_secrets(settings_secrets(settings))
     logging.getLogger("carebot.test").warning("could not reach %s", settings.database_url)
     assert "hunter2-secret" not in caplog.text and "<redacted>" in caplog.text
+
+
+def test_a_notification_stays_under_postgresqls_limit_whatever_the_text() -> None:
+    import json
+
+    from carebot.web.fanout import _payload
+
+    astral = "\U0001f600" * 4000  # 12 bytes each once escaped
+    event = Event("message", 7, (1,), data={"text": astral, "status": "queued"},
+                  customer_name=astral[:200], preview={"sender": "customer", "text": astral[:140],
+                                                       "at": None})
+    payload = _payload(event)
+    assert len(payload.encode()) < 8000
+    back = Event.from_dict(json.loads(payload))
+    assert back.customer_name and back.preview and back.data["text"].startswith("\U0001f600")

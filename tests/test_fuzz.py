@@ -117,6 +117,8 @@ def test_no_documented_endpoint_answers_5xx(
                                             response.text[:300])
         if response.status_code >= 400:
             assert "message" in response.json()["error"]
+        elif case.formatted_path.endswith("/token") and response.json()["name"] == "root":
+            service.token = response.json()["token"]  # it rotated its own: keep going
 
     check()
 

@@ -10,13 +10,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.agents.accounts import AgentError, hash_token
+from carebot.agents.accounts import AgentError, hash_token, revoke_web_sessions
 from carebot.db.models import Agent
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
 INVITE_PREFIX = "cbi_"
 INVITE_LIFETIME = timedelta(days=7)
+# The console page that takes an invite; the token follows in the URL fragment.
+INVITE_PATH = "/console/invite"
 # argon2id with the library's defaults (RFC 9106's second recommendation: 64 MiB, t=3).
 _HASHER = PasswordHasher()
 # Verified when an unknown name logs in, so a wrong name costs as long as a wrong password.
@@ -76,3 +78,25 @@ async def accept_invite(
         raise AgentError("this invite link is not valid or has expired; ask an admin for a new one")
     set_password(agent, password)
     return agent
+
+
+async def reset_with_invite(session: AsyncSession, agent: Agent, now: datetime) -> str:
+    """Clear the agent's password, end their console sessions (whoever knew the old one is
+    out) and return a new one-time invite with which they choose another."""
+    agent.password_hash = None
+    await revoke_web_sessions(session, agent.id)
+    return create_invite(agent, now)
+
+
+async def change_password(session: AsyncSession, agent: Agent, password: str) -> None:
+    """Set the agent's password (an admin's `carebot agents set-password`); their console
+    sessions end, so they log in again with it."""
+    set_password(agent, password)
+    await revoke_web_sessions(session, agent.id)
+
+
+def invite_link(token: str, base_url: str = "") -> str:
+    """Where an invite is accepted: the console's invite page with the token in the
+    fragment (never sent to a server, so never in an access log); absolute when the public
+    base URL is configured (`CAREBOT_PUBLIC_URL`), else relative to the service."""
+    return f"{base_url.rstrip('/')}{INVITE_PATH}#{token}"

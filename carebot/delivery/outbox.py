@@ -32,6 +32,7 @@ from sqlalchemy.orm import aliased
 
 from carebot.db import touchpoints
 from carebot.db.models import Conversation, Message, OutboxMessage
+from carebot.db.previews import with_glances
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects, Event
 from carebot.domain.messages import Button, OutboundMessage
@@ -441,11 +442,13 @@ class OutboxWorker:
                 details={"reason": reason, "outbox_id": item.id, "attempts": item.attempt},
             )
             if conv is not None:
-                effects.emit(Event(
+                event = Event(
                     "delivery_failed", conv.id,
                     agent_ids=(conv.assigned_agent_id,) if conv.assigned_agent_id else (),
                     data={"reason": reason, "message_id": item.message_id},
-                ))
+                )
+                for glanced in await with_glances(session, [event]):
+                    effects.emit(glanced)
         if self.publish is not None and effects.events:
             await self.publish(effects)
 

@@ -1,23 +1,31 @@
-"""What agents do in the console: read conversations, reply, note, transfer, resolve, claim.
+"""What agents do in the console: reply, note, transfer, resolve, claim; and what admins do
+to agents.
 
 Each action loads the conversation (locked) and the facts it needs, asks the decision core
-(`carebot.routing.core`) what happens, and writes that (`carebot.routing.apply`). Access:
-agents see and act on the conversations assigned to them and on the queue; managers and
-admins on everything. Lock order, everywhere: the conversation row first, then agent rows
-(FOR NO KEY UPDATE, which does not conflict with the key-share locks that inserts
-referencing an agent take).
+(`carebot.routing.core`) what happens, and writes that (`carebot.routing.apply`). Access
+(`core.can_act`): agents act on the conversations assigned to them and on the queue; managers
+and admins on everything. What the console reads is in `carebot.routing.views`. Lock order,
+everywhere: the conversation row first, then agent rows (FOR NO KEY UPDATE, which does not
+conflict with the key-share locks that inserts referencing an agent take).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents.accounts import (
+    AgentError,
+    change_agent,
+    enable_agent,
+    keep_an_admin,
+    lock_agent,
+    revoke_web_sessions,
+)
 from carebot.db import touchpoints
 from carebot.db.batch_sql import agent_facts_query
 from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
@@ -57,59 +65,17 @@ def is_supervisor(agent: Agent) -> bool:
     return agent.role in {"manager", "admin"}
 
 
-def can_access(agent: Agent, conv: Conversation) -> bool:
-    """Whether the agent may see and act on this conversation."""
-    return (
-        is_supervisor(agent)
-        or conv.assigned_agent_id == agent.id
-        or conv.status == "queued"
-    )
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing."""
-
-    items: list[Conversation]
-    total: int
-
-
-async def list_conversations(
-    session: AsyncSession,
-    agent: Agent,
-    *,
-    status: str | None = None,
-    assignee: int | None = None,
-    channel: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> Page:
-    """Conversations the agent may see, newest activity first, filtered and paginated."""
-    stmt = select(Conversation)
-    if status is not None:
-        stmt = stmt.where(Conversation.status == status)
-    # An agent sees the queue and their own. Spelled per status, so each listing is one index
-    # lookup: "(mine OR queued) AND status = X" made the planner scan every conversation.
-    if not is_supervisor(agent) and status != "queued":
-        mine = Conversation.assigned_agent_id == agent.id
-        stmt = stmt.where(mine if status is not None else mine | (Conversation.status == "queued"))
-    if assignee is not None:
-        stmt = stmt.where(Conversation.assigned_agent_id == assignee)
-    if channel is not None:
-        stmt = stmt.where(Conversation.channel == channel)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = await session.scalars(
-        stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return Page(list(rows), int(total or 0))
+def viewer(agent: Agent) -> AgentFacts:
+    """The agent as the core's access rules see them (their load plays no part there)."""
+    return AgentFacts(agent.id, agent.name, agent.capacity, 0, agent.role, agent.status,
+                      agent.disabled)
 
 
 async def load_for(
     session: AsyncSession, agent: Agent, conversation_id: int, *, lock: bool = False
 ) -> Conversation:
-    """The conversation if it exists and the agent may access it (404 / 403 otherwise).
+    """The conversation if it exists and the agent may act on it (404 / 403 otherwise; who
+    may only read it is `carebot.routing.views.load_readable`'s business).
 
     With `lock`, access is checked before the row is locked too: an agent acting on a
     conversation that has moved on (a stale console) is refused without making the inbound
@@ -125,41 +91,9 @@ async def load_for(
 def _accessible(agent: Agent, conversation_id: int, conv: Conversation | None) -> Conversation:
     if conv is None:
         raise ConsoleError(404, f"conversation {conversation_id} not found")
-    if not can_access(agent, conv):
+    if not core.can_act(viewer(agent), _state(conv)):
         raise ConsoleError(403, f"conversation {conversation_id} is not yours")
     return conv
-
-
-async def conversation_detail(
-    session: AsyncSession, agent: Agent, conversation_id: int
-) -> dict[str, Any]:
-    """The conversation with its messages, touchpoints and the customer's other conversations."""
-    conv = await load_for(session, agent, conversation_id)
-    messages = await session.scalars(
-        select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
-    )
-    tps = await session.scalars(
-        select(Touchpoint).where(Touchpoint.conversation_id == conv.id).order_by(Touchpoint.id)
-    )
-    contact = await session.get(Contact, conv.contact_id)
-    earlier = await session.scalars(
-        select(Conversation)
-        .where(Conversation.customer_id == conv.customer_id, Conversation.id != conv.id)
-        .order_by(Conversation.id.desc())
-        .limit(50)
-    )
-    return {
-        **conversation_summary(conv),
-        "customer": {
-            "id": conv.customer_id,
-            "name": contact.display_name if contact else "",
-            "channel": conv.channel,
-            "external_id": contact.external_id if contact else None,
-        },
-        "messages": [message_dict(m) for m in messages],
-        "touchpoints": [touchpoint_dict(t) for t in tps],
-        "other_conversations": [conversation_summary(c) for c in earlier],
-    }
 
 
 async def _actor(session: AsyncSession, agent: Agent, *, lock: bool = False) -> AgentFacts:
@@ -390,15 +324,20 @@ async def set_availability(
 async def disable_agent(
     session: AsyncSession, agent: Agent, now: datetime, effects: Effects, policy: Policy
 ) -> int:
-    """Disable an agent: their token and sessions stop working, their live feeds close, and
-    their conversations go back to the queue (to another agent when one is free). Returns
-    how many conversations were requeued."""
-    locked = await session.scalar(
-        select(Agent).where(Agent.id == agent.id).with_for_update(key_share=True)
-    )
-    assert locked is not None
+    """Disable an agent: their token and console sessions stop working, their live feeds
+    close, and their conversations go back to the queue (to another agent when one is free).
+    Returns how many conversations were requeued. The last enabled admin is never disabled
+    (409): nobody could manage the agents after."""
+    locked = await lock_agent(session, agent.id)
+    if locked.disabled:
+        return 0
+    try:
+        await keep_an_admin(session, locked)
+    except AgentError as exc:
+        raise ConsoleError(exc.status, exc.message) from None
     locked.disabled = True
     locked.status = "offline"
+    await revoke_web_sessions(session, agent.id)
     await session.flush()
     effects.emit(Event("agent_disabled", None, agent_ids=(agent.id,),
                        data={"agent_id": agent.id}))
@@ -411,6 +350,30 @@ async def disable_agent(
         d = core.requeue(_state(conv), now, await _online_agents(session), "agent_disabled")
         await _commit(session, conv, d, policy, effects)
     return len(held)
+
+
+async def update_agent(
+    session: AsyncSession, agent_id: int, now: datetime, effects: Effects, policy: Policy, *,
+    role: str | None = None, capacity: int | None = None, disabled: bool | None = None,
+) -> Agent:
+    """An admin changes an agent's role, capacity, or disables or enables them (None:
+    unchanged). Disabling requeues their conversations (`disable_agent`); more capacity for
+    an online agent pulls waiting conversations at once."""
+    agent = await lock_agent(session, agent_id)
+    before = agent.capacity
+    try:
+        await change_agent(session, agent, role=role, capacity=capacity)
+    except AgentError as exc:
+        raise ConsoleError(exc.status, exc.message) from None
+    if disabled is True:
+        await disable_agent(session, agent, now, effects, policy)
+    elif disabled is False and agent.disabled:
+        enable_agent(agent)
+        await session.flush()
+    elif agent.capacity > before and agent.status == "online" and not agent.disabled:
+        await assign_waiting(session, now, effects, policy)
+    await session.refresh(agent)
+    return agent
 
 
 async def assign_waiting(
@@ -463,6 +426,8 @@ def conversation_summary(conv: Conversation | ConvState) -> dict[str, Any]:
         "queued_at": _iso(conv.queued_at),
         "assigned_at": _iso(conv.assigned_at),
         "resolved_at": _iso(conv.resolved_at),
+        "last_customer_message_at": _iso(conv.last_customer_message_at),
+        "last_bot_answer_at": _iso(conv.last_bot_answer_at),
         "resolved_by": conv.resolved_by,
         "resolution_code": conv.resolution_code,
         "customer_messages": conv.customer_messages,
@@ -517,6 +482,9 @@ def agent_dict(agent: Agent, load: int | None = None) -> dict[str, Any]:
         "capacity": agent.capacity,
         "status": agent.status,
         "disabled": agent.disabled,
+        # For the admin page: whether they can log in to the console, or an invite waits.
+        "password_set": agent.password_hash is not None,
+        "invite_expires_at": _iso(agent.invite_expires_at),
     }
     if load is not None:
         data["open_conversations"] = load

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.db import bulk
 from carebot.db.batch_sql import CONVERSATIONS
+from carebot.db.previews import with_glances
 from carebot.domain.events import Effects
 from carebot.domain.messages import OutboundMessage
 from carebot.routing.batch import write_replies_and_touches, write_surveys
@@ -31,8 +32,9 @@ def _insert_each(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
 async def write(
     session: AsyncSession, d: Decision, recipient: str, policy: Policy, effects: Effects
 ) -> list[int]:
-    """Write the decision in the session's transaction; its events and outbox wake-up go to
-    `effects` (published after commit). Returns the ids of the messages it stored."""
+    """Write the decision in the session's transaction; its events (with the customer's
+    name and last message) and outbox wake-up go to `effects` (published after commit).
+    Returns the ids of the messages it stored."""
     sent: list[OutboundMessage] = []
 
     def run(conn: Connection) -> list[int]:
@@ -50,6 +52,7 @@ async def write(
     ids = await conn.run_sync(run)
     if sent:
         effects.outbox_pending = True
-    for event in d.events:
+    # Consoles draw their lists from the events: the customer's name and the last message.
+    for event in await with_glances(session, d.events):
         effects.emit(event)
     return ids

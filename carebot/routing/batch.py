@@ -32,7 +32,7 @@ from carebot.db.batch_sql import (
     statements,
 )
 from carebot.domain.clock import Clock, ms_between
-from carebot.domain.events import Effects
+from carebot.domain.events import Effects, preview
 from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
 from carebot.domain.states import Status, SurveyStatus
 from carebot.matching.faq import Candidate
@@ -487,10 +487,24 @@ class Batch:
         effects = Effects()
         if not plan.msg.reply_inline and plan.replies:
             effects.outbox_pending = True
-        for event in d.events:
-            effects.emit(dataclasses.replace(event, conversation_id=plan.conv.state.id))
+        if d.events:
+            # What consoles show in their lists, known here without another query.
+            name = plan.conv.contact.row["display_name"] or ""
+            last = _last_message(plan)
+            for event in d.events:
+                effects.emit(dataclasses.replace(event, conversation_id=plan.conv.state.id,
+                                                 customer_name=name, preview=last))
         result = RouteResult(plan.conv.state.id or 0, d.conv.status, tuple(plan.replies))
         return result, effects
+
+
+def _last_message(plan: _Plan) -> dict[str, Any]:
+    """A preview of the conversation's last message after this step: the last reply sent
+    (notes are never last), else the customer's message."""
+    sent = [r for r in plan.decision.replies if not r.private]
+    if sent and plan.replies:
+        return preview(str(sent[-1].sender), plan.replies[-1].text, sent[-1].at)
+    return preview("customer", plan.msg.text, plan.received, plan.msg.payload)
 
 
 def write_surveys(

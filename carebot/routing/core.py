@@ -20,6 +20,7 @@ agent's status, and what an absent agent means for the customers waiting on them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,8 @@ from carebot.routing.policy import Policy, ResolutionCode
 HUMAN_COMMANDS = frozenset({"human", "agent", "operator"})
 # Payloads any bot message may carry; never stale.
 GENERIC_PAYLOADS = frozenset({replies.START, replies.HELP, replies.HANDOFF})
+# A queued conversation turns `warning` once it has waited this share of the queue SLA.
+SLA_WARNING_SHARE = 0.8
 
 
 # --- customer messages ---------------------------------------------------------------------
@@ -406,9 +409,54 @@ def _resolve(
 # --- agents --------------------------------------------------------------------------------
 
 
-def can_access(agent: AgentFacts, conv: ConvState) -> bool:
-    """Agents see their own conversations and the queue; managers and admins everything."""
+# What an agent does to a conversation that keeps it readable for them afterwards.
+INVOLVING = frozenset({Kind.AGENT_REPLY, Kind.NOTE, Kind.TRANSFER, Kind.HANDBACK, Kind.RESOLVED})
+
+
+def can_act(agent: AgentFacts, conv: ConvState) -> bool:
+    """Agents act on their own conversations and the queue; managers and admins on all."""
     return agent.supervisor or conv.assigned_agent_id == agent.id or conv.status == Status.QUEUED
+
+
+def can_access(
+    agent: AgentFacts, conv: ConvState, *, involved: bool, holds_customer: bool
+) -> bool:
+    """Who may read a conversation: whoever may act on it, an agent who was `involved` in
+    it (replied, wrote a note, transferred or handed it back, resolved it: see `INVOLVING`),
+    and an agent who `holds_customer`, an open conversation of the same customer assigned to
+    them (a returning customer's history). Reading never lets them act."""
+    return can_act(agent, conv) or involved or holds_customer
+
+
+def can_see_customer(
+    agent: AgentFacts, *, assigned_one: bool, involved_in_one: bool, one_queued: bool
+) -> bool:
+    """Who may read a customer (contacts, every conversation's outcome, survey answers):
+    managers and admins, and an agent to whom one of the customer's conversations is (or was,
+    when it was resolved) assigned, who was involved in one, or who may pick one up from the
+    queue. Exactly the agents who may read at least one of the customer's conversations, so
+    a conversation's customer panel shows nobody more than the conversation does."""
+    return agent.supervisor or assigned_one or involved_in_one or one_queued
+
+
+@dataclass(frozen=True)
+class QueueSla:
+    """Where a queued conversation stands against the queue SLA, and when that changes."""
+
+    state: str  # ok, warning (the last fifth of the SLA), breached
+    warning_at: datetime
+    breach_at: datetime
+
+
+def queue_sla(conv: ConvState, now: datetime, sla: timedelta) -> QueueSla | None:
+    """The SLA standing of a conversation waiting in the queue (None for any other)."""
+    if conv.status != Status.QUEUED or conv.queued_at is None:
+        return None
+    warning_at = conv.queued_at + sla * SLA_WARNING_SHARE
+    breach_at = conv.queued_at + sla
+    # Breached from the moment the timer records `sla_breached` (queued_at <= now - sla).
+    state = "breached" if now >= breach_at else "warning" if now >= warning_at else "ok"
+    return QueueSla(state, warning_at, breach_at)
 
 
 def claim(conv: ConvState, agent: AgentFacts, now: datetime) -> Decision:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.db import touchpoints
 from carebot.db.models import ChannelReceipt, Contact, Conversation
+from carebot.db.previews import with_glances
 from carebot.delivery.outbox import enqueue_notice
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects, Event
@@ -105,10 +106,12 @@ async def _record(
         customer_id=contact.customer_id if contact is not None else None,
     )
     if conv is not None and conv.status in {"queued", "assigned"}:
-        effects.emit(Event(
+        event = Event(
             "message", conv.id,
             agent_ids=(conv.assigned_agent_id,) if conv.assigned_agent_id else (),
             queue=conv.status == "queued",
             data={**note.details, "edited": note.kind == "message_edited",
                   "status": conv.status},
-        ))
+        )
+        for glanced in await with_glances(session, [event]):
+            effects.emit(glanced)

@@ -1,4 +1,5 @@
-"""Agent console API: thin JSON handlers over carebot.routing.actions."""
+"""Agent console API: thin JSON handlers over carebot.routing.actions (what agents do)
+and carebot.routing.views (what they read)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.agents.accounts import ROLES, STATUSES, AgentError, create_agent, list_agents
+from carebot.agents.accounts import STATUSES
 from carebot.db.availability import lost_a_race
-from carebot.db.models import Agent
 from carebot.domain.events import Effects
 from carebot.routing import actions as console
+from carebot.routing import views
 from carebot.routing.agent_facts import agent_load
-from carebot.web.auth import ALL_ROLES, SUPERVISORS, current_agent, roles
+from carebot.web.auth import ALL_ROLES, current_agent, roles
 from carebot.web.errors import ApiError, read_json_object, text_field
-from carebot.web.keys import CLOCK, POLICY, SESSIONS, SETTINGS, WRITES
+from carebot.web.keys import CLOCK, FAQ_INDEX, POLICY, SESSIONS, SETTINGS, WRITES
 from carebot.web.params import int_query, text_query
 from carebot.web.publish import publish_effects
 
@@ -27,12 +28,14 @@ MAX_PAGE = 200
 _ID = re.compile(r"[0-9]{1,18}")
 # Ids are 63-bit on PostgreSQL; anything larger is no id.
 MAX_ID = 2**62
-LIST_PARAMETERS = frozenset({"status", "assignee", "channel", "limit", "offset"})
+LIST_PARAMETERS = frozenset({"status", "assignee", "channel", "sort", "limit", "offset"})
+# Agent assist offers this many FAQ answers.
+ASSIST_ANSWERS = 3
 # An action chosen as a deadlock victim is run again this many times.
 DEADLOCK_RETRIES = 3
 
 
-async def _run(
+async def run_action(
     request: web.Request, action: Callable[[AsyncSession, Effects], Awaitable[T]]
 ) -> T:
     """Run a console action in one transaction (again if it lost a deadlock), then publish
@@ -71,44 +74,89 @@ async def me(request: web.Request) -> web.Response:
 
 @roles(*ALL_ROLES)
 async def list_conversations(request: web.Request) -> web.Response:
-    """GET /api/v1/conversations: filtered, paginated; unknown parameters are refused (400),
-    as the statistics endpoints do, rather than silently ignored."""
+    """GET /api/v1/conversations: filtered, sorted, paginated; unknown parameters are refused
+    (400), as the statistics endpoints do, rather than silently ignored."""
     unknown = sorted(set(request.query) - LIST_PARAMETERS)
     if unknown:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)}; allowed: "
                             f"{', '.join(sorted(LIST_PARAMETERS))}")
     status = request.query.get("status") or None
-    if status is not None and status not in console.STATUSES:
-        raise ApiError(400, f"'status' must be one of {', '.join(console.STATUSES)}")
+    if status is not None and status not in views.STATUSES:
+        raise ApiError(400, f"'status' must be one of {', '.join(views.STATUSES)}")
+    sort = request.query.get("sort") or None
+    if sort is not None and sort not in views.SORTS:
+        raise ApiError(400, f"'sort' must be one of {', '.join(views.SORTS)}")
     channel = text_query(request, "channel", 32)
     assignee = int_query(request, "assignee", None, 1, 2**62)
     limit = int_query(request, "limit", 50, 1, MAX_PAGE)
     offset = int_query(request, "offset", 0, 0, 2**31)
     assert limit is not None and offset is not None
     async with request.app[SESSIONS]() as session:
-        page = await console.list_conversations(
-            session, current_agent(request), status=status, assignee=assignee,
-            channel=channel, limit=limit, offset=offset,
+        page = await views.list_conversations(
+            session, current_agent(request), request.app[CLOCK](), request.app[POLICY],
+            status=status, assignee=assignee, channel=channel, sort=sort, limit=limit,
+            offset=offset,
         )
     return web.json_response({
-        "items": [console.conversation_summary(c) for c in page.items],
+        "items": page.items,
         "total": page.total,
         "limit": limit,
         "offset": offset,
     })
 
 
-@roles(*ALL_ROLES)
-async def get_conversation(request: web.Request) -> web.Response:
-    """GET /api/v1/conversations/{id}: messages, touchpoints, the customer's other conversations."""
+async def _read(request: web.Request, read: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         async with request.app[SESSIONS]() as session:
-            detail = await console.conversation_detail(
-                session, current_agent(request), _conversation_id(request)
-            )
+            return await read(session)
     except console.ConsoleError as exc:
         raise ApiError(exc.status, exc.message) from None
+
+
+@roles(*ALL_ROLES)
+async def get_conversation(request: web.Request) -> web.Response:
+    """GET /api/v1/conversations/{id}: messages, touchpoints, the customer panel, the
+    customer's other conversations."""
+    cid, agent = _conversation_id(request), current_agent(request)
+    now, policy = request.app[CLOCK](), request.app[POLICY]
+    detail = await _read(
+        request, lambda s: views.conversation_detail(s, agent, cid, now, policy))
     return web.json_response(detail)
+
+
+@roles(*ALL_ROLES)
+async def get_customer(request: web.Request) -> web.Response:
+    """GET /api/v1/customers/{id}: the customer panel."""
+    raw = request.match_info["customer_id"]
+    if not _ID.fullmatch(raw):
+        raise ApiError(404, f"customer {raw!r} not found")
+    agent = current_agent(request)
+    panel = await _read(request, lambda s: views.customer_detail(s, agent, int(raw)))
+    return web.json_response(panel)
+
+
+@roles(*ALL_ROLES)
+async def assist(request: web.Request) -> web.Response:
+    """GET /api/v1/conversations/{id}/assist: the FAQ answers that best match the customer's
+    last typed message, for the agent to insert and edit."""
+    cid, agent = _conversation_id(request), current_agent(request)
+    question = await _read(request, lambda s: views.last_customer_question(s, agent, cid))
+    index = request.app[FAQ_INDEX]
+    items = []
+    if question is not None:
+        docs = index.docs_by_id
+        for c in await index.match(question.text, ASSIST_ANSWERS):
+            doc = docs.get(c.faq_id)
+            if doc is not None:
+                items.append({"faq_id": doc.id, "question": doc.question,
+                              "answer": doc.answer, "score": round(c.score, 4)})
+    return web.json_response({
+        "conversation_id": cid,
+        "message": None if question is None else {
+            "id": question.id, "text": question.text,
+            "created_at": question.created_at.isoformat()},
+        "items": items,
+    })
 
 
 @roles(*ALL_ROLES)
@@ -118,7 +166,7 @@ async def reply(request: web.Request) -> web.Response:
     text = text_field(body, "text", request.app[SETTINGS].max_text_chars)
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    message = await _run(
+    message = await run_action(
         request, lambda s, e: console.reply(s, agent, cid, text, now, e, policy)
     )
     return web.json_response(console.message_dict(message), status=201)
@@ -131,7 +179,8 @@ async def add_note(request: web.Request) -> web.Response:
     text = text_field(body, "text", request.app[SETTINGS].max_text_chars)
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    message = await _run(request, lambda s, e: console.note(s, agent, cid, text, now, e, policy))
+    message = await run_action(
+        request, lambda s, e: console.note(s, agent, cid, text, now, e, policy))
     return web.json_response(console.message_dict(message), status=201)
 
 
@@ -140,7 +189,7 @@ async def claim(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/claim: take a queued conversation."""
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    conv = await _run(request, lambda s, e: console.claim(s, agent, cid, now, e, policy))
+    conv = await run_action(request, lambda s, e: console.claim(s, agent, cid, now, e, policy))
     return web.json_response(console.conversation_summary(conv))
 
 
@@ -159,7 +208,7 @@ async def transfer(request: web.Request) -> web.Response:
         note = text_field(body, "note", request.app[SETTINGS].max_text_chars).strip() or None
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    conv = await _run(
+    conv = await run_action(
         request, lambda s, e: console.transfer(s, agent, cid, to, now, e, policy, note)
     )
     return web.json_response(console.conversation_summary(conv))
@@ -170,7 +219,7 @@ async def hand_back(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/handback: back to the bot."""
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    conv = await _run(request, lambda s, e: console.hand_back(s, agent, cid, now, e, policy))
+    conv = await run_action(request, lambda s, e: console.hand_back(s, agent, cid, now, e, policy))
     return web.json_response(console.conversation_summary(conv))
 
 
@@ -181,7 +230,7 @@ async def resolve(request: web.Request) -> web.Response:
     code = text_field(body, "code", console.MAX_RESOLUTION_CODE).strip()
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    conv = await _run(
+    conv = await run_action(
         request,
         lambda s, e: console.resolve_by_agent(
             s, agent, cid, code, now, e, policy
@@ -199,42 +248,10 @@ async def set_availability(request: web.Request) -> web.Response:
         raise ApiError(400, f"'status' must be one of {', '.join(STATUSES)}")
     agent, now = current_agent(request), request.app[CLOCK]()
     policy = request.app[POLICY]
-    updated = await _run(
+    updated = await run_action(
         request, lambda s, e: console.set_availability(s, agent, str(status), now, e, policy)
     )
     return web.json_response(console.agent_dict(updated))
-
-
-@roles(*SUPERVISORS)
-async def get_agents(request: web.Request) -> web.Response:
-    """GET /api/v1/agents: every agent with their current load (managers, admins)."""
-    async with request.app[SESSIONS]() as session:
-        agents = await list_agents(session)
-        items = [console.agent_dict(a, await agent_load(session, a.id)) for a in agents]
-    return web.json_response({"items": items})
-
-
-@roles("admin")
-async def post_agent(request: web.Request) -> web.Response:
-    """POST /api/v1/agents {"name", "role", "capacity"}: create an agent (admins); token once."""
-    body = await read_json_object(request)
-    name = text_field(body, "name", 100)
-    role = body.get("role", "agent")
-    capacity = body.get("capacity", 3)
-    if role not in ROLES:
-        raise ApiError(400, f"'role' must be one of {', '.join(ROLES)}")
-    if not isinstance(capacity, int) or isinstance(capacity, bool):
-        raise ApiError(400, "'capacity' must be an integer")
-    now = request.app[CLOCK]()
-
-    async def create(session: AsyncSession, _effects: Effects) -> tuple[Agent, str]:
-        try:
-            return await create_agent(session, name, str(role), capacity, now)
-        except AgentError as exc:
-            raise console.ConsoleError(409 if "exists" in str(exc) else 400, str(exc)) from None
-
-    agent, token = await _run(request, create)
-    return web.json_response({**console.agent_dict(agent), "token": token}, status=201)
 
 
 def add_routes(app: web.Application) -> None:
@@ -250,5 +267,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/conversations/{conversation_id}/transfer", transfer)
     r.add_post("/api/v1/conversations/{conversation_id}/handback", hand_back)
     r.add_post("/api/v1/conversations/{conversation_id}/resolve", resolve)
-    r.add_get("/api/v1/agents", get_agents)
-    r.add_post("/api/v1/agents", post_agent)
+    r.add_get("/api/v1/conversations/{conversation_id}/assist", assist)
+    r.add_get("/api/v1/customers/{customer_id}", get_customer)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "carebot_events"
 # NOTIFY payloads are limited to 8000 bytes; long texts are cut, consoles fetch the rest.
 MAX_TEXT = 500
+MAX_PAYLOAD = 7900
+SHORT_TEXT = 100
 
 
 class PgNotifyHub(EventHub):
@@ -50,7 +52,7 @@ class PgNotifyHub(EventHub):
 
     async def publish(self, events: Iterable[Event]) -> None:
         """NOTIFY every process (this one included) of the events."""
-        payloads = [json.dumps(_trim(e.to_dict())) for e in events]
+        payloads = [_payload(e) for e in events]
         if not payloads:
             return
         # One statement for the lot: a batch's events were one round trip each.
@@ -93,9 +95,27 @@ def asyncpg_dsn(database_url: str) -> str:
     return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def _trim(data: dict[str, Any]) -> dict[str, Any]:
+def _trim(data: dict[str, Any], limit: int = MAX_TEXT) -> dict[str, Any]:
     inner = dict(data.get("data") or {})
-    if isinstance(inner.get("text"), str) and len(inner["text"]) > MAX_TEXT:
-        inner["text"] = inner["text"][:MAX_TEXT] + "…"
+    if isinstance(inner.get("text"), str) and len(inner["text"]) > limit:
+        inner["text"] = inner["text"][:limit] + "…"
         inner["truncated"] = True
     return {**data, "data": inner}
+
+
+def _payload(event: Event) -> str:
+    """The event as a NOTIFY payload under 8000 bytes: escaped non-ASCII text takes up to
+    12 bytes a character, so the texts, the name and the preview are cut further when
+    needed."""
+    payload = json.dumps(_trim(event.to_dict()))
+    if len(payload) <= MAX_PAYLOAD:
+        return payload
+    data = _trim(event.to_dict(), SHORT_TEXT)
+    data["data"] = {k: v[:SHORT_TEXT] if isinstance(v, str) else v
+                    for k, v in data["data"].items()}
+    if isinstance(data.get("customer_name"), str):
+        data["customer_name"] = data["customer_name"][:SHORT_TEXT]
+    if isinstance(data.get("preview"), dict):
+        data["preview"] = {**data["preview"],
+                           "text": str(data["preview"].get("text", ""))[:SHORT_TEXT]}
+    return json.dumps(data)

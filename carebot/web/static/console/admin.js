@@ -22,9 +22,9 @@ function secretBox(title, value) {
 }
 
 function inviteUrl(data) {
-  if (data.invite_url) return data.invite_url;
-  if (data.invite) return `${location.origin}/console/invite#token=${data.invite}`;
-  return "";
+  // The server answers with the link (absolute when CAREBOT_PUBLIC_URL is set).
+  const url = data.invite?.url || "";
+  return url.startsWith("/") ? `${location.origin}${url}` : url;
 }
 
 async function agentsPage(main, ctx) {

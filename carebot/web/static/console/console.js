@@ -102,7 +102,7 @@ function onEvent(event) {
       } else {
         refreshOpen(0);
       }
-      if (event.kind === "survey_answered") loadCustomer(state.detail?.customer_id);
+      if (event.kind === "survey_answered") setTimeout(() => loadCustomer(state.detail?.customer_id), 300);
     } else if (["message", "agent_reply", "assigned", "survey_answered"].includes(event.kind)
                && (event.agent_ids || []).includes(state.me.id)) {
       state.unread.add(cid);
@@ -247,10 +247,10 @@ function renderLists() {
 function listItem(conv) {
   const waiting = conv.waiting_seconds ?? (conv.queued_at && conv.status === "queued"
     ? (Date.now() - Date.parse(conv.queued_at)) / 1000 : null);
-  const preview = conv.preview || conv.last_message || {};
-  const previewText = typeof preview === "string" ? preview : (preview.text || "");
+  const preview = conv.preview || {};
+  const previewText = preview.text ? `${preview.sender === "customer" ? "" : `${preview.sender}: `}${preview.text}` : "";
   return h("li", {
-    class: ["item", conv.id === state.openId ? "open" : "", state.unread.has(conv.id) ? "unread" : "", conv.sla ? `sla-${conv.sla}` : ""].join(" "),
+    class: ["item", conv.id === state.openId ? "open" : "", state.unread.has(conv.id) ? "unread" : "", conv.sla ? `sla-${conv.sla.state}` : ""].join(" "),
     dataset: { id: conv.id },
   },
     h("a", { href: `#/c/${conv.id}` },
@@ -306,6 +306,7 @@ function renderConversation() {
     h("div", { class: "actions" }, actionButtons(d, mineNow)),
   );
   const transcript = h("ol", { class: "transcript", id: "transcript" }, d.messages.map(messageItem));
+  pinToBottom(transcript);
   const timeline = h("details", { class: "timeline", id: "timeline" },
     h("summary", {}, `Journey: ${d.touchpoints.length} touchpoints, effort ${d.effort_score}`),
     h("ol", {}, d.touchpoints.map((t) => h("li", { class: `tp tp-${t.actor}` },
@@ -334,6 +335,16 @@ function renderConversation() {
       header, transcript, timeline, h("div", { class: "composer-slot" }, composer(d, mineNow))));
   }
   transcript.scrollTop = transcript.scrollHeight;
+}
+
+// The transcript stays scrolled to the newest message while the agent has not scrolled up,
+// also when the composer or the suggestions below it change size.
+function pinToBottom(transcript) {
+  let pinned = true;
+  transcript.addEventListener("scroll", () => {
+    pinned = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 24;
+  });
+  new ResizeObserver(() => { if (pinned) transcript.scrollTop = transcript.scrollHeight; }).observe(transcript);
 }
 
 function messageItem(m) {
@@ -491,36 +502,36 @@ function renderAssist() {
 async function loadCustomer(customerId) {
   const panel = document.getElementById("customer");
   if (!panel || customerId === undefined || customerId === null) return;
-  let customer = null;
+  let customer;
   try {
     customer = await api.get(`/api/v1/customers/${customerId}`);
   } catch (err) {
-    // Older servers: fall back to what the conversation itself carries.
-    customer = null;
+    replace(panel, h("p", { class: "hint" }, err.message));
+    return;
   }
   const d = state.detail;
   if (!d) return;
-  const name = customer?.name ?? d.customer?.name ?? "";
-  const contacts = customer?.contacts ?? (d.customer ? [{ channel: d.customer.channel, external_id: d.customer.external_id }] : []);
-  const conversations = customer?.conversations ?? d.other_conversations ?? [];
-  const surveys = customer?.surveys ?? [];
   replace(panel,
-    h("h2", {}, name || `Customer #${customerId}`),
+    h("h2", {}, customer.name || `Customer #${customerId}`),
     h("dl", {},
       h("dt", {}, "Channels"),
-      h("dd", {}, h("ul", { class: "contacts" }, contacts.map((c) => h("li", {}, `${c.channel}: `, h("code", {}, c.external_id ?? ""))))),
-      customer?.first_seen ? [h("dt", {}, "First seen"), h("dd", {}, clock(customer.first_seen))] : null,
-      customer?.total_effort !== undefined ? [h("dt", {}, "Total effort"), h("dd", {}, String(customer.total_effort))] : null,
+      h("dd", {}, h("ul", { class: "contacts" }, customer.contacts.map((c) => h("li", {},
+        `${c.channel}: `, h("code", {}, c.external_id), c.display_name ? ` (${c.display_name})` : null)))),
+      h("dt", {}, "First seen"), h("dd", {}, clock(customer.first_seen_at)),
+      h("dt", {}, "Conversations"), h("dd", {}, String(customer.conversations_total)),
+      h("dt", {}, "Total effort"), h("dd", {}, String(customer.total_effort)),
     ),
-    h("h3", {}, "Conversations"),
-    h("ul", { class: "history", id: "history" }, conversations.filter((c) => c.id !== d.id).map((c) => h("li", {},
+    h("h3", {}, "Earlier conversations"),
+    h("ul", { class: "history", id: "history" }, customer.conversations.filter((c) => c.id !== d.id).map((c) => h("li", {},
       h("a", { href: `#/c/${c.id}` }, `#${c.id}`), " ",
       h("span", { class: `status status-${c.status}` }, c.status), " ",
       c.resolution_code ? h("span", { class: "code" }, c.resolution_code) : null, " ",
       h("time", { datetime: c.opened_at }, clock(c.opened_at)),
     ))),
-    surveys.length ? [h("h3", {}, "Survey answers"), h("ul", { class: "surveys" }, surveys.map((s) => h("li", {},
-      `${(s.kind || "").toUpperCase()} ${s.score ?? "–"}/${s.scale ?? ""}`, s.comment ? h("q", {}, s.comment) : null)))] : null,
+    customer.surveys.length ? [h("h3", {}, "Survey answers"), h("ul", { class: "surveys", id: "surveys" }, customer.surveys.map((s) => h("li", {},
+      h("strong", {}, `${s.kind.toUpperCase()} ${s.score ?? "–"}/${s.scale}`), " ",
+      h("a", { href: `#/c/${s.conversation_id}` }, `#${s.conversation_id}`),
+      s.comment ? h("q", {}, s.comment) : null)))] : null,
   );
 }
 
