@@ -58,6 +58,7 @@ class InboundBatcher:
         publish: Callable[[list[Event]], Awaitable[None]] | None = None,
         max_batch: int = MAX_BATCH,
         sqlite_synchronous: str = "full",
+        answer_within: float | None = None,
     ) -> None:
         self.ctx = ctx
         self.index = index
@@ -69,6 +70,11 @@ class InboundBatcher:
         self.publish = publish
         self._publishing: set[asyncio.Task[None]] = set()
         self.max_batch = max_batch
+        # The longest a caller waits for its message's batch (PostgreSQL: the database
+        # timeout). A batch caught by a hung server can take several timeouts in a row
+        # (the statement, the rollback, a retry on a fresh connection); its callers get
+        # TimeoutError (503: send again) at this deadline, and the batch ends by itself.
+        self.answer_within = answer_within
         self._sqlite_synchronous = sqlite_synchronous
         self._writer: SqliteWriterThread[_Waiting, _Result] | None = None  # SQLite
         self._conn: AsyncConnection | None = None  # the writer's connection (PostgreSQL)
@@ -122,7 +128,16 @@ class InboundBatcher:
         else:
             self._queue.append(waiting)
             self._wake.set()
-        return await waiting.future
+        if self.answer_within is None:
+            return await waiting.future
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting.future), self.answer_within)
+        except TimeoutError:
+            # Should the batch still commit, the caller's retry is a redelivery: answered
+            # with the first result, stored once.
+            waiting.future.add_done_callback(_retrieve)
+            raise TimeoutError(
+                f"no answer from the database within {self.answer_within:g} s") from None
 
     async def _match(self, batch: Sequence[_Waiting]) -> None:
         """Match the batch's typed questions (the index caches repeated ones; the rest are
@@ -304,6 +319,12 @@ class InboundBatcher:
             with contextlib.suppress(Exception):
                 await conn.invalidate()
             raise
+
+
+def _retrieve(future: asyncio.Future[Outcome]) -> None:
+    """Mark the outcome of a message nobody waits for any more as seen."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _failed(result: _Result | BaseException) -> bool:
