@@ -7,10 +7,11 @@ the `postgres` user). It never touches the machine's own server: it runs `initdb
 directory and starts `postgres` there on a free loopback port. Then it runs `carebot serve`
 (with `CAREBOT_DB_TIMEOUT_SECONDS=2`) against it, keeps customers writing and polls /healthz,
 and in turn: runs normally, freezes the server (SIGSTOP), thaws it, stops it (fast shutdown),
-starts it again. It prints per phase the answers the customers got and /healthz's slowest
-answer, the time the service took to serve again after the restart, the service's outage log
-lines, and checks that every message answered 200 is stored exactly once and every message
-answered 503, sent again afterwards, is stored once too.
+starts it again. It prints per phase the answers the customers got, the slowest of them (a
+message is in flight when the server freezes: it is answered within the database timeout)
+and /healthz's slowest answer, the time the service took to serve again after the restart,
+the service's outage log lines, and checks that every message answered 200 is stored exactly
+once and every message answered 503, sent again afterwards, is stored once too.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class Traffic:
         self.phase = "normal"
         self.answers: dict[str, Counter[int]] = {}
         self.health_worst: dict[str, float] = {}
+        self.answer_worst: dict[str, float] = {}
         self.accepted: set[str] = set()
         self.refused: list[dict[str, str]] = []
         self.n = 0
@@ -127,12 +129,15 @@ class Traffic:
         while not stop.is_set():
             self.n += 1
             body = {"user_id": user, "message_id": f"{user}-{self.n}", "text": "where is my order"}
+            start, phase = time.monotonic(), self.phase
             try:
                 async with http.post(self.base + MESSAGES, json=body,
                                      timeout=aiohttp.ClientTimeout(total=30)) as resp:
                     status = resp.status
             except (aiohttp.ClientError, TimeoutError):
                 status = 0
+            self.answer_worst[phase] = max(self.answer_worst.get(phase, 0),
+                                           time.monotonic() - start)
             self.answers.setdefault(self.phase, Counter())[status] += 1
             if status == 200:
                 self.accepted.add(body["message_id"])
@@ -197,6 +202,7 @@ async def run(pg: ThrowawayPostgres, url: str, base: str, seconds: float) -> Non
                     traffic.accepted.add(body["message_id"])
     for phase in ("normal", "hung", "thawed", "stopped", "restarted"):
         print(f"{phase:<10} answers {dict(sorted(traffic.answers.get(phase, {}).items()))}   "
+              f"slowest answer {traffic.answer_worst.get(phase, 0):.2f} s, "
               f"slowest /healthz {traffic.health_worst.get(phase, 0):.2f} s")
     print(f"serving again {back:.1f} s after PostgreSQL restarted")
     engine = make_engine(url)

@@ -11,13 +11,16 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.matching.embedding_model import EmbeddingModelError
 from carebot.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from carebot.web.serving import ConnectionLimit
 
 log = logging.getLogger("carebot")
 
@@ -215,10 +218,9 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from carebot.db.migrate import upgrade
     from carebot.web.app import create_app
+    from carebot.web.serving import run
 
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
@@ -234,8 +236,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     raise_file_limit()
     log.info("carebot listening on http://%s:%d (%d process(es))", host, port, args.workers)
     if args.workers == 1:
-        web.run_app(create_app(settings), host=host, port=port, print=None,
-                    loop=_new_event_loop())
+        run(create_app(settings), host, port, connection_limit(settings),
+            loop=_new_event_loop())
         return 0
     return _serve_workers(settings, host, port, args.workers)
 
@@ -244,8 +246,8 @@ def raise_file_limit() -> int:
     """Raise this process's open-file limit to its hard limit; return the new soft limit.
 
     Every connection is a file descriptor; at the common soft limit of 1,024 a few thousand
-    idle clients would make every other client's connection fail. Connection caps per client
-    belong in the reverse proxy in front (docs/operations.md has a sample configuration).
+    idle clients would make every other client's connection fail. The connection caps
+    (`connection_limit`) stay below it.
     """
     import resource
 
@@ -261,6 +263,23 @@ def raise_file_limit() -> int:
     return soft
 
 
+def connection_limit(settings: Settings) -> ConnectionLimit:
+    """This process's caps on open connections: the configured ones, the total kept below
+    the open-file limit."""
+    import resource
+
+    from carebot.web.serving import ConnectionLimit, effective_total
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    file_limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    total = effective_total(settings.max_connections, file_limit)
+    if total < settings.max_connections:
+        log.warning("CAREBOT_MAX_CONNECTIONS=%d is more than the open-file limit (%d) "
+                    "allows; holding at most %d connections", settings.max_connections,
+                    file_limit, total)
+    return ConnectionLimit(total, settings.max_connections_per_ip)
+
+
 def _new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (markedly less overhead per request), else asyncio's loop."""
     try:
@@ -272,16 +291,15 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _serve_worker(settings: Settings, host: str, port: int) -> None:
-    from aiohttp import web
-
     from carebot.web.app import create_app
+    from carebot.web.serving import run
 
     # A spawned worker starts with a fresh interpreter: set its logging up like main() does.
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # SO_REUSEPORT: the kernel spreads incoming connections over the worker processes.
-    web.run_app(create_app(settings), host=host, port=port, print=None, reuse_port=True,
-                loop=_new_event_loop())
+    run(create_app(settings), host, port, connection_limit(settings), reuse_port=True,
+        loop=_new_event_loop())
 
 
 def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> int:

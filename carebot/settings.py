@@ -112,6 +112,11 @@ class Settings:
     db_timeout_seconds: float = 10.0
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
+    # Open connections one `serve` process holds at once (kept below its open-file limit),
+    # and from one client address (0: no cap per address; behind a reverse proxy every
+    # connection comes from the proxy). Connections over either get a 503 and are closed.
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
 
     # Telegram: the channel is off without a token. Polling suits development and small
     # installs; webhook mode takes updates at POST /telegram/webhook (`carebot telegram
@@ -180,6 +185,12 @@ class Settings:
                 f"{self.sqlite_synchronous!r}"
             )
         self._check_presence()
+        if self.max_connections < 1 or self.max_connections_per_ip < 0:
+            raise SettingsError(
+                "CAREBOT_MAX_CONNECTIONS must be 1 or more and CAREBOT_MAX_CONNECTIONS_PER_IP "
+                f"0 (no cap per address) or more, got {self.max_connections} and "
+                f"{self.max_connections_per_ip}"
+            )
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()

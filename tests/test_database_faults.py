@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from aiohttp import ClientConnectionResetError
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -108,3 +109,38 @@ async def test_stopped_and_hung_database(
         "database reachable again")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR
                 and r.name != "carebot.database"]
+
+
+async def test_a_caller_that_went_away_is_no_database_outage(
+    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A console closing its live feed while an event was being written to it raised
+    # ClientConnectionResetError (an OSError) out of the handler; taken for an unreachable
+    # database, it put the whole process on 503 until the next probe.
+    app = create_app(replace(settings, run_timers=False), clock)
+
+    async def hung_up(_request: Any) -> Any:
+        raise ClientConnectionResetError("Cannot write to closing transport")
+
+    app.router.add_get("/hung-up", hung_up)
+    client: Client = await aiohttp_client(app)
+    await client.get("/hung-up")
+    status, _, _ = await send(client, "after-a-hang-up")
+    assert status == 200
+    assert not [r for r in caplog.records if r.name == "carebot.database"]
+
+
+async def test_a_request_in_flight_when_the_database_hangs_is_answered_in_time(
+    client: Client, proxy: FaultyProxy,
+) -> None:
+    assert (await send(client, "before"))[0] == 200
+    proxy.hang()
+    # Nothing has noticed the hang yet: this message is written, and its statement hangs.
+    in_flight = [asyncio.create_task(send(client, f"in-flight-{i}")) for i in range(5)]
+    answers = await asyncio.gather(*in_flight)
+    assert all(status == 503 for status, _, _ in answers)
+    # CAREBOT_DB_TIMEOUT_SECONDS=1: they waited 4-5 s (statement, rollback, a retry on a
+    # fresh connection, each up to the timeout) before the inbound writer's deadline.
+    assert max(took for _, _, took in answers) < 1.0 + 0.5
+    proxy.resume()

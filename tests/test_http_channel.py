@@ -246,3 +246,29 @@ async def test_a_waiting_customer_hears_their_position_and_who_joins(
             select(OutboxMessage.text).order_by(OutboxMessage.id)))
     assert sent[-1] == "Alex has joined the conversation."
     assert agent_id
+
+
+async def misses(client: Client) -> int:
+    return int((await (await client.get("/healthz")).json())["match_cache"]["misses"])
+
+
+async def test_messages_to_a_person_are_not_matched_and_the_bot_answers_again_after(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # While a person has the conversation the bot stays quiet: matching each new text the
+    # customer types cost CPU for nothing (it was most of an agent load's cost on PostgreSQL).
+    ben = Customer(client, "u-ben", "Ben")
+    conv_id = (await ben.say("/human"))["conversation_id"]
+    before = await misses(client)
+    for n in range(3):
+        data = await ben.say(f"hello? are you there, it has been {n} minutes")
+        assert (data["status"], data["replies"]) == ("queued", [])
+    assert await misses(client) == before
+    # An agent resolves it elsewhere; the next question is matched when it is decided.
+    _, token = await make_agent(sessions, "Boss", "manager", status="online")
+    resp = await client.post(f"/api/v1/conversations/{conv_id}/resolve",
+                             json={"code": "duplicate"}, headers=bearer(token))
+    assert resp.status == 200
+    data = await ben.say("how do I return an item")
+    assert data["status"] == "bot"
+    assert "Did this help?" in data["replies"][-1]["text"]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from carebot.db.engine import WRITE_OPTION
 from carebot.db.writer_thread import SqliteWriterThread
 from carebot.domain.events import Event
 from carebot.domain.messages import InboundMessage
+from carebot.domain.states import Status
 from carebot.matching.faq_index import FaqIndex
 from carebot.routing import core
 from carebot.routing.batch import Batch, BatchContext, Busy, Outcome, Pending
@@ -39,6 +41,9 @@ DEADLOCK_RETRIES = 3
 # How soon a message put off because an agent action held its conversation is tried again.
 BUSY_RETRY_SECONDS = 0.01
 _Result = list[Outcome | BaseException]
+# Customers remembered as talking to a person (per process, the most recent ones).
+WITH_PERSON_MAX = 100_000
+_WITH_PERSON = frozenset({Status.QUEUED, Status.ASSIGNED})
 
 
 @dataclass(eq=False)
@@ -58,6 +63,7 @@ class InboundBatcher:
         publish: Callable[[list[Event]], Awaitable[None]] | None = None,
         max_batch: int = MAX_BATCH,
         sqlite_synchronous: str = "full",
+        answer_within: float | None = None,
     ) -> None:
         self.ctx = ctx
         self.index = index
@@ -69,6 +75,11 @@ class InboundBatcher:
         self.publish = publish
         self._publishing: set[asyncio.Task[None]] = set()
         self.max_batch = max_batch
+        # The longest a caller waits for its message's batch (PostgreSQL: the database
+        # timeout). A batch caught by a hung server can take several timeouts in a row
+        # (the statement, the rollback, a retry on a fresh connection); its callers get
+        # TimeoutError (503: send again) at this deadline, and the batch ends by itself.
+        self.answer_within = answer_within
         self._sqlite_synchronous = sqlite_synchronous
         self._writer: SqliteWriterThread[_Waiting, _Result] | None = None  # SQLite
         self._conn: AsyncConnection | None = None  # the writer's connection (PostgreSQL)
@@ -78,6 +89,12 @@ class InboundBatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Customers whose conversation was with a person (queued or assigned) after their
+        # last message here. While it is, the bot stays quiet, so their messages are not
+        # matched up front: new text every time, each would cost a match (~1-4 ms of CPU)
+        # that is thrown away. Should the conversation have moved on meanwhile (resolved,
+        # handed back, by another process too), the batch matches that message on demand.
+        self._with_person: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def start(self) -> None:
         """Start the writer."""
@@ -122,12 +139,22 @@ class InboundBatcher:
         else:
             self._queue.append(waiting)
             self._wake.set()
-        return await waiting.future
+        if self.answer_within is None:
+            return await waiting.future
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting.future), self.answer_within)
+        except TimeoutError:
+            # Should the batch still commit, the caller's retry is a redelivery: answered
+            # with the first result, stored once.
+            waiting.future.add_done_callback(_retrieve)
+            raise TimeoutError(
+                f"no answer from the database within {self.answer_within:g} s") from None
 
     async def _match(self, batch: Sequence[_Waiting]) -> None:
         """Match the batch's typed questions (the index caches repeated ones; the rest are
         matched in one worker-thread hop)."""
-        todo = [w for w in batch if core.needs_match(w.pending.msg.text, w.pending.msg.payload)]
+        todo = [w for w in batch if core.needs_match(w.pending.msg.text, w.pending.msg.payload)
+                and (w.pending.msg.channel, w.pending.msg.user_id) not in self._with_person]
         if not todo:
             return
         try:  # without candidates the batch matches each such message in its own thread
@@ -259,6 +286,9 @@ class InboundBatcher:
                 task = asyncio.create_task(self._publish(events))
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
+        for w, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, tuple):
+                self._note_status(w.pending.msg, outcome[0].status)
         busy = [w for w, o in zip(batch, outcomes, strict=True) if isinstance(o, Busy)]
         if busy:
             # Their conversations are held by agent actions (short transactions): they go
@@ -272,6 +302,16 @@ class InboundBatcher:
                 w.future.set_exception(outcome)
             else:
                 w.future.set_result(outcome)
+
+    def _note_status(self, msg: InboundMessage, status: str) -> None:
+        key = (msg.channel, msg.user_id)
+        if status in _WITH_PERSON:
+            self._with_person[key] = None
+            self._with_person.move_to_end(key)
+            if len(self._with_person) > WITH_PERSON_MAX:
+                self._with_person.popitem(last=False)
+        else:
+            self._with_person.pop(key, None)
 
     async def _publish(self, events: list[Event]) -> None:
         assert self.publish is not None
@@ -304,6 +344,12 @@ class InboundBatcher:
             with contextlib.suppress(Exception):
                 await conn.invalidate()
             raise
+
+
+def _retrieve(future: asyncio.Future[Outcome]) -> None:
+    """Mark the outcome of a message nobody waits for any more as seen."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _failed(result: _Result | BaseException) -> bool:

@@ -26,7 +26,7 @@ from carebot.web.keys import (
     SETTINGS,
 )
 from carebot.web.login_limits import LoginLimiter
-from carebot.web.logs import redact_secrets, settings_secrets
+from carebot.web.logs import quiet_malformed_requests, redact_secrets, settings_secrets
 from carebot.web.openapi import openapi_json
 from carebot.web.presence import presence_ctx
 from carebot.web.resources import (
@@ -55,6 +55,7 @@ def create_app(
     that reuses matchers already built for the same entries, since a build takes seconds.
     """
     redact_secrets(settings_secrets(settings))
+    quiet_malformed_requests()
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
     )

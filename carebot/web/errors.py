@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from carebot.channels.errors import ChannelInputError
 from carebot.db.availability import RETRY_AFTER_SECONDS, is_unavailable
@@ -64,6 +64,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except ClientConnectionResetError:
+        # The caller went away while we wrote to it (a console closing its live feed, a
+        # dropped request): nobody to answer, and no sign of the database being away.
+        # (It is an OSError; taken for an outage, it put the whole process on 503.)
+        return web.Response(status=CLIENT_CLOSED)
     except Exception as exc:
         if is_unavailable(exc):
             if availability is not None:
@@ -71,6 +76,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return _unavailable()
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal error")
+
+
+# What nginx logs for a request whose client closed the connection first.
+CLIENT_CLOSED = 499
 
 
 def _unavailable() -> web.Response:

@@ -72,7 +72,9 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
             # The sender is closing the socket (code 1008); let the handshake finish.
             await asyncio.wait({sender}, timeout=1.0)
         sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # A console that hung up mid-event leaves the sender with a reset connection: that
+        # ends this feed, nothing more.
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
             await sender
     return ws
 

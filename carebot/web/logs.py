@@ -9,14 +9,17 @@ it without the secret.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.engine import make_url
 
 from carebot.settings import Settings
 
 MASK = "<redacted>"
+log = logging.getLogger(__name__)
 
 
 class _RedactingFactory:
@@ -55,3 +58,35 @@ def settings_secrets(settings: Settings) -> tuple[str, ...]:
     password = make_url(settings.database_url).password or ""
     return (settings.telegram_token, settings.telegram_webhook_secret,
             settings.http_channel_secret, str(password))
+
+
+class _MalformedRequests(logging.Filter):
+    """Requests that are not valid HTTP (a control character in a header, a garbled request
+    line) are answered 400 by aiohttp's parser before carebot sees them, and aiohttp logs
+    each with a traceback at ERROR: anyone could fill the log with them. They are counted
+    instead, and summed up in one warning a minute at most."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._reported_at = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        self.count += 1
+        now = time.monotonic()
+        if now - self._reported_at >= 60.0:
+            self._reported_at = now
+            log.warning("refused %d request(s) that were not valid HTTP in the last minute "
+                        "(latest: %s)", self.count, str(error).strip().splitlines()[0][:200])
+            self.count = 0
+        return False
+
+
+def quiet_malformed_requests() -> None:
+    """Install the filter above on aiohttp's server logger, once."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequests())

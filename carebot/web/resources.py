@@ -167,9 +167,11 @@ async def inbound_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CLOCK],
         index.match_sync,
     )
+    settings = app[SETTINGS]
     batcher = InboundBatcher(
         ctx, index, app[ENGINE], publish=hub.publish,
-        sqlite_synchronous=app[SETTINGS].sqlite_synchronous,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        answer_within=None if settings.is_sqlite else settings.db_timeout_seconds,
     )
     await batcher.start()
     app[INBOUND] = batcher
