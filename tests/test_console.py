@@ -522,26 +522,26 @@ async def test_live_events_say_who_the_customer_is_and_what_was_said_last(
         cid = (await cust.say("/human"))["conversation_id"]  # nobody online: the queue
         queued = await ws.receive_json(timeout=5)
         assert (queued["kind"], queued["customer_name"]) == ("queued", "Wanda Wu")
-        assert queued["preview"]["sender"] == "bot"  # the queue notice came last
-        assert queued["preview"]["text"].startswith("I'm passing you to a person")
+        # What the customer said, not the bot's queue notice after it.
+        assert (queued["preview"]["sender"], queued["preview"]["text"]) == ("customer", "/human")
         assert (await ws.receive_json(timeout=5))["data"]["text"] == "/human"
         long = "my parcel " + "is very late " * 20
         await cust.say(long)
         message = await ws.receive_json(timeout=5)
         assert message["kind"] == "message" and message["customer_name"] == "Wanda Wu"
-        assert message["preview"]["sender"] == "customer"  # no queue notice again so soon
+        assert message["preview"]["sender"] == "customer"
         assert message["preview"]["text"] == long[:139].rstrip() + "…"
         await zoe.online()  # pulls the waiting conversation: written by a console action
         assigned = await ws.receive_json(timeout=5)
         while assigned["kind"] != "assigned":
             assigned = await ws.receive_json(timeout=5)
         assert assigned["customer_name"] == "Wanda Wu"
-        assert assigned["preview"] == {**assigned["preview"], "sender": "system",
-                                       "text": "Zoe has joined the conversation."}
+        # "Zoe has joined" is the system's: the customer's words stay the preview.
+        assert assigned["preview"]["text"] == message["preview"]["text"]
         await zoe.act(cid, "notes", {"text": "private"}, 201)
         note = await ws.receive_json(timeout=5)
         assert note["kind"] == "note"
-        assert note["preview"]["text"] == "Zoe has joined the conversation."  # never a note
+        assert note["preview"]["text"] == message["preview"]["text"]  # never a note
         await zoe.act(cid, "reply", {"text": "Hi Wanda! " + "x" * 200}, 201)
         reply = await ws.receive_json(timeout=5)
         assert reply["kind"] == "agent_reply" and reply["preview"]["sender"] == "agent"

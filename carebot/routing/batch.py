@@ -499,11 +499,8 @@ class Batch:
 
 
 def _last_message(plan: _Plan) -> dict[str, Any]:
-    """A preview of the conversation's last message after this step: the last reply sent
-    (notes are never last), else the customer's message."""
-    sent = [r for r in plan.decision.replies if not r.private]
-    if sent and plan.replies:
-        return preview(str(sent[-1].sender), plan.replies[-1].text, sent[-1].at)
+    """A preview of what a person said last after this step (as `db.previews` reads it): in
+    a customer's turn that is the customer's message; the bot's answers never are."""
     return preview("customer", plan.msg.text, plan.received, plan.msg.payload)
 
 
