@@ -151,6 +151,10 @@ async def test_two_agents_work_a_customer_from_queue_to_csat(
     await page_a.click(f"{item} a")
     await page_a.click("#take")
     await page_b.wait_for_selector(item, state="detached")
+    # Bea may not read Alex's conversation: the page shows the refusal, not the transcript.
+    await page_b.goto(f"{service.url}/console#/c/{cid}")
+    await page_b.wait_for_selector("#main .error")
+    assert await page_b.locator(".msg").count() == 0
     await page_a.wait_for_selector(f'#mine li[data-id="{cid}"]')
     # The customer panel lists Uma's earlier conversation.
     await page_a.wait_for_selector(f'#history a[href="#/c/{earlier}"]')
