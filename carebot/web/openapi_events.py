@@ -21,15 +21,21 @@ KINDS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         "A conversation entered the queue; sent to every agent.",
         {"reason": {"type": "string", "description": (
             "why: `requested`, `not_helpful`, `no_match`, `failed_turns` (handoffs), "
-            "`transfer` (an agent put it back), `agent_disabled` (its agent was disabled)")}},
+            "`transfer` (an agent put it back), `agent_disabled` (its agent was disabled), "
+            "`unanswered` (its agent was absent and the customer waited)")}},
         ["reason"],
     ),
-    "assigned": ("An agent got a conversation; sent to that agent.",
+    "assigned": ("An agent got a conversation; sent to that agent, and to every agent when it "
+                 "left the queue.",
                  {"agent_id": INT}, ["agent_id"]),
     "unassigned": (
         "A conversation left an agent (transfer, or requeued); sent to that agent.",
-        {"reason": {"type": "string", "description": "set when requeued, e.g. "
-                                                     "`agent_disabled`"}},
+        {"reason": {"type": "string", "description": "set when requeued: `agent_disabled`, "
+                                                     "`unanswered`"},
+         "agent_status": {"type": "string", "description": "`unanswered`: the absent agent's "
+                                                           "status"},
+         "waited_ms": {"type": "integer", "description": "`unanswered`: how long the "
+                                                         "customer waited"}},
         [],
     ),
     "message": (
@@ -61,6 +67,21 @@ KINDS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         {"agent_id": INT, "status": {"enum": ["online", "away", "offline"]}},
         ["agent_id", "status"],
     ),
+    "agent_status": (
+        "Presence changed an agent's status (`conversation_id` is null): `away` when no "
+        "console was connected for `CAREBOT_PRESENCE_GRACE_SECONDS`, `online` again when one "
+        "connects; sent to the agent and to managers.",
+        {"agent_id": INT, "status": {"enum": ["online", "away", "offline"]},
+         "previous": {"enum": ["online", "away", "offline"]}, "auto": {"const": True},
+         "reason": {"enum": ["no_console", "console_connected"]}},
+        ["agent_id", "status", "previous", "auto", "reason"],
+    ),
+    "assigned_sla_breached": (
+        "The customer of an assigned conversation waited longer than "
+        "`CAREBOT_ASSIGNED_SLA_SECONDS` for an answer (once per assignment); sent to the agent "
+        "and to managers.",
+        {"agent_id": INT, "waited_ms": INT}, ["agent_id", "waited_ms"],
+    ),
     "sla_breached": (
         "A queue stay outlasted `CAREBOT_QUEUE_SLA_SECONDS`; managers and admins only.",
         {"waited_ms": INT}, ["waited_ms"],
@@ -83,8 +104,8 @@ ENVELOPE: dict[str, Any] = {
     "description": (
         "Every event but `hello`. `agent_ids`: the agents it concerns (managers and admins "
         "get every event); `queue`: sent to every agent. Events about a conversation carry "
-        "`customer_name` and `preview`, the conversation's last message (never a note) after "
-        "the step."
+        "`customer_name` and `preview`, what a person (customer or agent) last said in it "
+        "(never the bot, never a note) after the step."
     ),
     "properties": {
         "kind": TEXT,
