@@ -376,16 +376,19 @@ def _with_session(
 
 
 def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.accounts import AgentError, create_agent
     from carebot.domain.clock import system_clock
 
     async def work(session: AsyncSession) -> int:
+        now = system_clock()
         try:
-            agent, token = await create_agent(
-                session, args.name, args.role, args.capacity, system_clock()
-            )
+            agent, token = await create_agent(session, args.name, args.role, args.capacity, now)
         except AgentError as exc:
             raise CliError(str(exc)) from None
+        audit.record(session, audit.cli_actor(), "agent.created", "agent", agent.id,
+                     {"name": agent.name, "role": agent.role, "capacity": agent.capacity},
+                     at=now)
         print(f"agent {agent.name} (id {agent.id}, role {agent.role}, capacity {agent.capacity})")
         print(f"token: {token}")
         print("Store the token now: it is not shown again (only its hash is kept).")
@@ -414,6 +417,7 @@ def _agents_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.accounts import find_agent
     from carebot.domain.clock import system_clock
     from carebot.domain.events import Effects
@@ -424,8 +428,10 @@ def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
         agent = await find_agent(session, args.name)
         if agent is None:
             raise CliError(f"no agent named {args.name!r}")
-        moved = await disable_agent(session, agent, system_clock(), effects,
-                                    Policy.from_settings(settings))
+        now = system_clock()
+        moved = await disable_agent(session, agent, now, effects, Policy.from_settings(settings))
+        audit.record(session, audit.cli_actor(), "agent.disabled", "agent", agent.id,
+                     {"requeued": moved}, at=now)
         print(f"agent {agent.name} disabled; {moved} conversation(s) back to the queue")
         return 0
 
@@ -478,15 +484,19 @@ def _yes(flag: bool) -> str:
 
 
 def _codes_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.codes import CodeError, add_code, code_dict
     from carebot.domain.clock import system_clock
 
     async def work(session: AsyncSession) -> int:
+        now = system_clock()
         try:
             row = await add_code(session, args.code, args.label, survey=not args.no_survey,
-                                 may_reopen=not args.no_reopen, now=system_clock())
+                                 may_reopen=not args.no_reopen, now=now)
         except CodeError as exc:
             raise CliError(exc.message) from None
+        audit.record(session, audit.cli_actor(), "code.created", "resolution_code", row.code,
+                     {k: v for k, v in code_dict(row).items() if k != "code"}, at=now)
         print(f"added {code_dict(row)}")
         return 0
 
@@ -494,18 +504,24 @@ def _codes_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _codes_set(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.codes import CodeError, change_code, code_dict
+    from carebot.domain.clock import system_clock
 
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "yes"
 
     async def work(session: AsyncSession) -> int:
+        changes = {"label": args.label, "survey": flag(args.survey),
+                   "may_reopen": flag(args.reopen), "enabled": flag(args.enabled)}
         try:
-            row = await change_code(session, args.code, label=args.label,
-                                    survey=flag(args.survey), may_reopen=flag(args.reopen),
-                                    enabled=flag(args.enabled))
+            row = await change_code(session, args.code, **changes)
         except CodeError as exc:
             raise CliError(exc.message) from None
+        data = code_dict(row)
+        audit.record(session, audit.cli_actor(), "code.changed", "resolution_code", row.code,
+                     {k: data[k] for k, v in changes.items() if v is not None},
+                     at=system_clock())
         print(f"changed {code_dict(row)}")
         return 0
 

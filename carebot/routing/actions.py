@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.db import touchpoints
 from carebot.db.batch_sql import agent_facts_query
 from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
@@ -295,8 +296,12 @@ async def transfer(
     if to_agent_id is not None:
         target = await _agent_facts(session, to_agent_id, lock=True)
     agents = await _online_agents(session) if target is None else ()
+    previous = conv.assigned_agent_id
     d = _decide(lambda: core.transfer(_state(conv), actor, target, note_text, now, agents))
     await _commit(session, conv, d, policy, effects)
+    audit.record(session, agent, "conversation.transferred", "conversation", conv.id,
+                 {"from_agent_id": previous, "to_agent_id": to_agent_id,
+                  "assigned_agent_id": conv.assigned_agent_id}, at=now)
     await assign_waiting(session, now, effects, policy)
     return conv
 
@@ -338,6 +343,8 @@ async def resolve_by_agent(
     facts = await resolve_facts(session, conv.id, conv.customer_id, now, policy)
     d = _decide(lambda: core.resolve_by_agent(_state(conv), actor, managed, now, facts, policy))
     await _commit(session, conv, d, policy, effects)
+    audit.record(session, agent, "conversation.resolved", "conversation", conv.id,
+                 {"code": managed.code}, at=now)
     await assign_waiting(session, now, effects, policy)
     return conv
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.agents.accounts import ROLES, STATUSES, AgentError, create_agent, list_agents
 from carebot.db.availability import lost_a_race
 from carebot.db.models import Agent
@@ -101,13 +102,19 @@ async def list_conversations(request: web.Request) -> web.Response:
 @roles(*ALL_ROLES)
 async def get_conversation(request: web.Request) -> web.Response:
     """GET /api/v1/conversations/{id}: messages, touchpoints, the customer's other conversations."""
+    reader = current_agent(request)
     try:
         async with request.app[SESSIONS]() as session:
             detail = await console.conversation_detail(
-                session, current_agent(request), _conversation_id(request)
+                session, reader, _conversation_id(request)
             )
     except console.ConsoleError as exc:
         raise ApiError(exc.status, exc.message) from None
+    if audit.read_is_audited(reader.id, detail["status"], detail["assigned_agent_id"]):
+        async with request.app[WRITES].begin() as session:
+            await audit.record_read(session, reader, detail["id"], request.app[CLOCK](),
+                                    {"status": detail["status"],
+                                     "assigned_agent_id": detail["assigned_agent_id"]})
     return web.json_response(detail)
 
 
@@ -227,11 +234,17 @@ async def post_agent(request: web.Request) -> web.Response:
         raise ApiError(400, "'capacity' must be an integer")
     now = request.app[CLOCK]()
 
+    admin = current_agent(request)
+
     async def create(session: AsyncSession, _effects: Effects) -> tuple[Agent, str]:
         try:
-            return await create_agent(session, name, str(role), capacity, now)
+            agent, token = await create_agent(session, name, str(role), capacity, now)
         except AgentError as exc:
             raise console.ConsoleError(409 if "exists" in str(exc) else 400, str(exc)) from None
+        audit.record(session, admin, "agent.created", "agent", agent.id,
+                     {"name": agent.name, "role": agent.role, "capacity": agent.capacity},
+                     at=now)
+        return agent, token
 
     agent, token = await _run(request, create)
     return web.json_response({**console.agent_dict(agent), "token": token}, status=201)
