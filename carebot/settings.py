@@ -13,6 +13,8 @@ PREFIX = "CAREBOT_"
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 SQLITE_SYNCHRONOUS = ("full", "normal")
 EMBEDDING_PRECISIONS = ("int8", "float32")
+# What CAREBOT_REDACT_EXTRA may name (carebot.domain.redaction masks them).
+REDACTION_KINDS = ("iban", "email", "phone")
 
 
 class SettingsError(ValueError):
@@ -96,6 +98,9 @@ class Settings:
     # PostgreSQL: longest wait to connect, and for any one statement, before a request gets
     # 503 (the database is then treated as unreachable until it answers again).
     db_timeout_seconds: float = 10.0
+    # Card numbers (Luhn-checked) are masked in customers' texts before anything stores, shows,
+    # matches or logs them; these kinds are masked too (comma-separated: iban, email, phone).
+    redact_extra: str = ""
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
 
@@ -167,6 +172,12 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
+        extra = {k.strip().lower() for k in self.redact_extra.split(",") if k.strip()}
+        if extra - set(REDACTION_KINDS):
+            raise SettingsError(
+                f"CAREBOT_REDACT_EXTRA takes {', '.join(REDACTION_KINDS)} (comma-separated; "
+                f"card numbers are always masked), got {self.redact_extra!r}"
+            )
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(
                 f"CAREBOT_PUBLIC_URL must be an http:// or https:// URL, got {self.public_url!r}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from carebot.domain.messages import OutboundMessage
 from carebot.matching.faq import Candidate, FaqDoc
 from carebot.routing import core, replies
 from carebot.routing.decision import (
@@ -41,7 +42,8 @@ CODES = {"answered": ResolutionCode("answered", "Answered"),
 ALEX = AgentFacts(7, "Alex", capacity=3, load=0)
 BEA = AgentFacts(8, "Bea", capacity=3, load=0)
 NO_ONE: tuple[AgentFacts, ...] = ()
-FACTS = Facts(surveyed_recently=False, agents=NO_ONE, queue_position=4, codes=CODES)
+FACTS = Facts(surveyed_recently=False, agents=NO_ONE, queue_position=4, codes=CODES,
+              card_notice_given=False)
 
 
 def conv(**kw: Any) -> ConvState:
@@ -69,6 +71,12 @@ def pending_survey(**kw: Any) -> SurveyState:
 
 def say(text: str = "", payload: str | None = None, *matches: tuple[str, float]) -> Turn:
     return Turn("http", text, payload, NOW, [Candidate(f, s) for f, s in matches])
+
+
+def masked(text: str, *kinds: str, matches: tuple[tuple[str, float], ...] = ()) -> Turn:
+    """A message in which the channel masked `kinds` (card numbers, e-mails, …)."""
+    return Turn("http", text, None, NOW, [Candidate(f, s) for f, s in matches],
+                frozenset(kinds))
 
 
 @dataclass
@@ -163,6 +171,24 @@ ROWS = [
         conv(), say("/human"), facts=replace(FACTS, agents=(replace(ALEX, load=2), BEA)),
         status="assigned", kinds=["message_in", "handoff", "assigned"],
         says=["I've passed your conversation to Bea"]),
+    # --- masked card numbers (and IBANs, e-mails, phones) ------------------------------------
+    Row("a card number: told once that cards are refused, then answered as usual", conv(),
+        masked("where is my order, card [card number removed]", "card",
+               matches=(("order-status", 0.9),)),
+        kinds=["message_in", "faq_answer", "redacted", "redaction_notice"],
+        says=["For your safety, please don't send card numbers", "Follow it under"]),
+    Row("... and not told again in the same conversation", conv(),
+        masked("where is my order [card number removed]", "card",
+               matches=(("order-status", 0.9),)),
+        facts=replace(FACTS, card_notice_given=True),
+        kinds=["message_in", "faq_answer", "redacted"], says=["Follow it under"]),
+    Row("a card number while a person has it: told all the same (the bot is otherwise silent)",
+        conv(status="assigned", assigned_agent_id=ALEX.id),
+        masked("my card is [card number removed]", "card"), status="assigned",
+        kinds=["message_in", "redacted", "redaction_notice"], says=["For your safety"]),
+    Row("a masked e-mail is on record, without a notice",
+        conv(status="queued", queued_at=NOW, queue_ack_at=NOW), masked("[email removed]", "email"),
+        status="queued", kinds=["message_in", "redacted"], says=[]),
     Row("a handoff with nobody free waits in the queue with its position", conv(),
         say("no match at all here", None, ("order-status", 0.05)), status="queued",
         kinds=["message_in", "handoff"], says=["I'm passing you to a person from our support "
@@ -195,6 +221,12 @@ def test_the_core_never_changes_what_it_was_given() -> None:
 def test_a_decision_asks_for_facts_it_was_not_given() -> None:
     unloaded = Facts()
     assert core.decide_message(conv(), say("/human"), unloaded, POLICY, KB).needs == {"queue"}
+    card = masked("[card number removed]", "card", matches=(("order-status", 0.9),))
+    assert core.decide_message(conv(), card, replace(FACTS, card_notice_given=None), POLICY,
+                               KB).needs == {"card_notice"}
+    # A first message has no earlier notice to look for.
+    first = core.decide_message(None, card, replace(FACTS, card_notice_given=None), POLICY, KB)
+    assert not first.needs and first.replies[0].message == OutboundMessage(replies.CARD_NOTICE)
     unmatched = Turn("http", "where is it", None, NOW, candidates=None)
     assert core.decide_message(conv(), unmatched, unloaded, POLICY, KB).needs == {"match"}
 

@@ -24,6 +24,7 @@ from carebot.db.batch_sql import agent_facts_query
 from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
 from carebot.db.models import ResolutionCode as ResolutionCodeRow
 from carebot.domain.events import Effects, Event
+from carebot.domain.redaction import mask_cards
 from carebot.routing import apply, core
 from carebot.routing.agent_facts import agent_facts, facts_of
 from carebot.routing.decision import (
@@ -235,7 +236,9 @@ async def reply(
     session: AsyncSession, agent: Agent, conversation_id: int, text: str, now: datetime,
     effects: Effects, policy: Policy,
 ) -> Message:
-    """Send the agent's reply to the customer through the outbox."""
+    """Send the agent's reply to the customer through the outbox (card numbers masked: a
+    chat is no place for them, whoever types one)."""
+    text = mask_cards(text)
     conv = await load_for(session, agent, conversation_id, lock=True)
     last_reply = await session.scalar(
         select(func.max(Message.created_at)).where(
@@ -253,6 +256,7 @@ async def note(
     effects: Effects, policy: Policy,
 ) -> Message:
     """A private note on the conversation: stored and shown to agents, never sent."""
+    text = mask_cards(text)
     conv = await load_for(session, agent, conversation_id, lock=True)
     actor = await _actor(session, agent)
     d = _decide(lambda: core.note(_state(conv), actor, text, now))
@@ -290,6 +294,7 @@ async def transfer(
     now: datetime, effects: Effects, policy: Policy, note_text: str | None = None,
 ) -> Conversation:
     """Pass the conversation to another agent, or back to the queue (`to_agent_id` None)."""
+    note_text = mask_cards(note_text) if note_text else note_text
     conv = await load_for(session, agent, conversation_id, lock=True)
     actor = await _actor(session, agent)
     target = None

@@ -22,6 +22,7 @@ from typing import Any
 
 from carebot.domain.clock import ms_between
 from carebot.domain.messages import OutboundMessage
+from carebot.domain.redaction import CARD
 from carebot.domain.states import (
     OPEN_STATUSES,
     WITH_A_PERSON,
@@ -39,6 +40,8 @@ from carebot.routing.decision import (
     Facts,
     Knowledge,
     NotAllowed,
+    Reply,
+    SurveyState,
     Turn,
 )
 from carebot.routing.policy import Policy, ResolutionCode
@@ -63,6 +66,30 @@ def decide_message(
     latest: ConvState | None, turn: Turn, facts: Facts, policy: Policy, kb: Knowledge
 ) -> Decision:
     """What one customer message does to the customer's latest conversation (None: first)."""
+    d = _decide_message(latest, turn, facts, policy, kb)
+    if turn.redacted and not d.needs:
+        _masked(d, turn, facts)
+    return d
+
+
+def _masked(d: Decision, turn: Turn, facts: Facts) -> None:
+    """The channel masked something in the message: on record; a card number also gets the
+    customer told, once per conversation and in any state, that cards are refused here."""
+    now = turn.received
+    given = False if d.new_conversation else facts.card_notice_given
+    if CARD in turn.redacted and given is None:
+        d.needs.add("card_notice")
+        return
+    d.touch(Kind.REDACTED, Actor.SYSTEM, now, with_message=True,
+            details={"kinds": sorted(turn.redacted)})
+    if CARD in turn.redacted and not given:
+        d.touch(Kind.REDACTION_NOTICE, Actor.BOT, now)
+        d.replies.insert(0, Reply(OutboundMessage(replies.CARD_NOTICE), now))
+
+
+def _decide_message(
+    latest: ConvState | None, turn: Turn, facts: Facts, policy: Policy, kb: Knowledge
+) -> Decision:
     now = turn.received
     text = turn.text.strip()
     cmd = intents.command(text) if text else None
@@ -556,6 +583,25 @@ def resolve_by_agent(
     _resolve(d, now, by=ResolvedBy.AGENT, actor=Actor.AGENT, code=code.code, agent_id=agent.id)
     if code.survey:
         survey_rules.on_resolved(d, now, facts, policy.surveys, agent.id)
+    return d
+
+
+# --- data protection -----------------------------------------------------------------------
+
+# The resolution code of conversations closed because their customer's data was erased (not in
+# the managed list: no agent resolves with it).
+ERASED_CODE = "erased"
+
+
+def close_for_erasure(conv: ConvState, survey: SurveyState | None, now: datetime) -> Decision:
+    """The customer's data is being erased: an open conversation is resolved by the system
+    (code `erased`, no survey) and an open survey withdrawn. Nothing is said to the customer,
+    and nothing is sent later: there is nobody left to send it to."""
+    d = Decision(conv.copy())
+    if conv.status in OPEN_STATUSES:
+        _resolve(d, now, by=ResolvedBy.SYSTEM, actor=Actor.SYSTEM, code=ERASED_CODE)
+    if survey is not None and survey.is_open:
+        survey_rules.withdraw(d, survey, now, "erased")
     return d
 
 

@@ -43,6 +43,10 @@ UNSUPPORTED = (
     "Sorry, I can only read text messages. Please type your question, or send /human to "
     "talk to a person."
 )
+CARD_NOTICE = (
+    "For your safety, please don't send card numbers in this chat: we can't accept them here, "
+    "so we removed it and nobody can see it. We will never ask you for your full card number."
+)
 PRIVATE_ONLY = (
     "Hi! I can only help in a private chat, so your details stay between us. Please write to "
     "me directly: {link}"

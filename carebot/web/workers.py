@@ -19,6 +19,7 @@ from carebot.channels.http import CHANNEL as HTTP_CHANNEL
 from carebot.channels.http_delivery import HttpCallbackSender
 from carebot.channels.telegram import TelegramChannel, build_application
 from carebot.delivery.outbox import DeliveryPolicy, OutboxWorker, Sender
+from carebot.domain.redaction import Redactor
 from carebot.settings import Settings
 from carebot.web.keys import (
     CLOCK,
@@ -84,6 +85,7 @@ async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
         senders=outbox_senders(app),
         poll=poll,
+        redact=Redactor.parse(settings.redact_extra),
     )
     app[TELEGRAM] = channel
     await channel.start()
