@@ -37,6 +37,7 @@ from carebot.routing.decision import (
     NotAllowed,
     SurveyState,
 )
+from carebot.routing.linked import group_ids
 from carebot.routing.policy import Policy, ResolutionCode
 
 STATUSES = ("bot", "queued", "assigned", "resolved")
@@ -135,7 +136,8 @@ def _accessible(agent: Agent, conversation_id: int, conv: Conversation | None) -
 async def conversation_detail(
     session: AsyncSession, agent: Agent, conversation_id: int
 ) -> dict[str, Any]:
-    """The conversation with its messages, touchpoints and the customer's other conversations."""
+    """The conversation with its messages, touchpoints and the person's other conversations:
+    those of every customer linked with this one, on any channel."""
     conv = await load_for(session, agent, conversation_id)
     messages = await session.scalars(
         select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
@@ -144,12 +146,15 @@ async def conversation_detail(
         select(Touchpoint).where(Touchpoint.conversation_id == conv.id).order_by(Touchpoint.id)
     )
     contact = await session.get(Contact, conv.contact_id)
+    person = await group_ids(session, conv.customer_id)
     earlier = await session.scalars(
         select(Conversation)
-        .where(Conversation.customer_id == conv.customer_id, Conversation.id != conv.id)
+        .where(Conversation.customer_id.in_(person), Conversation.id != conv.id)
         .order_by(Conversation.id.desc())
         .limit(50)
     )
+    contacts = await session.scalars(
+        select(Contact).where(Contact.customer_id.in_(person)).order_by(Contact.id))
     return {
         **conversation_summary(conv),
         "customer": {
@@ -157,6 +162,9 @@ async def conversation_detail(
             "name": contact.display_name if contact else "",
             "channel": conv.channel,
             "external_id": contact.external_id if contact else None,
+            # The person: every customer linked with this one, and their contacts.
+            "customer_ids": person,
+            "contacts": [contact_dict(c) for c in contacts],
         },
         "messages": [message_dict(m) for m in messages],
         "touchpoints": [touchpoint_dict(t) for t in tps],
@@ -516,6 +524,13 @@ def touchpoint_dict(t: Touchpoint) -> dict[str, Any]:
         "details": t.details,
         "created_at": _iso(t.created_at),
     }
+
+
+def contact_dict(c: Contact) -> dict[str, Any]:
+    """A contact (a customer's identity on one channel) as JSON."""
+    return {"id": c.id, "customer_id": c.customer_id, "channel": c.channel,
+            "external_id": c.external_id, "display_name": c.display_name,
+            "created_at": _iso(c.created_at)}
 
 
 def agent_dict(agent: Agent, load: int | None = None) -> dict[str, Any]:
