@@ -136,6 +136,30 @@ def _parser() -> argparse.ArgumentParser:
         change.add_argument(f"--{flag}", choices=("yes", "no"), help=what)
     change.set_defaults(func=_codes_set)
 
+    cust = sub.add_parser(
+        "customers", help="customers' data: show, export, erase, link"
+    ).add_subparsers(metavar="ACTION")
+    ref_help = "a customer id, or CHANNEL:USER_ID (e.g. telegram:123456789)"
+    show = cust.add_parser("show", help="the person: linked customers, contacts, conversations")
+    show.add_argument("customer", help=ref_help)
+    show.set_defaults(func=_customers_show)
+    exp = cust.add_parser("export", help="everything stored about the person, as JSON")
+    exp.add_argument("customer", help=ref_help)
+    exp.add_argument("--output", "-o", metavar="FILE", help="write to FILE (default: stdout)")
+    exp.set_defaults(func=_customers_export)
+    era = cust.add_parser("erase", help="erase the person's texts and identifiers (the "
+                                        "anonymous counts stay); cannot be undone")
+    era.add_argument("customer", help=ref_help)
+    era.add_argument("--yes", action="store_true", help="really erase (else: say what would be)")
+    era.set_defaults(func=_customers_erase)
+    lnk = cust.add_parser("link", help="CUSTOMER and OTHER are the same person")
+    lnk.add_argument("customer", help=ref_help)
+    lnk.add_argument("other", help=ref_help)
+    lnk.set_defaults(func=_customers_link)
+    unl = cust.add_parser("unlink", help="the customer is a person of their own again")
+    unl.add_argument("customer", help=ref_help)
+    unl.set_defaults(func=_customers_unlink)
+
     worker = sub.add_parser(
         "worker", help="deliver the outbox (and poll Telegram in polling mode) without the "
                        "web server"
@@ -439,11 +463,12 @@ def _agents_disable(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _with_write_session(
-    settings: Settings, work: Callable[[AsyncSession, Any], Coroutine[Any, Any, int]]
+    settings: Settings, work: Callable[[AsyncSession, Any], Coroutine[Any, Any, int]],
+    after: Callable[[Any], Coroutine[Any, Any, Any]] | None = None,
 ) -> int:
     """Run `work` in a writing transaction; then tell running services what it did (on
     PostgreSQL through NOTIFY, so consoles of a disabled agent close at once; a SQLite
-    service notices within seconds by itself)."""
+    service notices within seconds by itself), and run `after(engine)`."""
     from carebot.db.engine import make_engine, make_write_sessionmaker
     from carebot.domain.events import Effects
     from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
@@ -459,6 +484,8 @@ def _with_write_session(
             if effects.events and not settings.is_sqlite:
                 await PgNotifyHub(engine, asyncpg_dsn(settings.database_url)).publish(
                     effects.events)
+            if after is not None:
+                await after(engine)
             return result
         finally:
             await engine.dispose()
@@ -526,6 +553,125 @@ def _codes_set(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _with_session(settings, work)
+
+
+@contextmanager
+def _customer_errors() -> Iterator[None]:
+    """An unknown or malformed customer reference as one CLI line."""
+    from carebot.routing.actions import ConsoleError
+
+    try:
+        yield
+    except ConsoleError as exc:
+        raise CliError(exc.message) from None
+
+
+def _customers_show(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from carebot.routing import people
+
+    async def work(session: AsyncSession) -> int:
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+            view = await people.person_view(session, customer_id)
+        print(json.dumps(view, indent=2, ensure_ascii=False))
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _customers_export(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from carebot.agents import audit
+    from carebot.domain.clock import system_clock
+    from carebot.routing import people
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        now = system_clock()
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+            document = await people.export(session, customer_id, now)
+        text = json.dumps(document, indent=1, ensure_ascii=False)
+        if args.output:
+            with _input_errors():
+                await asyncio.to_thread(Path(args.output).write_text, text + "\n", "utf-8")
+            print(f"customer {customer_id}: {len(document['conversations'])} conversation(s) "
+                  f"written to {args.output}", file=sys.stderr)
+        else:
+            print(text)
+        audit.record(session, audit.cli_actor(), "customer.exported", "customer", customer_id,
+                     {"customer_ids": document["customer_ids"],
+                      "conversations": len(document["conversations"])}, at=now)
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _customers_erase(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
+    from carebot.db.checkpoint import truncate_wal
+    from carebot.domain.clock import system_clock
+    from carebot.routing import erasure, people
+    from carebot.routing.linked import group_ids
+    from carebot.routing.policy import Policy
+
+    async def work(session: AsyncSession, effects: Any) -> int:
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+        if not args.yes:
+            ids = await group_ids(session, customer_id)
+            view = await people.person_view(session, customer_id)
+            raise CliError(
+                f"this erases customer {customer_id} (as one person: customers "
+                f"{', '.join(map(str, ids))}; {len(view['contacts'])} contact(s), "
+                f"{len(view['conversations'])} conversation(s)) and cannot be undone; "
+                "run again with --yes")
+        report = await erasure.erase(session, customer_id, system_clock(), audit.cli_actor(),
+                                     effects, Policy.from_settings(settings))
+        if report.already_erased:
+            print(f"customer {customer_id} was erased already; nothing changed")
+        else:
+            print(f"customer {customer_id} erased (customers "
+                  f"{', '.join(map(str, report.customer_ids))}): {report.conversations} "
+                  f"conversation(s) ({report.closed} closed), {report.messages} message(s), "
+                  f"{report.touchpoints} touchpoint(s), {report.surveys} survey comment(s), "
+                  f"{report.outbox} outbox row(s), {report.contacts} contact(s)")
+        return 0
+
+    return _with_write_session(settings, work, after=truncate_wal)
+
+
+def _customers_link(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
+    from carebot.domain.clock import system_clock
+    from carebot.routing import people
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        with _customer_errors():
+            first = await people.find_customer(session, args.customer)
+            other = await people.find_customer(session, args.other)
+            ids = await people.link(session, first, other, audit.cli_actor(), system_clock())
+        print(f"customers {', '.join(map(str, ids))} are one person now")
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _customers_unlink(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
+    from carebot.domain.clock import system_clock
+    from carebot.routing import people
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+            await people.unlink(session, customer_id, audit.cli_actor(), system_clock())
+        print(f"customer {customer_id} is a person of their own again")
+        return 0
+
+    return _with_write_session(settings, work)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,7 +12,16 @@ from carebot.db.availability import RETRY_AFTER_SECONDS
 from carebot.domain.clock import Clock, system_clock
 from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
-from carebot.web import audit, codes, console, http_channel, login, pages, telegram_webhook
+from carebot.web import (
+    audit,
+    codes,
+    console,
+    customers,
+    http_channel,
+    login,
+    pages,
+    telegram_webhook,
+)
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
@@ -71,6 +80,7 @@ def create_app(
     console.add_routes(app)
     codes.add_routes(app)
     audit.add_routes(app)
+    customers.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
     track_sockets(app)
