@@ -83,6 +83,10 @@ class Settings:
     stats_repeat_window_days: float = 7.0
     timer_interval_seconds: float = 10.0
     run_timers: bool = True
+    # Message texts, outbox texts, survey comments and typed text in touchpoints older than
+    # this many days are erased by the timers (the counts the statistics need stay); 0 keeps
+    # them for ever.
+    retention_days: float = 0.0
 
     # Surveys after resolution: channels that get them (comma-separated; empty turns them off).
     survey_channels: str = "telegram,http"
@@ -172,6 +176,11 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
+        if self.retention_days != 0 and self.retention_days < 1:
+            raise SettingsError(
+                "CAREBOT_RETENTION_DAYS must be 0 (keep texts) or at least 1 day, got "
+                f"{self.retention_days}"
+            )
         extra = {k.strip().lower() for k in self.redact_extra.split(",") if k.strip()}
         if extra - set(REDACTION_KINDS):
             raise SettingsError(
