@@ -204,8 +204,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from carebot.db.migrate import upgrade
+    from carebot.routing.policy import Policy
     from carebot.web.app import create_app
 
+    Policy.from_settings(settings)  # a schedule that does not parse stops here, in one line
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     if args.workers > 1 and settings.is_sqlite:

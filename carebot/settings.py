@@ -78,6 +78,14 @@ class Settings:
     queue_sla_seconds: float = 300.0
     # A customer who writes while queued is told their position at most this often.
     queue_ack_minutes: float = 3.0
+    # When people answer (empty: always): `mon-fri 09:00-17:00; sat 10:00-14:00` in this time
+    # zone, closed on these dates (comma-separated, 2026-12-25). Outside them a handoff tells
+    # the customer when a person will reply (carebot.domain.hours has the format).
+    business_hours: str = ""
+    business_timezone: str = "UTC"
+    business_holidays: str = ""
+    # The queue SLA and the human first response time count business hours only.
+    business_time_stats: bool = False
     # Stats: a resolved conversation is a first contact resolution only if the customer opens
     # no new conversation (any channel) within this many days of the resolution.
     stats_repeat_window_days: float = 7.0
@@ -176,6 +184,11 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
+        if self.business_time_stats and not self.business_hours.strip():
+            raise SettingsError(
+                "CAREBOT_BUSINESS_TIME_STATS needs CAREBOT_BUSINESS_HOURS (business time is "
+                "counted against that schedule)"
+            )
         if self.retention_days != 0 and self.retention_days < 1:
             raise SettingsError(
                 "CAREBOT_RETENTION_DAYS must be 0 (keep texts) or at least 1 day, got "

@@ -255,7 +255,7 @@ async def reply(
         )
     )
     actor = await _actor(session, agent)
-    d = _decide(lambda: core.reply(_state(conv), actor, text, now, last_reply))
+    d = _decide(lambda: core.reply(_state(conv), actor, text, now, last_reply, policy))
     return await _commit_message(session, conv, d, policy, effects)
 
 

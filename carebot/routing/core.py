@@ -199,8 +199,12 @@ def _with_a_person(
             d.needs.add("position")
             return
         conv.queue_ack_at = now
-        d.say(OutboundMessage(replies.STILL_WAITING.format(position=facts.queue_position)),
-              now)
+        if is_closed(policy, now):
+            d.say(OutboundMessage(replies.STILL_WAITING_AWAY.format(
+                position=facts.queue_position, when=_when_back(policy, now))), now)
+        else:
+            d.say(OutboundMessage(replies.STILL_WAITING.format(position=facts.queue_position)),
+                  now)
     _message_event(d, turn)
 
 
@@ -224,7 +228,7 @@ def _bot_turn(
         d.say(_command_reply(cmd, payload), now)
         return
     if payload == replies.HANDOFF or cmd in HUMAN_COMMANDS:
-        hand_off(d, now, "requested", facts)
+        hand_off(d, now, "requested", facts, policy)
         return
     if payload and payload not in (conv.offered_payloads or ()):
         # Stale or forged (`yes:<faq>` never offered here, an unknown FAQ id): it proves
@@ -243,7 +247,7 @@ def _bot_turn(
             _answer(d, now, doc.id, None, kb, picked=True)
             return
     if text and intents.wants_human(text):
-        hand_off(d, now, "requested", facts)
+        hand_off(d, now, "requested", facts, policy)
         return
     small = kb.small_talk.reply_for(text)
     if small is not None:
@@ -280,7 +284,7 @@ def _feedback(d: Decision, turn: Turn, payload: str, facts: Facts, policy: Polic
         survey_rules.on_resolved(d, now, facts, policy.surveys, None)
     else:
         conv.failed_bot_turns += 1
-        hand_off(d, now, "not_helpful", facts, {"faq_id": faq_id})
+        hand_off(d, now, "not_helpful", facts, policy, {"faq_id": faq_id})
     return True
 
 
@@ -324,7 +328,7 @@ def _matched(
                 wait_ms=0, details={"candidates": [[c.faq_id, round(c.score, 4)] for c in offer]})
         d.say(replies.suggestions([kb.docs[c.faq_id] for c in offer]), now)
         return
-    hand_off(d, now, "failed_turns" if offer else "no_match", facts, {
+    hand_off(d, now, "failed_turns" if offer else "no_match", facts, policy, {
         "text": text, "top_faq_id": top.faq_id if top else None,
         "top_score": round(top.score, 4) if top else None,
     })
@@ -344,7 +348,7 @@ def pick_agent(
 
 
 def hand_off(
-    d: Decision, now: datetime, reason: str, facts: Facts,
+    d: Decision, now: datetime, reason: str, facts: Facts, policy: Policy,
     details: dict[str, Any] | None = None,
 ) -> None:
     """Queue the conversation for a person; an available agent takes it at once."""
@@ -362,12 +366,33 @@ def hand_off(
     d.touch(Kind.HANDOFF, Actor.BOT, now, details={"reason": reason, **(details or {})})
     agent = pick_agent(facts.agents)
     if agent is not None:
+        # Someone is working (even outside business hours): they take it.
         assign(d, agent, now)
         d.say(OutboundMessage(replies.HANDOFF_ASSIGNED.format(agent=agent.name)), now)
         return
     conv.queue_ack_at = now
+    if is_closed(policy, now):
+        # Outside business hours: queued all the same, and told when a person will reply.
+        assert policy.hours is not None
+        d.touches[-1].details = {**(d.touches[-1].details or {}), "outside_hours": True}
+        d.emit("queued", queue=True, reason=reason, outside_hours=True)
+        d.say(OutboundMessage(replies.HANDOFF_AWAY.format(
+            position=facts.queue_position, when=_when_back(policy, now),
+            hours=policy.hours.describe())), now)
+        return
     d.emit("queued", queue=True, reason=reason)
     d.say(OutboundMessage(replies.HANDOFF_QUEUED.format(position=facts.queue_position)), now)
+
+
+def is_closed(policy: Policy, now: datetime) -> bool:
+    """Outside business hours (never, without a schedule)."""
+    return policy.hours is not None and not policy.hours.is_open(now)
+
+
+def _when_back(policy: Policy, now: datetime) -> str:
+    back = policy.hours.next_open(now) if policy.hours is not None else None
+    return replies.WHEN_BACK if back is None or policy.hours is None else (
+        policy.hours.when(back, now))
 
 
 def assign(
@@ -447,9 +472,10 @@ def claim(conv: ConvState, agent: AgentFacts, now: datetime) -> Decision:
 
 def reply(
     conv: ConvState, agent: AgentFacts, text: str, now: datetime,
-    last_agent_reply_at: datetime | None,
+    last_agent_reply_at: datetime | None, policy: Policy | None = None,
 ) -> Decision:
-    """The agent's reply to the customer."""
+    """The agent's reply to the customer. The first one sets the human first response time:
+    from the handoff, in business hours only when the policy says so."""
     if conv.status == Status.QUEUED:
         raise NotAllowed("conversation is in the queue; claim it before replying")
     if conv.status != Status.ASSIGNED or (
@@ -467,7 +493,9 @@ def reply(
     c.updated_at = now
     if c.first_human_response_ms is None:
         # Human first response runs from the handoff, never from the bot's time.
-        c.first_human_response_ms = ms_between(c.queued_at, now)
+        c.first_human_response_ms = (
+            policy.elapsed_ms(c.queued_at, now) if policy is not None
+            else ms_between(c.queued_at, now))
     d.say(OutboundMessage(text), now, sender=Actor.AGENT, agent_id=agent.id)
     d.touch(Kind.AGENT_REPLY, Actor.AGENT, now, agent_id=agent.id, with_message=True,
             wait_ms=ms_between(waiting_since, now))
@@ -617,12 +645,23 @@ def time_out(conv: ConvState, now: datetime) -> Decision:
     return d
 
 
-def sla_breached(conv: ConvState, now: datetime, sla_seconds: float) -> Decision:
+def sla_due(conv: ConvState, now: datetime, policy: Policy) -> bool:
+    """Whether a queue stay has outlasted the SLA (counted in business hours only when the
+    policy says so: a customer who wrote at night is not late at nine)."""
+    waited = policy.elapsed_ms(conv.queued_at, now)
+    return waited is not None and waited > policy.queue_sla.total_seconds() * 1000
+
+
+def sla_breached(conv: ConvState, now: datetime, policy: Policy) -> Decision:
     """A queue stay outlasted the SLA: on record, and managers are told."""
+    if conv.status != Status.QUEUED or not sla_due(conv, now, policy):
+        raise NotAllowed("the queue stay is within the SLA")
     d = Decision(conv.copy())
     waited = ms_between(conv.queued_at, now)
-    d.touch(Kind.SLA_BREACHED, Actor.SYSTEM, now, wait_ms=waited,
-            details={"sla_seconds": sla_seconds})
+    details: dict[str, Any] = {"sla_seconds": policy.queue_sla.total_seconds()}
+    if policy.business_time:
+        details["business_ms"] = policy.elapsed_ms(conv.queued_at, now)
+    d.touch(Kind.SLA_BREACHED, Actor.SYSTEM, now, wait_ms=waited, details=details)
     # No agent ids: only managers and admins (who see every event) get it.
     d.emit("sla_breached", waited_ms=waited)
     return d
