@@ -201,7 +201,6 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
 
     from carebot.db.migrate import upgrade
     from carebot.routing.policy import Policy
@@ -222,8 +221,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     raise_file_limit()
     log.info("carebot listening on http://%s:%d (%d process(es))", host, port, args.workers)
     if args.workers == 1:
-        web.run_app(create_app(settings), host=host, port=port, print=None,
-                    loop=_new_event_loop())
+        _run_app(create_app(settings), host=host, port=port)
         return 0
     return _serve_workers(settings, host, port, args.workers)
 
@@ -260,7 +258,6 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _serve_worker(settings: Settings, host: str, port: int) -> None:
-    from aiohttp import web
 
     from carebot.web.app import create_app
 
@@ -268,8 +265,19 @@ def _serve_worker(settings: Settings, host: str, port: int) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # SO_REUSEPORT: the kernel spreads incoming connections over the worker processes.
-    web.run_app(create_app(settings), host=host, port=port, print=None, reuse_port=True,
-                loop=_new_event_loop())
+    _run_app(create_app(settings), host=host, port=port, reuse_port=True)
+
+
+def _run_app(app: Any, **where: Any) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully within five seconds
+    (carebot.web.shutdown)."""
+    from aiohttp import web
+
+    from carebot.web.shutdown import GRACE_SECONDS, arm_watchdog
+
+    arm_watchdog(app)
+    web.run_app(app, print=None, loop=_new_event_loop(), shutdown_timeout=GRACE_SECONDS,
+                **where)
 
 
 def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> int:

@@ -385,12 +385,13 @@ class TelegramChannel:
             return
         self._task = asyncio.create_task(self._run(), name="telegram")
 
-    async def stop(self) -> None:
-        """Stop polling after the update in hand, confirm what was processed, disconnect."""
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop polling after the update in hand (waiting `grace` seconds at most), confirm
+        what was processed, disconnect."""
         self._stop.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 10)
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)

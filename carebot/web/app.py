@@ -45,6 +45,7 @@ from carebot.web.resources import (
     knowledge_ctx,
     timers_ctx,
 )
+from carebot.web.shutdown import inflight_middleware, track_shutdown
 from carebot.web.workers import DELIVERY_CONTEXTS
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def create_app(
     """
     redact_secrets(settings_secrets(settings))
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[inflight_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
@@ -84,6 +86,7 @@ def create_app(
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
     track_sockets(app)
+    track_shutdown(app)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     login.add_routes(app)
     pages.add_routes(app)

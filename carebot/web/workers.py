@@ -32,6 +32,7 @@ from carebot.web.keys import (
     TELEGRAM,
 )
 from carebot.web.publish import publish_effects
+from carebot.web.shutdown import WORKER_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TELEGRAM] = channel
     await channel.start()
     yield
-    await channel.stop()
+    await channel.stop(grace=WORKER_GRACE_SECONDS)
 
 
 async def http_callback_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -126,7 +127,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOX_WORKER] = worker
     worker.start()
     yield
-    await worker.stop()
+    await worker.stop(grace=WORKER_GRACE_SECONDS)
 
 
 # Channels before the outbox: on shutdown the worker stops before the senders disconnect.
