@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carebot.agents import audit
 from carebot.db.checkpoint import truncate_wal
 from carebot.domain.events import Effects
+from carebot.domain.text import text_problem
 from carebot.routing import erasure, people
 from carebot.routing.actions import ConsoleError
 from carebot.web.auth import SUPERVISORS, current_agent, roles
@@ -46,8 +47,8 @@ async def find(request: web.Request) -> web.Response:
                             "channel, user_id")
     channel = text_query(request, "channel", 32)
     user_id = request.query.get("user_id", "")
-    if channel is None or not user_id or len(user_id) > 128:
-        raise ApiError(400, "give 'channel' and 'user_id' (at most 128 characters)")
+    if channel is None or not user_id or len(user_id) > 128 or text_problem(user_id):
+        raise ApiError(400, "give 'channel' and 'user_id' (at most 128 characters of text)")
 
     async def work(session: AsyncSession) -> dict[str, object]:
         customer_id = await people.find_customer(session, f"{channel}:{user_id}")

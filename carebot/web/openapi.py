@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from carebot.web import openapi_privacy
 from carebot.web.auth import ALL_ROLES, roles
 from carebot.web.openapi_stats import SCHEMAS as STATS_SCHEMAS
 from carebot.web.openapi_stats import STATS_PATHS
@@ -254,6 +255,9 @@ SPEC: dict[str, Any] = {
 # The statistics endpoints and their metric definitions live in their own module.
 SPEC["components"]["schemas"].update(STATS_SCHEMAS)
 SPEC["paths"].update(STATS_PATHS)
+# Customers' data (look up, link, export, erase) and the audit log.
+SPEC["components"]["schemas"].update(openapi_privacy.SCHEMAS)
+SPEC["paths"].update(openapi_privacy.PATHS)
 
 
 @roles(*ALL_ROLES)
