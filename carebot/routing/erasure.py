@@ -117,15 +117,17 @@ async def erase(
         Survey.conversation_id.in_(in_convs), Survey.comment.is_not(None),
     ).values(comment=None))
     report.touchpoints = await _strip_touchpoints(session, ids, in_convs)
-    report.outbox = await _clear_outbox(session, contacts, in_convs)
+    report.outbox = await _clear_outbox(session, contacts)
 
     for contact in contacts:
         if contact.external_id.startswith(ERASED_PREFIX):
             continue
-        # Receipts of the contact's edited messages carry its chat id ("chat:message:edit…").
+        # Receipts of the contact's edited messages carry its chat id ("chat:message:edit…"):
+        # the ids from "<id>:" up to "<id>;" (the next character), an index range.
         report.receipts += await _rowcount(session, delete(ChannelReceipt).where(
             ChannelReceipt.channel == contact.channel,
-            ChannelReceipt.external_id.startswith(contact.external_id + ":", autoescape=True),
+            ChannelReceipt.external_id >= contact.external_id + ":",
+            ChannelReceipt.external_id < contact.external_id + ";",
         ))
         contact.external_id = f"{ERASED_PREFIX}{contact.id}:{secrets.token_hex(6)}"
         contact.display_name = ""
@@ -191,12 +193,16 @@ async def _close_open(
 
 
 async def _strip_touchpoints(session: AsyncSession, ids: list[int], in_convs: Any) -> int:
-    rows = (await session.execute(
+    # Two indexed lookups (by conversation; outside any, by the customer): an OR of the two
+    # would read every touchpoint.
+    rows = [*(await session.execute(
         select(Touchpoint.id, Touchpoint.details).where(
-            or_(Touchpoint.conversation_id.in_(in_convs), Touchpoint.customer_id.in_(ids)),
-            Touchpoint.details.is_not(None),
-        )
-    )).all()
+            Touchpoint.conversation_id.in_(in_convs), Touchpoint.details.is_not(None))
+    )).all(), *(await session.execute(
+        select(Touchpoint.id, Touchpoint.details).where(
+            Touchpoint.conversation_id.is_(None), Touchpoint.customer_id.in_(ids),
+            Touchpoint.details.is_not(None))
+    )).all()]
     changed = [(tid, strip_details(details)) for tid, details in rows
                if details and PERSONAL_DETAIL_KEYS & set(details)]
     if changed:
@@ -209,10 +215,14 @@ async def _strip_touchpoints(session: AsyncSession, ids: list[int], in_convs: An
     return len(changed)
 
 
-async def _clear_outbox(session: AsyncSession, contacts: list[Contact], in_convs: Any) -> int:
-    mine: list[ColumnElement[bool]] = [OutboxMessage.conversation_id.in_(in_convs)]
-    mine += [and_(OutboxMessage.channel == c.channel, OutboxMessage.recipient == c.external_id)
-             for c in contacts if not c.external_id.startswith(ERASED_PREFIX)]
+async def _clear_outbox(session: AsyncSession, contacts: list[Contact]) -> int:
+    # Everything sent to a contact is addressed to its channel id (the outbox has an index on
+    # channel and recipient; a contact erased before has nothing left there).
+    mine: list[ColumnElement[bool]] = [
+        and_(OutboxMessage.channel == c.channel, OutboxMessage.recipient == c.external_id)
+        for c in contacts if not c.external_id.startswith(ERASED_PREFIX)]
+    if not mine:
+        return 0
     theirs = or_(*mine)
     # Not sent yet: never will be. A worker sending one right now cannot mark it sent (its
     # claim no longer matches), and the row says why.

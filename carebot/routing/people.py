@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.agents import audit
@@ -216,21 +216,22 @@ async def export(session: AsyncSession, customer_id: int, now: datetime) -> dict
         for s in await session.scalars(
                 select(Survey).where(Survey.conversation_id.in_(chunk)).order_by(Survey.id)):
             by_conv[s.conversation_id]["surveys"].append(survey_dict(s))
-        for o in await session.scalars(
-                select(OutboxMessage).where(OutboxMessage.conversation_id.in_(chunk))
-                .order_by(OutboxMessage.id)):
-            by_conv[o.conversation_id or 0]["outbox"].append(outbox_dict(o))
+    # The outbox by recipient (indexed): everything sent to the person went to a contact.
+    mailed: list[OutboxMessage] = []
+    for c in contacts:
+        mailed += await session.scalars(
+            select(OutboxMessage).where(OutboxMessage.channel == c.channel,
+                                        OutboxMessage.recipient == c.external_id)
+            .order_by(OutboxMessage.id))
+    notices = []
+    for o in sorted(mailed, key=lambda row: row.id):
+        if o.conversation_id in by_conv:
+            by_conv[o.conversation_id]["outbox"].append(outbox_dict(o))
+        elif o.conversation_id is None:
+            notices.append(o)
     loose_touchpoints = await session.scalars(
         select(Touchpoint).where(Touchpoint.customer_id.in_(ids),
                                  Touchpoint.conversation_id.is_(None)).order_by(Touchpoint.id))
-    notices = []
-    if contacts:
-        notices = list(await session.scalars(
-            select(OutboxMessage).where(
-                OutboxMessage.conversation_id.is_(None),
-                or_(*((OutboxMessage.channel == c.channel)
-                      & (OutboxMessage.recipient == c.external_id) for c in contacts)),
-            ).order_by(OutboxMessage.id)))
     return {
         "format": EXPORT_FORMAT,
         "exported_at": _iso(now),
