@@ -8,14 +8,12 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,11 +30,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_until_up(base: str, proc: subprocess.Popen[bytes], within: float = 60) -> None:
+async def wait_until_up(base: str, proc: asyncio.subprocess.Process, within: float = 60) -> None:
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if proc.returncode is not None:
                 raise AssertionError(f"carebot serve exited with {proc.returncode}")
             try:
                 async with http.get(f"{base}/healthz") as resp:
@@ -89,9 +87,9 @@ async def test_sigterm_finishes_in_flight_work_closes_feeds_with_1001_and_exits_
            "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"), "CAREBOT_EMBEDDING_MODEL": "off",
            "CAREBOT_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port),
+            cwd=ROOT, env=env, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
         )
     try:
         await wait_until_up(base, proc)
@@ -124,14 +122,14 @@ async def test_sigterm_finishes_in_flight_work_closes_feeds_with_1001_and_exits_
             closes = await asyncio.wait_for(
                 asyncio.gather(*(until_closed(ws) for ws in feeds)), DEADLINE)
             await asyncio.wait_for(asyncio.gather(*load), DEADLINE)
-            code = await asyncio.to_thread(proc.wait, DEADLINE)
+            code = await asyncio.wait_for(proc.wait(), DEADLINE)
             took = time.monotonic() - stopped_at
             for writer in (stuck_ws, half):
                 writer.close()
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
     log = log_path.read_text(errors="replace")
     print(f"SIGTERM to exit: {took:.2f} s; {len(results)} requests, "
           f"{sum(1 for _, st in results if st == 200)} answered")
