@@ -384,7 +384,14 @@ def _kb_import(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
     async def work(session: AsyncSession) -> int:
-        report = await import_knowledge(session, loaded, system_clock())
+        from carebot.agents import audit
+
+        now = system_clock()
+        report = await import_knowledge(session, loaded, now)
+        if report.added or report.updated or report.disabled:
+            audit.record(session, audit.cli_actor(), "knowledge.imported", None, None, {
+                "source": str(path)[:200], "added": report.added, "updated": report.updated,
+                "disabled": report.disabled}, at=now)
         print(f"knowledge base imported from {path}: {report}")
         return 0
 

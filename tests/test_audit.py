@@ -21,6 +21,7 @@ from carebot.cli import main
 from carebot.db.models import Agent, AuditEntry
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
+from tests.conftest import KNOWLEDGE
 from tests.helpers import Customer, bearer, create_app, make_agent
 
 Client = TestClient[Any, Any]
@@ -189,7 +190,8 @@ async def test_the_command_line_is_on_record_as_cli(
     for argv in (["agents", "add", "Cleo", "--role", "manager"],
                  ["codes", "add", "lost_parcel", "--label", "Lost parcel", "--no-survey"],
                  ["codes", "set", "lost_parcel", "--reopen", "no"],
-                 ["agents", "disable", "Cleo"]):
+                 ["agents", "disable", "Cleo"],
+                 ["kb", "import", str(KNOWLEDGE)]):
         assert await asyncio.to_thread(main, argv) == 0, argv
     capsys.readouterr()
     log = await rows(sessions)
@@ -198,9 +200,11 @@ async def test_the_command_line_is_on_record_as_cli(
         ("code.created", "cli", "lost_parcel"),
         ("code.changed", "cli", "lost_parcel"),
         ("agent.disabled", "cli", log[0].object_id),
+        ("knowledge.imported", "cli", None),
     ]
     assert all(e.actor_name.startswith("cli") for e in log)
     assert log[1].details == {"label": "Lost parcel", "survey": False, "may_reopen": True,
                               "enabled": True}
     assert log[2].details == {"may_reopen": False}
     assert log[3].details == {"requeued": 0}
+    assert log[4].details is not None and log[4].details["added"] > 0

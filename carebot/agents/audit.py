@@ -35,7 +35,7 @@ ACTIONS = (
     "agent.token_rotated", "agent.password_reset", "agent.invited",
     "conversation.read", "conversation.transferred", "conversation.resolved",
     "customer.exported", "customer.erased", "customer.linked", "customer.unlinked",
-    "code.created", "code.changed",
+    "code.created", "code.changed", "knowledge.imported",
     "canned_reply.created", "canned_reply.changed", "canned_reply.deleted",
     "site.created", "site.changed", "site.deleted",
     "retention.applied",
