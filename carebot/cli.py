@@ -177,6 +177,30 @@ def _parser() -> argparse.ArgumentParser:
         change.add_argument(f"--{flag}", choices=("yes", "no"), help=what)
     change.set_defaults(func=_codes_set)
 
+    cust = sub.add_parser(
+        "customers", help="customers' data: show, export, erase, link"
+    ).add_subparsers(metavar="ACTION")
+    ref_help = "a customer id, or CHANNEL:USER_ID (e.g. telegram:123456789)"
+    show = cust.add_parser("show", help="the person: linked customers, contacts, conversations")
+    show.add_argument("customer", help=ref_help)
+    show.set_defaults(func=_customers_show)
+    exp = cust.add_parser("export", help="everything stored about the person, as JSON")
+    exp.add_argument("customer", help=ref_help)
+    exp.add_argument("--output", "-o", metavar="FILE", help="write to FILE (default: stdout)")
+    exp.set_defaults(func=_customers_export)
+    era = cust.add_parser("erase", help="erase the person's texts and identifiers (the "
+                                        "anonymous counts stay); cannot be undone")
+    era.add_argument("customer", help=ref_help)
+    era.add_argument("--yes", action="store_true", help="really erase (else: say what would be)")
+    era.set_defaults(func=_customers_erase)
+    lnk = cust.add_parser("link", help="CUSTOMER and OTHER are the same person")
+    lnk.add_argument("customer", help=ref_help)
+    lnk.add_argument("other", help=ref_help)
+    lnk.set_defaults(func=_customers_link)
+    unl = cust.add_parser("unlink", help="the customer is a person of their own again")
+    unl.add_argument("customer", help=ref_help)
+    unl.set_defaults(func=_customers_unlink)
+
     worker = sub.add_parser(
         "worker", help="deliver the outbox (and poll Telegram in polling mode) without the "
                        "web server"
@@ -219,9 +243,11 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.db.migrate import upgrade
+    from carebot.routing.policy import Policy
     from carebot.web.app import create_app
     from carebot.web.serving import run
 
+    Policy.from_settings(settings)  # a schedule that does not parse stops here, in one line
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     if args.workers > 1 and settings.is_sqlite:
@@ -406,7 +432,14 @@ def _kb_import(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
     async def work(session: AsyncSession) -> int:
-        report = await import_knowledge(session, loaded, system_clock())
+        from carebot.agents import audit
+
+        now = system_clock()
+        report = await import_knowledge(session, loaded, now)
+        if report.added or report.updated or report.disabled:
+            audit.record(session, audit.cli_actor(), "knowledge.imported", None, None, {
+                "source": str(path)[:200], "added": report.added, "updated": report.updated,
+                "disabled": report.disabled}, at=now)
         print(f"knowledge base imported from {path}: {report}")
         return 0
 
@@ -432,6 +465,7 @@ def _with_session(
 
 
 def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.accounts import AgentError, create_agent
     from carebot.agents.passwords import create_invite
     from carebot.domain.clock import system_clock
@@ -445,6 +479,9 @@ def _agents_add(settings: Settings, args: argparse.Namespace) -> int:
         except AgentError as exc:
             raise CliError(str(exc)) from None
         invite = create_invite(agent, now)
+        audit.record(session, audit.cli_actor(), "agent.created", "agent", agent.id,
+                     {"name": agent.name, "role": agent.role, "capacity": agent.capacity},
+                     at=now)
         print(f"agent {agent.name} (id {agent.id}, role {agent.role}, capacity {agent.capacity})")
         print(f"token: {token}")
         _print_invite(settings, agent, invite)
@@ -651,11 +688,12 @@ def _canned_remove(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _with_write_session(
-    settings: Settings, work: Callable[[AsyncSession, Any], Coroutine[Any, Any, int]]
+    settings: Settings, work: Callable[[AsyncSession, Any], Coroutine[Any, Any, int]],
+    after: Callable[[Any], Coroutine[Any, Any, Any]] | None = None,
 ) -> int:
     """Run `work` in a writing transaction; then tell running services what it did (on
     PostgreSQL through NOTIFY, so consoles of a disabled agent close at once; a SQLite
-    service notices within seconds by itself)."""
+    service notices within seconds by itself), and run `after(engine)`."""
     from carebot.db.engine import make_engine, make_write_sessionmaker
     from carebot.domain.events import Effects
     from carebot.web.fanout import PgNotifyHub, asyncpg_dsn
@@ -671,6 +709,8 @@ def _with_write_session(
             if effects.events and not settings.is_sqlite:
                 await PgNotifyHub(engine, asyncpg_dsn(settings.database_url)).publish(
                     effects.events)
+            if after is not None:
+                await after(engine)
             return result
         finally:
             await engine.dispose()
@@ -696,15 +736,19 @@ def _yes(flag: bool) -> str:
 
 
 def _codes_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.codes import CodeError, add_code, code_dict
     from carebot.domain.clock import system_clock
 
     async def work(session: AsyncSession) -> int:
+        now = system_clock()
         try:
             row = await add_code(session, args.code, args.label, survey=not args.no_survey,
-                                 may_reopen=not args.no_reopen, now=system_clock())
+                                 may_reopen=not args.no_reopen, now=now)
         except CodeError as exc:
             raise CliError(exc.message) from None
+        audit.record(session, audit.cli_actor(), "code.created", "resolution_code", row.code,
+                     {k: v for k, v in code_dict(row).items() if k != "code"}, at=now)
         print(f"added {code_dict(row)}")
         return 0
 
@@ -712,22 +756,147 @@ def _codes_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _codes_set(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
     from carebot.agents.codes import CodeError, change_code, code_dict
+    from carebot.domain.clock import system_clock
 
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "yes"
 
     async def work(session: AsyncSession) -> int:
+        changes = {"label": args.label, "survey": flag(args.survey),
+                   "may_reopen": flag(args.reopen), "enabled": flag(args.enabled)}
         try:
-            row = await change_code(session, args.code, label=args.label,
-                                    survey=flag(args.survey), may_reopen=flag(args.reopen),
-                                    enabled=flag(args.enabled))
+            row = await change_code(session, args.code, **changes)
         except CodeError as exc:
             raise CliError(exc.message) from None
+        data = code_dict(row)
+        audit.record(session, audit.cli_actor(), "code.changed", "resolution_code", row.code,
+                     {k: data[k] for k, v in changes.items() if v is not None},
+                     at=system_clock())
         print(f"changed {code_dict(row)}")
         return 0
 
     return _with_session(settings, work)
+
+
+@contextmanager
+def _customer_errors() -> Iterator[None]:
+    """An unknown or malformed customer reference as one CLI line."""
+    from carebot.routing.actions import ConsoleError
+
+    try:
+        yield
+    except ConsoleError as exc:
+        raise CliError(exc.message) from None
+
+
+def _customers_show(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from carebot.routing import people
+
+    async def work(session: AsyncSession) -> int:
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+            view = await people.person_view(session, customer_id)
+        print(json.dumps(view, indent=2, ensure_ascii=False))
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _customers_export(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from carebot.agents import audit
+    from carebot.domain.clock import system_clock
+    from carebot.routing import people
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        now = system_clock()
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+            document = await people.export(session, customer_id, now)
+        text = json.dumps(document, indent=1, ensure_ascii=False)
+        if args.output:
+            with _input_errors():
+                await asyncio.to_thread(Path(args.output).write_text, text + "\n", "utf-8")
+            print(f"customer {customer_id}: {len(document['conversations'])} conversation(s) "
+                  f"written to {args.output}", file=sys.stderr)
+        else:
+            print(text)
+        audit.record(session, audit.cli_actor(), "customer.exported", "customer", customer_id,
+                     {"customer_ids": document["customer_ids"],
+                      "conversations": len(document["conversations"])}, at=now)
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _customers_erase(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
+    from carebot.db.checkpoint import truncate_wal
+    from carebot.domain.clock import system_clock
+    from carebot.routing import erasure, people
+    from carebot.routing.linked import group_ids
+    from carebot.routing.policy import Policy
+
+    async def work(session: AsyncSession, effects: Any) -> int:
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+        if not args.yes:
+            ids = await group_ids(session, customer_id)
+            view = await people.person_view(session, customer_id)
+            raise CliError(
+                f"this erases customer {customer_id} (as one person: customers "
+                f"{', '.join(map(str, ids))}; {len(view['contacts'])} contact(s), "
+                f"{len(view['conversations'])} conversation(s)) and cannot be undone; "
+                "run again with --yes")
+        report = await erasure.erase(session, customer_id, system_clock(), audit.cli_actor(),
+                                     effects, Policy.from_settings(settings))
+        if report.already_erased:
+            print(f"customer {customer_id} was erased already; nothing changed")
+        else:
+            print(f"customer {customer_id} erased (customers "
+                  f"{', '.join(map(str, report.customer_ids))}): {report.conversations} "
+                  f"conversation(s) ({report.closed} closed), {report.messages} message(s), "
+                  f"{report.touchpoints} touchpoint(s), {report.surveys} survey comment(s), "
+                  f"{report.outbox} outbox row(s), {report.contacts} contact(s)")
+        return 0
+
+    return _with_write_session(settings, work, after=truncate_wal)
+
+
+def _customers_link(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
+    from carebot.domain.clock import system_clock
+    from carebot.routing import people
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        with _customer_errors():
+            first = await people.find_customer(session, args.customer)
+            other = await people.find_customer(session, args.other)
+            ids = await people.link(session, first, other, audit.cli_actor(), system_clock())
+        print(f"customers {', '.join(map(str, ids))} are one person now")
+        return 0
+
+    return _with_write_session(settings, work)
+
+
+def _customers_unlink(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.agents import audit
+    from carebot.domain.clock import system_clock
+    from carebot.routing import people
+
+    async def work(session: AsyncSession, _effects: Any) -> int:
+        with _customer_errors():
+            customer_id = await people.find_customer(session, args.customer)
+            await people.unlink(session, customer_id, audit.cli_actor(), system_clock())
+        print(f"customer {customer_id} is a person of their own again")
+        return 0
+
+    return _with_write_session(settings, work)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

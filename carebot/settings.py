@@ -13,6 +13,8 @@ PREFIX = "CAREBOT_"
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 SQLITE_SYNCHRONOUS = ("full", "normal")
 EMBEDDING_PRECISIONS = ("int8", "float32")
+# What CAREBOT_REDACT_EXTRA may name (carebot.domain.redaction masks them).
+REDACTION_KINDS = ("iban", "email", "phone")
 
 
 class SettingsError(ValueError):
@@ -90,11 +92,23 @@ class Settings:
     # Assigned and waiting for the agent's answer longer than this is an SLA breach (one
     # `assigned_sla_breached` touchpoint per assignment, and an event to managers).
     assigned_sla_seconds: float = 300.0
+    # When people answer (empty: always): `mon-fri 09:00-17:00; sat 10:00-14:00` in this time
+    # zone, closed on these dates (comma-separated, 2026-12-25). Outside them a handoff tells
+    # the customer when a person will reply (carebot.domain.hours has the format).
+    business_hours: str = ""
+    business_timezone: str = "UTC"
+    business_holidays: str = ""
+    # The queue SLA and the human first response time count business hours only.
+    business_time_stats: bool = False
     # Stats: a resolved conversation is a first contact resolution only if the customer opens
     # no new conversation (any channel) within this many days of the resolution.
     stats_repeat_window_days: float = 7.0
     timer_interval_seconds: float = 10.0
     run_timers: bool = True
+    # Message texts, outbox texts, survey comments and typed text in touchpoints older than
+    # this many days are erased by the timers (the counts the statistics need stay); 0 keeps
+    # them for ever.
+    retention_days: float = 0.0
 
     # Surveys after resolution: channels that get them (comma-separated; empty turns them off).
     survey_channels: str = "telegram,http"
@@ -110,6 +124,9 @@ class Settings:
     # PostgreSQL: longest wait to connect, and for any one statement, before a request gets
     # 503 (the database is then treated as unreachable until it answers again).
     db_timeout_seconds: float = 10.0
+    # Card numbers (Luhn-checked) are masked in customers' texts before anything stores, shows,
+    # matches or logs them; these kinds are masked too (comma-separated: iban, email, phone).
+    redact_extra: str = ""
     max_body_bytes: int = 64 * 1024
     max_text_chars: int = 4096
     # Open connections one `serve` process holds at once (kept below its open-file limit),
@@ -194,6 +211,22 @@ class Settings:
         if not 0 < self.port < 65536:
             raise SettingsError(f"CAREBOT_PORT must be 1..65535, got {self.port}")
         self._check_telegram_and_outbox()
+        if self.business_time_stats and not self.business_hours.strip():
+            raise SettingsError(
+                "CAREBOT_BUSINESS_TIME_STATS needs CAREBOT_BUSINESS_HOURS (business time is "
+                "counted against that schedule)"
+            )
+        if self.retention_days != 0 and self.retention_days < 1:
+            raise SettingsError(
+                "CAREBOT_RETENTION_DAYS must be 0 (keep texts) or at least 1 day, got "
+                f"{self.retention_days}"
+            )
+        extra = {k.strip().lower() for k in self.redact_extra.split(",") if k.strip()}
+        if extra - set(REDACTION_KINDS):
+            raise SettingsError(
+                f"CAREBOT_REDACT_EXTRA takes {', '.join(REDACTION_KINDS)} (comma-separated; "
+                f"card numbers are always masked), got {self.redact_extra!r}"
+            )
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(
                 f"CAREBOT_PUBLIC_URL must be an http:// or https:// URL, got {self.public_url!r}"

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from carebot.domain.hours import BusinessHours
+from carebot.domain.messages import OutboundMessage
 from carebot.matching.faq import Candidate, FaqDoc
 from carebot.routing import core, replies
 from carebot.routing.decision import (
@@ -42,7 +44,8 @@ CODES = {"answered": ResolutionCode("answered", "Answered"),
 ALEX = AgentFacts(7, "Alex", capacity=3, load=0)
 BEA = AgentFacts(8, "Bea", capacity=3, load=0)
 NO_ONE: tuple[AgentFacts, ...] = ()
-FACTS = Facts(surveyed_recently=False, agents=NO_ONE, queue_position=4, codes=CODES)
+FACTS = Facts(surveyed_recently=False, agents=NO_ONE, queue_position=4, codes=CODES,
+              card_notice_given=False)
 
 
 def conv(**kw: Any) -> ConvState:
@@ -72,6 +75,16 @@ def say(text: str = "", payload: str | None = None, *matches: tuple[str, float])
     return Turn("http", text, payload, NOW, [Candidate(f, s) for f, s in matches])
 
 
+def masked(text: str, *kinds: str, matches: tuple[tuple[str, float], ...] = ()) -> Turn:
+    """A message in which the channel masked `kinds` (card numbers, e-mails, …)."""
+    return Turn("http", text, None, NOW, [Candidate(f, s) for f, s in matches],
+                frozenset(kinds))
+
+
+# Monday 2 March 2026, 12:00 UTC is 13:00 in Berlin: the team below starts at 14:00.
+LATER_TODAY = replace(POLICY, hours=BusinessHours.parse("mon-fri 14:00-17:00", "Europe/Berlin"))
+
+
 @dataclass
 class Row:
     """One rule: before, input, and what must follow."""
@@ -80,6 +93,7 @@ class Row:
     latest: ConvState | None
     turn: Turn
     facts: Facts = FACTS
+    policy: Policy = POLICY
     status: str = "bot"
     kinds: list[str] = field(default_factory=list)
     says: list[str] = field(default_factory=list)  # the start of each reply, in order
@@ -164,6 +178,40 @@ ROWS = [
         conv(), say("/human"), facts=replace(FACTS, agents=(replace(ALEX, load=2), BEA)),
         status="assigned", kinds=["message_in", "handoff", "assigned"],
         says=["I've passed your conversation to Bea"]),
+    # --- masked card numbers (and IBANs, e-mails, phones) ------------------------------------
+    Row("a card number: told once that cards are refused, then answered as usual", conv(),
+        masked("where is my order, card [card number removed]", "card",
+               matches=(("order-status", 0.9),)),
+        kinds=["message_in", "faq_answer", "redacted", "redaction_notice"],
+        says=["For your safety, please don't send card numbers", "Follow it under"]),
+    Row("... and not told again in the same conversation", conv(),
+        masked("where is my order [card number removed]", "card",
+               matches=(("order-status", 0.9),)),
+        facts=replace(FACTS, card_notice_given=True),
+        kinds=["message_in", "faq_answer", "redacted"], says=["Follow it under"]),
+    Row("a card number while a person has it: told all the same (the bot is otherwise silent)",
+        conv(status="assigned", assigned_agent_id=ALEX.id),
+        masked("my card is [card number removed]", "card"), status="assigned",
+        kinds=["message_in", "redacted", "redaction_notice"], says=["For your safety"]),
+    Row("a masked e-mail is on record, without a notice",
+        conv(status="queued", queued_at=NOW, queue_ack_at=NOW), masked("[email removed]", "email"),
+        status="queued", kinds=["message_in", "redacted"], says=[]),
+    # --- business hours ----------------------------------------------------------------------
+    Row("outside business hours a handoff queues and says when a person will reply", conv(),
+        say("/human"), policy=LATER_TODAY, status="queued", kinds=["message_in", "handoff"],
+        says=["Our support team is away right now, so I've put you in the queue (number 4). "
+              "A person will reply here today at 14:00. You can keep writing: they will see "
+              "everything. Our hours: Mon-Fri 14:00-17:00 (Europe/Berlin)."],
+        check=lambda d: d.touches[-1].details == {"reason": "requested", "outside_hours": True}
+        and d.events[0].data == {"reason": "requested", "outside_hours": True}),
+    Row("... but someone online outside hours takes it", conv(), say("/human"),
+        facts=replace(FACTS, agents=(BEA,)), policy=LATER_TODAY, status="assigned",
+        kinds=["message_in", "handoff", "assigned"], says=["I've passed your conversation"]),
+    Row("... and a customer waiting outside hours is reminded when",
+        conv(status="queued", queued_at=NOW - timedelta(hours=1)), say("hello?"),
+        policy=LATER_TODAY, status="queued", kinds=["message_in"],
+        says=["You're still in the queue (number 4). Our team is away right now; a person "
+              "will reply here today at 14:00."]),
     Row("a handoff with nobody free waits in the queue with its position", conv(),
         say("no match at all here", None, ("order-status", 0.05)), status="queued",
         kinds=["message_in", "handoff"], says=["I'm passing you to a person from our support "
@@ -173,7 +221,7 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_message_rules(row: Row) -> None:
-    d = core.decide_message(row.latest, row.turn, row.facts, POLICY, KB)
+    d = core.decide_message(row.latest, row.turn, row.facts, row.policy, KB)
     assert not d.needs
     assert d.conv.status == row.status
     assert [str(t.kind) for t in d.touches] == row.kinds
@@ -196,6 +244,12 @@ def test_the_core_never_changes_what_it_was_given() -> None:
 def test_a_decision_asks_for_facts_it_was_not_given() -> None:
     unloaded = Facts()
     assert core.decide_message(conv(), say("/human"), unloaded, POLICY, KB).needs == {"queue"}
+    card = masked("[card number removed]", "card", matches=(("order-status", 0.9),))
+    assert core.decide_message(conv(), card, replace(FACTS, card_notice_given=None), POLICY,
+                               KB).needs == {"card_notice"}
+    # A first message has no earlier notice to look for.
+    first = core.decide_message(None, card, replace(FACTS, card_notice_given=None), POLICY, KB)
+    assert not first.needs and first.replies[0].message == OutboundMessage(replies.CARD_NOTICE)
     unmatched = Turn("http", "where is it", None, NOW, candidates=None)
     assert core.decide_message(conv(), unmatched, unloaded, POLICY, KB).needs == {"match"}
 
@@ -266,16 +320,17 @@ def test_timers() -> None:
     with pytest.raises(NotAllowed):
         core.time_out(conv(status="queued"), NOW)
     breach = core.sla_breached(conv(status="queued", queued_at=NOW - timedelta(minutes=6)),
-                               NOW, 300.0)
+                               NOW, POLICY)
     assert breach.touches[0].wait_ms == 360_000 and breach.events[0].kind == "sla_breached"
 
 
 def test_a_reply_says_the_decision_status_for_every_rule() -> None:
     """Every handoff reply names the queue or the agent: no silent handoff."""
     for row in ROWS:
-        d = core.decide_message(row.latest, row.turn, row.facts, POLICY, KB)
+        d = core.decide_message(row.latest, row.turn, row.facts, row.policy, KB)
         if "handoff" in [str(t.kind) for t in d.touches]:
             assert any(r.message and (replies.HANDOFF_QUEUED[:20] in r.message.text
+                                      or replies.HANDOFF_AWAY[:20] in r.message.text
                                       or "passed your conversation" in r.message.text)
                        for r in d.replies), row.name
 
@@ -477,3 +532,27 @@ def test_queue_sla_state(state: ConvState, expected: str | None) -> None:
     assert (standing.state if standing else None) == expected
     if standing is not None:
         assert standing.breach_at == state.queued_at + SLA
+
+
+def test_sla_and_first_response_count_business_time_when_told() -> None:
+    """Queued on Friday 16:58 in Berlin, the team back on Monday 09:00: at 09:02 the customer
+    has waited 4 business minutes (not 64 hours), within a 5-minute SLA; at 09:04, 6 minutes:
+    breached."""
+    hours = BusinessHours.parse("mon-fri 09:00-17:00", "Europe/Berlin")
+    business = replace(POLICY, hours=hours, business_time=True)
+    friday = datetime(2026, 3, 6, 15, 58, tzinfo=UTC)  # 16:58 Berlin (UTC+1)
+    monday = datetime(2026, 3, 9, 8, 0, tzinfo=UTC)  # 09:00 Berlin
+    waiting = conv(status="queued", queued_at=friday)
+    assert core.sla_due(waiting, monday, POLICY)  # wall-clock: long breached
+    assert not core.sla_due(waiting, monday + timedelta(minutes=2), business)
+    assert core.sla_due(waiting, monday + timedelta(minutes=4), business)
+    with pytest.raises(NotAllowed):
+        core.sla_breached(waiting, monday + timedelta(minutes=2), business)
+    breach = core.sla_breached(waiting, monday + timedelta(minutes=4), business)
+    assert breach.touches[0].details == {"sla_seconds": 300.0, "business_ms": 360_000}
+    held = conv(status="assigned", assigned_agent_id=ALEX.id, queued_at=friday)
+    first = core.reply(held, ALEX, "Good morning!", monday + timedelta(minutes=2), None,
+                       business)
+    assert first.conv.first_human_response_ms == 240_000
+    wall = core.reply(held, ALEX, "Good morning!", monday + timedelta(minutes=2), None, POLICY)
+    assert wall.conv.first_human_response_ms == (64 * 60 + 4) * 60_000

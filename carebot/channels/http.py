@@ -10,6 +10,7 @@ from typing import Any
 
 from carebot.channels.errors import ChannelInputError, require_secret
 from carebot.domain.messages import InboundMessage
+from carebot.domain.redaction import CARDS_ONLY, Redactor
 from carebot.domain.text import is_blank, text_problem
 
 CHANNEL = "http"
@@ -25,8 +26,13 @@ def check_secret(given: str, secret: str) -> None:
         require_secret(SECRET_HEADER, given, secret)
 
 
-def parse_message(body: dict[str, Any], max_text: int) -> InboundMessage:
-    """Validate the JSON body into an InboundMessage, or raise a 400/413 ChannelInputError."""
+def parse_message(
+    body: dict[str, Any], max_text: int, redact: Redactor = CARDS_ONLY
+) -> InboundMessage:
+    """Validate the JSON body into an InboundMessage, or raise a 400/413 ChannelInputError.
+
+    Card numbers (and what `redact` masks besides) are masked here, before anything else
+    sees the text."""
     user_id = _required_id(body, "user_id")
     message_id = _required_id(body, "message_id")
     text = body.get("text")
@@ -55,14 +61,16 @@ def parse_message(body: dict[str, Any], max_text: int) -> InboundMessage:
         problem = text_problem(value) if isinstance(value, str) else None
         if problem is not None:
             raise ChannelInputError(400, f"'{key}' {problem}")
+    masked, masked_name = redact(text or ""), redact(name)
     return InboundMessage(
         channel=CHANNEL,
         user_id=user_id,
         message_id=message_id,
-        text=text or "",
+        text=masked.text,
         payload=payload,
-        display_name=name,
+        display_name=masked_name.text,
         reply_inline=True,
+        redacted=masked.kinds | masked_name.kinds,
     )
 
 

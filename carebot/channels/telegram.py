@@ -68,6 +68,7 @@ from carebot.delivery.outbox import (
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects
 from carebot.domain.messages import Button, InboundMessage, RouteResult
+from carebot.domain.redaction import CARDS_ONLY, Redactor
 from carebot.domain.text import scrub
 from carebot.routing import replies
 from carebot.routing.unrouted import UnroutedMessage, note_unrouted
@@ -119,20 +120,23 @@ class Ignored:
 Decision = Routed | Noted | Ignored
 
 
-def classify(update: Update, bot_username: str) -> Decision:
-    """Turn one Telegram update into what carebot does with it (see the module docstring)."""
+def classify(update: Update, bot_username: str, redact: Redactor = CARDS_ONLY) -> Decision:
+    """Turn one Telegram update into what carebot does with it (see the module docstring).
+
+    Texts and names are masked by `redact` (card numbers at least) here, before anything
+    stores, shows, matches or logs them."""
     if update.callback_query is not None:
-        return _press(update.callback_query)
+        return _press(update.callback_query, redact)
     if update.message is not None:
-        return _message(update.message, bot_username)
+        return _message(update.message, bot_username, redact)
     if update.edited_message is not None:
-        return _edit(update.edited_message)
+        return _edit(update.edited_message, redact)
     if update.channel_post is not None or update.edited_channel_post is not None:
         return Ignored("channel post")
     return Ignored("update kind carebot does not handle")
 
 
-def _press(query: CallbackQuery) -> Decision:
+def _press(query: CallbackQuery, redact: Redactor) -> Decision:
     chat = query.message.chat if query.message is not None else None
     if chat is not None and chat.type != ChatType.PRIVATE:
         return Ignored("button press outside a private chat")
@@ -145,13 +149,13 @@ def _press(query: CallbackQuery) -> Decision:
             user_id=str(chat_id),
             message_id=f"cb:{query.id}",
             payload=scrub(query.data),
-            display_name=scrub(query.from_user.full_name),
+            display_name=redact(scrub(query.from_user.full_name)).text,
         ),
         callback_query_id=query.id,
     )
 
 
-def _message(message: Message, bot_username: str) -> Decision:
+def _message(message: Message, bot_username: str, redact: Redactor) -> Decision:
     chat = message.chat
     if chat.type == ChatType.PRIVATE:
         if message.text is not None:
@@ -160,15 +164,18 @@ def _message(message: Message, bot_username: str) -> Decision:
             text = ""  # media: the router answers that it can only read text
         else:
             return Ignored("service message")
+        # What Telegram delivers is kept, never refused: PostgreSQL cannot store NUL or lone
+        # surrogates, so they become U+FFFD.
+        masked = redact(scrub(text))
+        name = redact(scrub(message.from_user.full_name) if message.from_user else "")
         return Routed(InboundMessage(
             channel=CHANNEL,
             user_id=str(chat.id),
             message_id=f"{chat.id}:{message.message_id}",
-            # What Telegram delivers is kept, never refused: PostgreSQL cannot store NUL or
-            # lone surrogates, so they become U+FFFD.
-            text=scrub(text),
-            display_name=scrub(message.from_user.full_name) if message.from_user else "",
+            text=masked.text,
+            display_name=name.text,
             sent_at=message.date,
+            redacted=masked.kinds | name.kinds,
         ))
     if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP) and _addressed_to_bot(
         message, bot_username
@@ -206,7 +213,7 @@ def _addressed_to_bot(message: Message, bot_username: str) -> bool:
     )
 
 
-def _edit(message: Message) -> Decision:
+def _edit(message: Message, redact: Redactor) -> Decision:
     chat = message.chat
     if chat.type != ChatType.PRIVATE:
         return Ignored(f"edited message in a {chat.type} chat")
@@ -218,7 +225,7 @@ def _edit(message: Message) -> Decision:
         user_id=str(chat.id),
         in_conversation=True,
         details={"message_id": f"{chat.id}:{message.message_id}",
-                 "text": message.text or message.caption or ""},
+                 "text": redact(scrub(message.text or message.caption or "")).text},
     ))
 
 
@@ -347,8 +354,10 @@ class TelegramChannel:
         clock: Clock,
         senders: MutableMapping[str, Sender],
         poll: bool,
+        redact: Redactor = CARDS_ONLY,
     ) -> None:
         self.application = application
+        self.redact = redact
         self.route = route
         self.publish = publish
         self.sessions = sessions
@@ -376,12 +385,13 @@ class TelegramChannel:
             return
         self._task = asyncio.create_task(self._run(), name="telegram")
 
-    async def stop(self) -> None:
-        """Stop polling after the update in hand, confirm what was processed, disconnect."""
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop polling after the update in hand (waiting `grace` seconds at most), confirm
+        what was processed, disconnect."""
         self._stop.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 10)
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
@@ -497,7 +507,7 @@ class TelegramChannel:
 
     async def process(self, update: Update) -> Decision:
         """Route, note or ignore one update (committed before this returns)."""
-        decision = classify(update, self.bot.username)
+        decision = classify(update, self.bot.username, self.redact)
         if isinstance(decision, Routed):
             if self.route is None:
                 raise RuntimeError("this process does not route Telegram updates")

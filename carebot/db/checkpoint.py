@@ -14,6 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carebot.db.engine import make_sync_sqlite_engine
 
@@ -63,3 +64,21 @@ class WalCheckpointer:
         with self._engine.connect() as conn:
             conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").all()
         self.checkpoints += 1
+
+
+async def truncate_wal(engine: AsyncEngine, attempts: int = 20) -> bool:
+    """SQLite: copy the WAL into the database file and truncate it to zero bytes, so texts
+    just overwritten (an erasure) are gone from the WAL too; whether it got there. A reader
+    holding an older snapshot makes it busy: it is tried again for about a second. A no-op
+    (True) on other databases."""
+    if engine.dialect.name != "sqlite":
+        return True
+    for _ in range(attempts):
+        async with engine.connect() as conn:
+            busy = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()[0]
+        if not busy:
+            return True
+        await asyncio.sleep(0.05)
+    log.warning("the SQLite WAL could not be truncated (a reader held it); erased texts leave "
+                "it at the next checkpoint")
+    return False

@@ -84,6 +84,9 @@ def _sqlite_pragmas(
     cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Deleted and overwritten content is zeroed in the file, not left in free space: an erased
+    # customer's texts must not survive in the database file (carebot.routing.erasure).
+    cursor.execute("PRAGMA secure_delete=ON")
     if not autocheckpoint:
         cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()

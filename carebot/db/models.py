@@ -340,3 +340,69 @@ class KnowledgeGapDone(Base):
     note: Mapped[str | None] = mapped_column(Text)
     done_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     done_at: Mapped[datetime]
+
+
+# --- data protection (migration 0008): audit log, linked customers, erasures, retention ------
+
+
+class AuditEntry(Base):
+    """Who did what to which object, and when: an append-only log (triggers refuse UPDATE and
+    DELETE). It holds ids, names of agents and small facts, never message texts or secrets
+    (`carebot.agents.audit.record` checks the details it is given)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_object", "object_type", "object_id", "at"),
+        Index("ix_audit_log_action_at", "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    # agent (an agent, manager or admin, by API or console), cli (the command line), system
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    # The agent's name as it was (or the operating-system user of a CLI run): the log stays
+    # readable whatever happens to the agent later.
+    actor_name: Mapped[str] = mapped_column(String(100), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None]
+
+
+class CustomerLink(Base):
+    """A customer who is the same person as another (e.g. on Telegram and on web chat).
+
+    Each linked customer points at the group's first customer (`person_id`), which has no
+    row here; its conversations, contacts and history stay its own, and unlinking deletes
+    the row. Everything that shows or exports a person reads the whole group."""
+
+    __tablename__ = "customer_links"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    linked_at: Mapped[datetime]
+    linked_by: Mapped[int | None] = mapped_column(BigId)
+
+
+class CustomerErasure(Base):
+    """A customer whose texts and identifiers were erased (their anonymous rows remain)."""
+
+    __tablename__ = "customer_erasures"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    erased_at: Mapped[datetime]
+
+
+class RetentionProgress(Base):
+    """How far the retention job got in one table: rows up to `last_id` are done.
+
+    Ids grow with time, so each pass continues from here with a primary-key range instead of
+    searching the table for old texts; its row is locked (SKIP LOCKED) while a pass runs, so
+    processes never do the same table at once."""
+
+    __tablename__ = "retention_progress"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigId, default=0)
+    updated_at: Mapped[datetime]

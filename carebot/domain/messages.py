@@ -32,6 +32,8 @@ class InboundMessage:
     sent_at: datetime | None = None
     # Replies are returned to the caller (HTTP channel) instead of being pushed by the worker.
     reply_inline: bool = False
+    # What the channel masked in the text before handing it over ("card", "iban", …).
+    redacted: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Channels validate their input; this keeps a value of the wrong type (a number as the

@@ -28,6 +28,7 @@ class ResolvedBy(StrEnum):
     BOT = "bot"  # the customer confirmed an FAQ answer helped
     AGENT = "agent"
     TIMEOUT = "timeout"  # the customer went silent after the bot: an assumed bot resolution
+    SYSTEM = "system"  # closed by carebot itself: the customer's data was erased
 
 
 class Actor(StrEnum):
@@ -70,6 +71,8 @@ class Kind(StrEnum):
     MESSAGE_EDITED = "message_edited"
     IGNORED = "ignored"
     DELIVERY_FAILED = "delivery_failed"
+    REDACTED = "redacted"  # card numbers (or IBANs, e-mails, phones) masked in the message
+    REDACTION_NOTICE = "redaction_notice"  # the customer was told card numbers are refused
 
 
 # Effort points a step costs the customer. Answers cost nothing; every message the customer

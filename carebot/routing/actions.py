@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.agents.accounts import (
     AgentError,
     change_agent,
@@ -31,6 +32,7 @@ from carebot.db.batch_sql import agent_facts_query
 from carebot.db.models import Agent, Contact, Conversation, Message, Survey, Touchpoint
 from carebot.db.models import ResolutionCode as ResolutionCodeRow
 from carebot.domain.events import Effects, Event
+from carebot.domain.redaction import mask_cards
 from carebot.routing import apply, core
 from carebot.routing.agent_facts import agent_facts, facts_of
 from carebot.routing.decision import (
@@ -168,7 +170,9 @@ async def reply(
     session: AsyncSession, agent: Agent, conversation_id: int, text: str, now: datetime,
     effects: Effects, policy: Policy,
 ) -> Message:
-    """Send the agent's reply to the customer through the outbox."""
+    """Send the agent's reply to the customer through the outbox (card numbers masked: a
+    chat is no place for them, whoever types one)."""
+    text = mask_cards(text)
     conv = await load_for(session, agent, conversation_id, lock=True)
     last_reply = await session.scalar(
         select(func.max(Message.created_at)).where(
@@ -177,7 +181,7 @@ async def reply(
         )
     )
     actor = await _actor(session, agent)
-    d = _decide(lambda: core.reply(_state(conv), actor, text, now, last_reply))
+    d = _decide(lambda: core.reply(_state(conv), actor, text, now, last_reply, policy))
     return await _commit_message(session, conv, d, policy, effects)
 
 
@@ -186,6 +190,7 @@ async def note(
     effects: Effects, policy: Policy,
 ) -> Message:
     """A private note on the conversation: stored and shown to agents, never sent."""
+    text = mask_cards(text)
     conv = await load_for(session, agent, conversation_id, lock=True)
     actor = await _actor(session, agent)
     d = _decide(lambda: core.note(_state(conv), actor, text, now))
@@ -223,14 +228,19 @@ async def transfer(
     now: datetime, effects: Effects, policy: Policy, note_text: str | None = None,
 ) -> Conversation:
     """Pass the conversation to another agent, or back to the queue (`to_agent_id` None)."""
+    note_text = mask_cards(note_text) if note_text else note_text
     conv = await load_for(session, agent, conversation_id, lock=True)
     actor = await _actor(session, agent)
     target = None
     if to_agent_id is not None:
         target = await _agent_facts(session, to_agent_id, lock=True)
     agents = await _online_agents(session) if target is None else ()
+    previous = conv.assigned_agent_id
     d = _decide(lambda: core.transfer(_state(conv), actor, target, note_text, now, agents))
     await _commit(session, conv, d, policy, effects)
+    audit.record(session, agent, "conversation.transferred", "conversation", conv.id,
+                 {"from_agent_id": previous, "to_agent_id": to_agent_id,
+                  "assigned_agent_id": conv.assigned_agent_id}, at=now)
     await assign_waiting(session, now, effects, policy)
     return conv
 
@@ -272,6 +282,8 @@ async def resolve_by_agent(
     facts = await resolve_facts(session, conv.id, conv.customer_id, now, policy)
     d = _decide(lambda: core.resolve_by_agent(_state(conv), actor, managed, now, facts, policy))
     await _commit(session, conv, d, policy, effects)
+    audit.record(session, agent, "conversation.resolved", "conversation", conv.id,
+                 {"code": managed.code}, at=now)
     await assign_waiting(session, now, effects, policy)
     return conv
 
@@ -471,6 +483,13 @@ def touchpoint_dict(t: Touchpoint) -> dict[str, Any]:
         "details": t.details,
         "created_at": _iso(t.created_at),
     }
+
+
+def contact_dict(c: Contact) -> dict[str, Any]:
+    """A contact (a customer's identity on one channel) as JSON."""
+    return {"id": c.id, "customer_id": c.customer_id, "channel": c.channel,
+            "external_id": c.external_id, "display_name": c.display_name,
+            "created_at": _iso(c.created_at)}
 
 
 def agent_dict(agent: Agent, load: int | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from carebot.db import bulk
@@ -34,7 +35,7 @@ from carebot.db.batch_sql import (
 from carebot.domain.clock import Clock, ms_between
 from carebot.domain.events import Effects, preview
 from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
-from carebot.domain.states import Status, SurveyStatus
+from carebot.domain.states import Kind, Status, SurveyStatus
 from carebot.matching.faq import Candidate
 from carebot.routing import core, survey_rules
 from carebot.routing.agent_facts import facts_of
@@ -176,6 +177,8 @@ class Batch:
         self.recently_surveyed: set[int] | None = None  # customer ids
         self.codes: dict[str, ResolutionCode] | None = None
         self.next_ids: dict[str, int] | None = None
+        # Conversations (by id(_Conv)) whose customer was told card numbers are refused.
+        self.card_noticed: dict[int, bool] = {}
         self.claimed: set[int] = set()  # agents whose rows this batch holds (PostgreSQL)
         self.assigned_here: dict[int, int] = {}  # conversations this batch gave each agent
 
@@ -301,6 +304,9 @@ class Batch:
         elif self.queued is not None:
             position = self.queued + 1
         customer = conv.contact.row["customer_id"] if conv is not None else None
+        noticed = None
+        if "card_notice" in needs and conv is not None:
+            noticed = self._card_noticed(conv)
         return Facts(
             survey=self.surveys.get(id(conv)) if conv is not None else None,
             surveyed_recently=None if self.recently_surveyed is None else (
@@ -308,7 +314,22 @@ class Batch:
             agents=self.agents,
             queue_position=position,
             codes=self.codes or {},
+            card_notice_given=noticed,
         )
+
+    def _card_noticed(self, conv: _Conv) -> bool:
+        """Whether the customer was told in this conversation that cards are refused."""
+        key = id(conv)
+        if key not in self.card_noticed:
+            self.card_noticed[key] = not conv.new and conv.state.id is not None and (
+                self.conn.execute(
+                    select(TOUCHPOINTS.c.id).where(
+                        TOUCHPOINTS.c.conversation_id == conv.state.id,
+                        TOUCHPOINTS.c.kind == Kind.REDACTION_NOTICE,
+                    ).limit(1)
+                ).first() is not None
+            )
+        return self.card_noticed[key]
 
     def _claim(self, agent: AgentFacts) -> bool:
         """PostgreSQL: hold the agent's row (FOR NO KEY UPDATE SKIP LOCKED: never waiting on
@@ -343,7 +364,7 @@ class Batch:
             contact.renamed = not contact.new
         conv = self.latest.get(id(contact))
         received = self.ctx.clock()
-        turn = Turn(msg.channel, msg.text, msg.payload, received, p.candidates)
+        turn = Turn(msg.channel, msg.text, msg.payload, received, p.candidates, msg.redacted)
         needs: set[str] = set()
         while True:
             facts = self._facts(conv, needs)
@@ -373,6 +394,8 @@ class Batch:
             self.latest[id(contact)] = conv
         assert conv is not None
         conv.state = d.conv
+        if any(t.kind == Kind.REDACTION_NOTICE for t in d.touches):
+            self.card_noticed[id(conv)] = True
         if d.conv.first_bot_response_ms == 0 and (
             before is None or before.first_bot_response_ms is None
         ):

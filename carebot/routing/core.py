@@ -27,6 +27,7 @@ from typing import Any
 from carebot.domain.clock import ms_between
 from carebot.domain.events import Event
 from carebot.domain.messages import OutboundMessage
+from carebot.domain.redaction import CARD
 from carebot.domain.states import (
     OPEN_STATUSES,
     WITH_A_PERSON,
@@ -45,7 +46,9 @@ from carebot.routing.decision import (
     Facts,
     Knowledge,
     NotAllowed,
+    Reply,
     StatusChange,
+    SurveyState,
     Turn,
 )
 from carebot.routing.policy import Policy, ResolutionCode
@@ -72,6 +75,30 @@ def decide_message(
     latest: ConvState | None, turn: Turn, facts: Facts, policy: Policy, kb: Knowledge
 ) -> Decision:
     """What one customer message does to the customer's latest conversation (None: first)."""
+    d = _decide_message(latest, turn, facts, policy, kb)
+    if turn.redacted and not d.needs:
+        _masked(d, turn, facts)
+    return d
+
+
+def _masked(d: Decision, turn: Turn, facts: Facts) -> None:
+    """The channel masked something in the message: on record; a card number also gets the
+    customer told, once per conversation and in any state, that cards are refused here."""
+    now = turn.received
+    given = False if d.new_conversation else facts.card_notice_given
+    if CARD in turn.redacted and given is None:
+        d.needs.add("card_notice")
+        return
+    d.touch(Kind.REDACTED, Actor.SYSTEM, now, with_message=True,
+            details={"kinds": sorted(turn.redacted)})
+    if CARD in turn.redacted and not given:
+        d.touch(Kind.REDACTION_NOTICE, Actor.BOT, now)
+        d.replies.insert(0, Reply(OutboundMessage(replies.CARD_NOTICE), now))
+
+
+def _decide_message(
+    latest: ConvState | None, turn: Turn, facts: Facts, policy: Policy, kb: Knowledge
+) -> Decision:
     now = turn.received
     text = turn.text.strip()
     cmd = intents.command(text) if text else None
@@ -181,8 +208,12 @@ def _with_a_person(
             d.needs.add("position")
             return
         conv.queue_ack_at = now
-        d.say(OutboundMessage(replies.STILL_WAITING.format(position=facts.queue_position)),
-              now)
+        if is_closed(policy, now):
+            d.say(OutboundMessage(replies.STILL_WAITING_AWAY.format(
+                position=facts.queue_position, when=_when_back(policy, now))), now)
+        else:
+            d.say(OutboundMessage(replies.STILL_WAITING.format(position=facts.queue_position)),
+                  now)
     _message_event(d, turn)
 
 
@@ -206,7 +237,7 @@ def _bot_turn(
         d.say(_command_reply(cmd, payload), now)
         return
     if payload == replies.HANDOFF or cmd in HUMAN_COMMANDS:
-        hand_off(d, now, "requested", facts)
+        hand_off(d, now, "requested", facts, policy)
         return
     if payload and payload not in (conv.offered_payloads or ()):
         # Stale or forged (`yes:<faq>` never offered here, an unknown FAQ id): it proves
@@ -225,7 +256,7 @@ def _bot_turn(
             _answer(d, now, doc.id, None, kb, picked=True)
             return
     if text and intents.wants_human(text):
-        hand_off(d, now, "requested", facts)
+        hand_off(d, now, "requested", facts, policy)
         return
     small = kb.small_talk.reply_for(text)
     if small is not None:
@@ -262,7 +293,7 @@ def _feedback(d: Decision, turn: Turn, payload: str, facts: Facts, policy: Polic
         survey_rules.on_resolved(d, now, facts, policy.surveys, None)
     else:
         conv.failed_bot_turns += 1
-        hand_off(d, now, "not_helpful", facts, {"faq_id": faq_id})
+        hand_off(d, now, "not_helpful", facts, policy, {"faq_id": faq_id})
     return True
 
 
@@ -306,7 +337,7 @@ def _matched(
                 wait_ms=0, details={"candidates": [[c.faq_id, round(c.score, 4)] for c in offer]})
         d.say(replies.suggestions([kb.docs[c.faq_id] for c in offer]), now)
         return
-    hand_off(d, now, "failed_turns" if offer else "no_match", facts, {
+    hand_off(d, now, "failed_turns" if offer else "no_match", facts, policy, {
         "text": text, "top_faq_id": top.faq_id if top else None,
         "top_score": round(top.score, 4) if top else None,
     })
@@ -326,7 +357,7 @@ def pick_agent(
 
 
 def hand_off(
-    d: Decision, now: datetime, reason: str, facts: Facts,
+    d: Decision, now: datetime, reason: str, facts: Facts, policy: Policy,
     details: dict[str, Any] | None = None,
 ) -> None:
     """Queue the conversation for a person; an available agent takes it at once."""
@@ -344,12 +375,33 @@ def hand_off(
     d.touch(Kind.HANDOFF, Actor.BOT, now, details={"reason": reason, **(details or {})})
     agent = pick_agent(facts.agents)
     if agent is not None:
+        # Someone is working (even outside business hours): they take it.
         assign(d, agent, now)
         d.say(OutboundMessage(replies.HANDOFF_ASSIGNED.format(agent=agent.name)), now)
         return
     conv.queue_ack_at = now
+    if is_closed(policy, now):
+        # Outside business hours: queued all the same, and told when a person will reply.
+        assert policy.hours is not None
+        d.touches[-1].details = {**(d.touches[-1].details or {}), "outside_hours": True}
+        d.emit("queued", queue=True, reason=reason, outside_hours=True)
+        d.say(OutboundMessage(replies.HANDOFF_AWAY.format(
+            position=facts.queue_position, when=_when_back(policy, now),
+            hours=policy.hours.describe())), now)
+        return
     d.emit("queued", queue=True, reason=reason)
     d.say(OutboundMessage(replies.HANDOFF_QUEUED.format(position=facts.queue_position)), now)
+
+
+def is_closed(policy: Policy, now: datetime) -> bool:
+    """Outside business hours (never, without a schedule)."""
+    return policy.hours is not None and not policy.hours.is_open(now)
+
+
+def _when_back(policy: Policy, now: datetime) -> str:
+    back = policy.hours.next_open(now) if policy.hours is not None else None
+    return replies.WHEN_BACK if back is None or policy.hours is None else (
+        policy.hours.when(back, now))
 
 
 def assign(
@@ -474,9 +526,10 @@ def claim(conv: ConvState, agent: AgentFacts, now: datetime) -> Decision:
 
 def reply(
     conv: ConvState, agent: AgentFacts, text: str, now: datetime,
-    last_agent_reply_at: datetime | None,
+    last_agent_reply_at: datetime | None, policy: Policy | None = None,
 ) -> Decision:
-    """The agent's reply to the customer."""
+    """The agent's reply to the customer. The first one sets the human first response time:
+    from the handoff, in business hours only when the policy says so."""
     if conv.status == Status.QUEUED:
         raise NotAllowed("conversation is in the queue; claim it before replying")
     if conv.status != Status.ASSIGNED or (
@@ -494,7 +547,9 @@ def reply(
     c.updated_at = now
     if c.first_human_response_ms is None:
         # Human first response runs from the handoff, never from the bot's time.
-        c.first_human_response_ms = ms_between(c.queued_at, now)
+        c.first_human_response_ms = (
+            policy.elapsed_ms(c.queued_at, now) if policy is not None
+            else ms_between(c.queued_at, now))
     d.say(OutboundMessage(text), now, sender=Actor.AGENT, agent_id=agent.id)
     d.touch(Kind.AGENT_REPLY, Actor.AGENT, now, agent_id=agent.id, with_message=True,
             wait_ms=ms_between(waiting_since, now))
@@ -615,6 +670,25 @@ def resolve_by_agent(
     return d
 
 
+# --- data protection -----------------------------------------------------------------------
+
+# The resolution code of conversations closed because their customer's data was erased (not in
+# the managed list: no agent resolves with it).
+ERASED_CODE = "erased"
+
+
+def close_for_erasure(conv: ConvState, survey: SurveyState | None, now: datetime) -> Decision:
+    """The customer's data is being erased: an open conversation is resolved by the system
+    (code `erased`, no survey) and an open survey withdrawn. Nothing is said to the customer,
+    and nothing is sent later: there is nobody left to send it to."""
+    d = Decision(conv.copy())
+    if conv.status in OPEN_STATUSES:
+        _resolve(d, now, by=ResolvedBy.SYSTEM, actor=Actor.SYSTEM, code=ERASED_CODE)
+    if survey is not None and survey.is_open:
+        survey_rules.withdraw(d, survey, now, "erased")
+    return d
+
+
 # --- timers --------------------------------------------------------------------------------
 
 
@@ -627,12 +701,23 @@ def time_out(conv: ConvState, now: datetime) -> Decision:
     return d
 
 
-def sla_breached(conv: ConvState, now: datetime, sla_seconds: float) -> Decision:
+def sla_due(conv: ConvState, now: datetime, policy: Policy) -> bool:
+    """Whether a queue stay has outlasted the SLA (counted in business hours only when the
+    policy says so: a customer who wrote at night is not late at nine)."""
+    waited = policy.elapsed_ms(conv.queued_at, now)
+    return waited is not None and waited > policy.queue_sla.total_seconds() * 1000
+
+
+def sla_breached(conv: ConvState, now: datetime, policy: Policy) -> Decision:
     """A queue stay outlasted the SLA: on record, and managers are told."""
+    if conv.status != Status.QUEUED or not sla_due(conv, now, policy):
+        raise NotAllowed("the queue stay is within the SLA")
     d = Decision(conv.copy())
     waited = ms_between(conv.queued_at, now)
-    d.touch(Kind.SLA_BREACHED, Actor.SYSTEM, now, wait_ms=waited,
-            details={"sla_seconds": sla_seconds})
+    details: dict[str, Any] = {"sla_seconds": policy.queue_sla.total_seconds()}
+    if policy.business_time:
+        details["business_ms"] = policy.elapsed_ms(conv.queued_at, now)
+    d.touch(Kind.SLA_BREACHED, Actor.SYSTEM, now, wait_ms=waited, details=details)
     # No agent ids: only managers and admins (who see every event) get it.
     d.emit("sla_breached", waited_ms=waited)
     return d

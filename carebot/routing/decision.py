@@ -204,6 +204,8 @@ class Turn:
     received: datetime
     # The message's FAQ matches (None: not matched; the core asks for them only when needed).
     candidates: Sequence[Candidate] | None = None
+    # What the channel masked in it ("card", "iban", "email", "phone").
+    redacted: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ class Facts:
     queue_position: int | None = None
     # The managed resolution codes, by code.
     codes: Mapping[str, ResolutionCode] = field(default_factory=dict)
+    # The customer was already told in this conversation that card numbers are refused.
+    card_notice_given: bool | None = None
 
 
 @dataclass
@@ -271,7 +275,8 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     # Agents who got work in this step (their `idle_since` moves).
     assigned: list[AgentFacts] = field(default_factory=list)
-    # Facts the decision needs and did not have ("match", "queue", "position", "surveys"): the
+    # Facts the decision needs and did not have ("match", "queue", "position", "surveys",
+    # "card_notice"): the
     # loader gets them and decides again; this decision is discarded.
     needs: set[str] = field(default_factory=set)
     # The status before this step: whether the conversation was in everyone's queue view.

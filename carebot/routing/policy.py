@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from carebot.settings import Settings
+from carebot.domain.hours import BusinessHours, HoursError
+from carebot.settings import Settings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,36 @@ class Policy:
     surveys: SurveyPolicy
     queue_sla: timedelta
     presence: PresencePolicy
+    # When people answer; None: always.
+    hours: BusinessHours | None = None
+    # The queue SLA and the human first response time count business hours only.
+    business_time: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        """The policy the settings describe."""
+        """The policy the settings describe (SettingsError for a schedule that does not
+        parse)."""
+        try:
+            hours = BusinessHours.parse(settings.business_hours, settings.business_timezone,
+                                        settings.business_holidays)
+        except HoursError as exc:
+            raise SettingsError(f"CAREBOT_BUSINESS_HOURS, _TIMEZONE or _HOLIDAYS: {exc}") from None
         return cls(
             RoutingPolicy.from_settings(settings),
             SurveyPolicy.from_settings(settings),
             timedelta(seconds=settings.queue_sla_seconds),
             PresencePolicy.from_settings(settings),
+            hours,
+            settings.business_time_stats and hours is not None,
         )
+
+    def elapsed_ms(self, start: datetime | None, end: datetime) -> int | None:
+        """Milliseconds from start to end: business time only when the policy says so."""
+        if start is None:
+            return None
+        if self.business_time and self.hours is not None:
+            return int(self.hours.business_seconds(start, end) * 1000)
+        return max(0, int((end - start).total_seconds() * 1000))
 
 
 @dataclass(frozen=True)

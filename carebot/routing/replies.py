@@ -31,6 +31,17 @@ HANDOFF_ASSIGNED = (
     "I've passed your conversation to {agent} from our support team; they'll reply here."
 )
 STILL_WAITING = "You're still in the queue (number {position}). A person will reply here soon."
+# Outside business hours: when the team is back ({when}: "tomorrow at 09:00") and its hours.
+HANDOFF_AWAY = (
+    "Our support team is away right now, so I've put you in the queue (number {position}). "
+    "A person will reply here {when}. You can keep writing: they will see everything. "
+    "Our hours: {hours}."
+)
+STILL_WAITING_AWAY = (
+    "You're still in the queue (number {position}). Our team is away right now; a person "
+    "will reply here {when}."
+)
+WHEN_BACK = "as soon as the team is back"
 STILL_ASSIGNED = "{agent} has your conversation and will reply here soon."
 JOINED = "{agent} has joined the conversation."
 STALE_BUTTON = (
@@ -42,6 +53,10 @@ GLAD = "Glad I could help! If there's anything else, just write."
 UNSUPPORTED = (
     "Sorry, I can only read text messages. Please type your question, or send /human to "
     "talk to a person."
+)
+CARD_NOTICE = (
+    "For your safety, please don't send card numbers in this chat: we can't accept them here, "
+    "so we removed it and nobody can see it. We will never ask you for your full card number."
 )
 PRIVATE_ONLY = (
     "Hi! I can only help in a private chat, so your details stay between us. Please write to "

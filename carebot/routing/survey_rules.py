@@ -106,6 +106,18 @@ def expire(conv: ConvState, survey: SurveyState, now: datetime) -> Decision:
     return d
 
 
+def withdraw(d: Decision, survey: SurveyState, now: datetime, reason: str) -> None:
+    """An open survey can no longer be answered (the customer's data is erased): a sent one
+    expires (unanswered, as the stats count it), a scheduled one is cancelled."""
+    survey = survey.copy()
+    d.surveys.append(survey)
+    if survey.status == SurveyStatus.SCHEDULED:
+        survey.status = SurveyStatus.CANCELLED
+        d.touch(Kind.SURVEY_SKIPPED, Actor.SYSTEM, now, details={"reason": reason})
+    else:
+        _expire(d, survey, now)
+
+
 def _expired(survey: SurveyState, now: datetime) -> bool:
     return survey.status == SurveyStatus.EXPIRED or (
         survey.expires_at is not None and now > survey.expires_at)

@@ -81,10 +81,16 @@ async def flag_sla_breaches(
         .limit(BATCH)
         .with_for_update(skip_locked=True)
     ))
+    flagged = 0
     for conv in rows:
-        d = core.sla_breached(_state(conv), now, policy.queue_sla.total_seconds())
+        # Oldest first: counted in business time, the first stay not yet late means no later
+        # one is either.
+        if not core.sla_due(_state(conv), now, policy):
+            break
+        d = core.sla_breached(_state(conv), now, policy)
         await apply.write(session, d, await _recipient(session, conv), policy, effects)
-    return len(rows)
+        flagged += 1
+    return flagged
 
 
 async def send_due_surveys(

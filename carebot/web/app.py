@@ -12,7 +12,18 @@ from carebot.db.availability import RETRY_AFTER_SECONDS
 from carebot.domain.clock import Clock, system_clock
 from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
-from carebot.web import agents, canned, codes, console, http_channel, login, pages, telegram_webhook
+from carebot.web import (
+    agents,
+    audit,
+    canned,
+    codes,
+    console,
+    customers,
+    http_channel,
+    login,
+    pages,
+    telegram_webhook,
+)
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
@@ -37,6 +48,7 @@ from carebot.web.resources import (
     knowledge_ctx,
     timers_ctx,
 )
+from carebot.web.shutdown import inflight_middleware, track_shutdown
 from carebot.web.workers import DELIVERY_CONTEXTS
 
 log = logging.getLogger(__name__)
@@ -57,7 +69,8 @@ def create_app(
     redact_secrets(settings_secrets(settings))
     quiet_malformed_requests()
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[inflight_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
@@ -75,9 +88,12 @@ def create_app(
     agents.add_routes(app)
     canned.add_routes(app)
     codes.add_routes(app)
+    audit.add_routes(app)
+    customers.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)
     track_sockets(app)
+    track_shutdown(app)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     login.add_routes(app)
     pages.add_routes(app)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from carebot.agents import audit
 from carebot.agents.codes import CodeError, add_code, change_code, code_dict, list_codes
-from carebot.web.auth import ALL_ROLES, roles
+from carebot.web.auth import ALL_ROLES, current_agent, roles
 from carebot.web.errors import ApiError, read_json_object
 from carebot.web.keys import CLOCK, SESSIONS
 
@@ -48,6 +49,8 @@ async def post_code(request: web.Request) -> web.Response:
             row = await add_code(session, code, body.get("label"), survey=bool(survey),
                                  may_reopen=bool(reopen), now=request.app[CLOCK]())
             data = code_dict(row)
+            audit.record(session, current_agent(request), "code.created", "resolution_code",
+                         row.code, audit_details(data), at=request.app[CLOCK]())
     except CodeError as exc:
         raise ApiError(exc.status, exc.message) from None
     return web.json_response(data, status=201)
@@ -62,9 +65,16 @@ async def patch_code(request: web.Request) -> web.Response:
         async with request.app[SESSIONS].begin() as session:
             row = await change_code(session, request.match_info["code"], **body)
             data = code_dict(row)
+            audit.record(session, current_agent(request), "code.changed", "resolution_code",
+                         row.code, {k: data[k] for k in body}, at=request.app[CLOCK]())
     except CodeError as exc:
         raise ApiError(exc.status, exc.message) from None
     return web.json_response(data)
+
+
+def audit_details(code: dict[str, object]) -> dict[str, object]:
+    """What the audit log keeps of a code (all of it: it is configuration, not a text)."""
+    return {k: v for k, v in code.items() if k != "code"}
 
 
 def add_routes(app: web.Application) -> None:

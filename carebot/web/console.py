@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.agents.accounts import STATUSES
 from carebot.db.availability import lost_a_race
 from carebot.domain.events import Effects
@@ -121,6 +122,12 @@ async def get_conversation(request: web.Request) -> web.Response:
     now, policy = request.app[CLOCK](), request.app[POLICY]
     detail = await _read(
         request, lambda s: views.conversation_detail(s, agent, cid, now, policy))
+    # A read of a conversation someone else holds is on record (not the queue's).
+    if audit.read_is_audited(agent.id, detail["status"], detail["assigned_agent_id"]):
+        async with request.app[WRITES].begin() as session:
+            await audit.record_read(session, agent, detail["id"], now,
+                                    {"status": detail["status"],
+                                     "assigned_agent_id": detail["assigned_agent_id"]})
     return web.json_response(detail)
 
 

@@ -26,6 +26,8 @@ from carebot.web.hub import Subscriber
 from carebot.web.keys import EVENT_HUB, SESSIONS
 
 RECHECK_SECONDS = 2.0
+# On shutdown a console gets this long to answer the close handshake; then it is cut off.
+CLOSE_SECONDS = 1.0
 # Open feeds, closed with 1001 "going away" when the service shuts down (else shutdown would
 # wait for every console to hang up).
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
@@ -39,8 +41,14 @@ def track_sockets(app: web.Application) -> None:
 
 async def _close_sockets(app: web.Application) -> None:
     sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS]
-    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down")
-                           for ws in list(sockets)), return_exceptions=True)
+    await asyncio.gather(*(_going_away(ws) for ws in list(sockets)), return_exceptions=True)
+
+
+async def _going_away(ws: web.WebSocketResponse) -> None:
+    # A console that stopped reading may never answer (or even take) the close frame: it is
+    # cut off after CLOSE_SECONDS (a cancelled close drops the connection).
+    await asyncio.wait_for(
+        ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down"), CLOSE_SECONDS)
 
 
 @roles(*ALL_ROLES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from carebot.channels import http as http_channel
+from carebot.domain.redaction import Redactor
 from carebot.routing.batch import DuplicateIdConflict
 from carebot.web.errors import ApiError, channel_input_errors, read_json_object
 from carebot.web.keys import INBOUND, SETTINGS
@@ -19,7 +20,8 @@ async def post_message(request: web.Request) -> web.Response:
             request.headers.get(http_channel.SECRET_HEADER, ""), settings.http_channel_secret
         )
         body = await read_json_object(request)
-        msg = http_channel.parse_message(body, settings.max_text_chars)
+        msg = http_channel.parse_message(body, settings.max_text_chars,
+                                         Redactor.parse(settings.redact_extra))
     try:
         result, effects = await request.app[INBOUND].submit(msg)
     except DuplicateIdConflict as exc:

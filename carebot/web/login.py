@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
+from sqlalchemy import select
 
+from carebot.agents import audit
 from carebot.agents.accounts import AgentError
 from carebot.agents.logins import Login, log_in, log_out
 from carebot.agents.passwords import accept_invite
+from carebot.db.models import Agent
 from carebot.routing.actions import agent_dict
 from carebot.web.auth import current_agent
 from carebot.web.errors import ApiError, read_json_object, text_field
@@ -34,6 +37,16 @@ async def post_session(request: web.Request) -> web.Response:
                        retry_after_seconds=wait)
     async with request.app[WRITES].begin() as session:
         login = await log_in(session, name, password, now, lifetime(request.app[SETTINGS]))
+        if login is not None:
+            audit.record(session, login.agent, "session.login", "agent", login.agent.id,
+                         {"ip": request.remote}, at=now)
+        else:
+            # Failed logins are on record for agents that exist (a name typed by mistake
+            # might be someone's password: unknown names are not kept).
+            known = await session.scalar(select(Agent.id).where(Agent.name == name))
+            if known is not None:
+                audit.record(session, audit.ANONYMOUS, "session.login_failed", "agent", known,
+                             {"ip": request.remote}, at=now)
     if login is None:
         limiter.failed(keys, now)
         raise ApiError(401, "wrong name or password")
@@ -62,6 +75,8 @@ async def accept_invite_and_log_in(request: web.Request) -> web.Response:
             agent = await accept_invite(session, token, password, now)
             login = await log_in(session, agent.name, password, now,
                                  lifetime(request.app[SETTINGS]))
+            audit.record(session, agent, "agent.invite_accepted", "agent", agent.id,
+                         {"ip": request.remote}, at=now)
     except AgentError as exc:
         if "invite" in str(exc):
             limiter.failed(keys, now)
@@ -84,8 +99,12 @@ async def get_session(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     """DELETE /api/v1/session: log out (the cookie is cleared; the session is gone)."""
     token = request.cookies.get(COOKIE, "")
+    agent = current_agent(request)
     async with request.app[WRITES].begin() as session:
         await log_out(session, token)
+        if token:  # a browser session ended (a bearer client has none)
+            audit.record(session, agent, "session.logout", "agent", agent.id,
+                         at=request.app[CLOCK]())
     response = web.json_response({"status": "logged out"})
     response.del_cookie(COOKIE, path="/")
     return response

@@ -1,9 +1,12 @@
-"""Secrets never reach the logs: every log record is redacted as it is created.
+"""Secrets and card numbers never reach the logs: every log record is redacted as it is
+created.
 
 python-telegram-bot logs the Bot API URL, token included ("…/bot123:AA…/getMe"), at DEBUG,
 and httpx logs request URLs at INFO. A filter on handlers would miss handlers added later,
 so the redaction wraps the log record factory: whatever handler writes the record, it writes
-it without the secret.
+it without the secret. Card numbers (Luhn-checked) are masked in the message and in the
+traceback of an exception too: channels mask customers' texts before anything logs them, and
+this is the second line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.engine import make_url
 
+from carebot.domain.redaction import mask_cards
 from carebot.settings import Settings
 
 MASK = "<redacted>"
@@ -31,25 +35,44 @@ class _RedactingFactory:
 
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.inner(*args, **kwargs)
-        if not self.secrets:
-            return record
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: logging reports it itself
             return record
-        if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, MASK)
-            record.msg, record.args = message, None
+        masked = self._mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            # Formatted now, masked, and kept: every formatter then uses this text.
+            record.exc_text = self._mask(_FORMATTER.formatException(record.exc_info))
         return record
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return mask_cards(text) if _may_hold_a_card(text) else text
+
+
+_FORMATTER = logging.Formatter()
+
+
+def _may_hold_a_card(text: str) -> bool:
+    # The digit count is a cheap filter: a card number has at least 13.
+    return sum(c.isdigit() for c in text) >= 13
+
+
+def install() -> None:
+    """Mask card numbers (and the secrets given later) in every log record from now on."""
+    if not isinstance(logging.getLogRecordFactory(), _RedactingFactory):
+        logging.setLogRecordFactory(_RedactingFactory(logging.getLogRecordFactory()))
 
 
 def redact_secrets(secrets: Iterable[str]) -> None:
     """Mask these secrets in every log record from now on (short values are not secrets)."""
+    install()
     factory = logging.getLogRecordFactory()
-    if not isinstance(factory, _RedactingFactory):
-        factory = _RedactingFactory(factory)
-        logging.setLogRecordFactory(factory)
+    assert isinstance(factory, _RedactingFactory)
     factory.secrets.update(s for s in secrets if len(s) >= 8)
 
 

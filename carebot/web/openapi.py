@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from carebot.web import openapi_privacy
 from carebot.web.auth import ALL_ROLES, roles
 from carebot.web.openapi_events import SCHEMAS as EVENT_SCHEMAS
 from carebot.web.openapi_sessions import PATHS as SESSION_PATHS
@@ -475,6 +476,10 @@ SPEC: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": {**PATHS, **STATS_PATHS, **SESSION_PATHS},
 }
+
+# Customers' data (look up, link, export, erase) and the audit log.
+SPEC["components"]["schemas"].update(openapi_privacy.SCHEMAS)
+SPEC["paths"].update(openapi_privacy.PATHS)
 
 
 @roles(*ALL_ROLES)

@@ -21,6 +21,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from carebot.db.availability import RETRY_AFTER_SECONDS
+from carebot.web.shutdown import GRACE_SECONDS, arm_watchdog
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,10 @@ def run(
 async def _serve(
     app: web.Application, host: str, port: int, limit: ConnectionLimit, reuse_port: bool
 ) -> None:
-    runner = web.AppRunner(app, handle_signals=True)
+    # Graceful and bounded: in-flight requests get GRACE_SECONDS, and a watchdog ends a
+    # process that still hangs (carebot.web.shutdown).
+    arm_watchdog(app)
+    runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=GRACE_SECONDS)
     await runner.setup()
     listener: asyncio.Server | None = None
     try:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from carebot.domain.events import Effects
+from carebot.routing import retention
 from carebot.routing.timers import (
     expire_surveys,
     flag_assigned_sla_breaches,
@@ -51,6 +52,19 @@ async def tick(app: web.Application) -> tuple[int, int]:
     return timed_out, breached
 
 
+# Each interval, retention works at most this long (in batches of short transactions).
+RETENTION_BUDGET_SECONDS = 2.0
+
+
+async def retain(app: web.Application, budget: float | None = RETENTION_BUDGET_SECONDS) -> (
+        retention.RetentionReport | None):
+    """Erase texts older than CAREBOT_RETENTION_DAYS (None when retention is off)."""
+    days = app[SETTINGS].retention_days
+    if not days:
+        return None
+    return await retention.run_pass(app[WRITES], app[CLOCK](), days, budget_seconds=budget)
+
+
 async def run_timers(app: web.Application) -> None:
     """Tick forever; a failed pass is logged and retried on the next one."""
     while True:
@@ -59,3 +73,7 @@ async def run_timers(app: web.Application) -> None:
             await tick(app)
         except Exception:
             log.exception("timer pass failed; retrying next interval")
+        try:
+            await retain(app)
+        except Exception:
+            log.exception("retention pass failed; retrying next interval")

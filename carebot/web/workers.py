@@ -19,6 +19,7 @@ from carebot.channels.http import CHANNEL as HTTP_CHANNEL
 from carebot.channels.http_delivery import HttpCallbackSender
 from carebot.channels.telegram import TelegramChannel, build_application
 from carebot.delivery.outbox import DeliveryPolicy, OutboxWorker, Sender
+from carebot.domain.redaction import Redactor
 from carebot.settings import Settings
 from carebot.web.keys import (
     CLOCK,
@@ -31,6 +32,7 @@ from carebot.web.keys import (
     TELEGRAM,
 )
 from carebot.web.publish import publish_effects
+from carebot.web.shutdown import WORKER_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +86,12 @@ async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
         senders=outbox_senders(app),
         poll=poll,
+        redact=Redactor.parse(settings.redact_extra),
     )
     app[TELEGRAM] = channel
     await channel.start()
     yield
-    await channel.stop()
+    await channel.stop(grace=WORKER_GRACE_SECONDS)
 
 
 async def http_callback_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -124,7 +127,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOX_WORKER] = worker
     worker.start()
     yield
-    await worker.stop()
+    await worker.stop(grace=WORKER_GRACE_SECONDS)
 
 
 # Channels before the outbox: on shutdown the worker stops before the senders disconnect.
