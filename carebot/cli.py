@@ -546,6 +546,7 @@ def _agents_set(settings: Settings, args: argparse.Namespace) -> int:
 def _agents_update(settings: Settings, name: str, **changes: Any) -> int:
     """Change an agent through the same action as the API (disabling requeues their
     conversations; more capacity pulls waiting ones)."""
+    from carebot.agents import audit
     from carebot.domain.clock import system_clock
     from carebot.domain.events import Effects
     from carebot.routing.actions import ConsoleError, update_agent
@@ -555,11 +556,13 @@ def _agents_update(settings: Settings, name: str, **changes: Any) -> int:
     async def work(session: AsyncSession, effects: Effects) -> int:
         agent = await _find_agent(session, name)
         was_disabled, before = agent.disabled, await agent_load(session, agent.id)
+        state, now = audit.agent_state(agent), system_clock()
         try:
-            agent = await update_agent(session, agent.id, system_clock(), effects,
+            agent = await update_agent(session, agent.id, now, effects,
                                        Policy.from_settings(settings), **changes)
         except ConsoleError as exc:
             raise CliError(exc.message) from None
+        audit.record_agent_changes(session, audit.cli_actor(), agent, state, now)
         if changes.get("disabled") is True:
             moved = before if not was_disabled else 0
             print(f"agent {agent.name} disabled; {moved} conversation(s) back to the queue")

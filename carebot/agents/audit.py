@@ -267,3 +267,23 @@ def _csv_line(values: tuple[str, ...]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(values)
     return out.getvalue()
+
+
+def agent_state(agent: Agent) -> dict[str, Any]:
+    """What `record_agent_changes` compares: take it before the change."""
+    return {"role": agent.role, "capacity": agent.capacity, "disabled": agent.disabled}
+
+
+def record_agent_changes(session: AsyncSession, actor: Agent | AuditActor, agent: Agent,
+                         before: Mapping[str, Any], now: datetime) -> None:
+    """Put each change made to an agent on record: enabled/disabled, role and capacity (from
+    and to)."""
+    if before["disabled"] != agent.disabled:
+        record(session, actor, "agent.disabled" if agent.disabled else "agent.enabled",
+               "agent", agent.id, at=now)
+    if before["role"] != agent.role:
+        record(session, actor, "agent.role_changed", "agent", agent.id,
+               {"from": before["role"], "to": agent.role}, at=now)
+    if before["capacity"] != agent.capacity:
+        record(session, actor, "agent.capacity_changed", "agent", agent.id,
+               {"from": before["capacity"], "to": agent.capacity}, at=now)

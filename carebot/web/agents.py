@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.agents.accounts import (
     AgentError,
     create_agent,
@@ -96,6 +97,9 @@ async def post_agent(request: web.Request) -> web.Response:
             raise actions.ConsoleError(exc.status, exc.message) from None
         invite = create_invite(agent, now)
         await session.flush()
+        audit.record(session, current_agent(request), "agent.created", "agent", agent.id,
+                     {"name": agent.name, "role": agent.role, "capacity": agent.capacity},
+                     at=now)
         return {**await _agent_json(session, agent), "token": token,
                 "invite": _invite(request, invite, agent.invite_expires_at)}
 
@@ -116,9 +120,11 @@ async def patch_agent(request: web.Request) -> web.Response:
 
     async def change(session: AsyncSession, effects: Effects) -> dict[str, Any]:
         agent = await _find(session, request)
+        before = audit.agent_state(agent)
         changed = await actions.update_agent(
             session, agent.id, now, effects, policy, role=body.get("role"),
             capacity=body.get("capacity"), disabled=disabled)
+        audit.record_agent_changes(session, current_agent(request), changed, before, now)
         return await _agent_json(session, changed)
 
     return web.json_response(await run_action(request, change))
@@ -133,6 +139,8 @@ async def post_token(request: web.Request) -> web.Response:
         agent = await _find(session, request)
         token = rotate_token(agent)
         await session.flush()
+        audit.record(session, current_agent(request), "agent.token_rotated", "agent", agent.id,
+                     at=request.app[CLOCK]())
         return {**await _agent_json(session, agent), "token": token}
 
     return web.json_response(await run_action(request, rotate))
@@ -150,6 +158,8 @@ async def post_invite(request: web.Request) -> web.Response:
             raise actions.ConsoleError(409, f"{agent.name} is disabled; enable them first")
         token = await reset_with_invite(session, agent, now)
         await session.flush()
+        audit.record(session, current_agent(request), "agent.password_reset", "agent", agent.id,
+                     at=now)
         return {**await _agent_json(session, agent),
                 "invite": _invite(request, token, agent.invite_expires_at)}
 
