@@ -36,9 +36,10 @@ from tests.conftest import KNOWLEDGE
 from tests.helpers import create_app, make_agent
 
 SCHEMA = schemathesis.openapi.from_dict(SPEC)
-# The WebSocket cannot be driven by plain requests; it has its own tests.
+# The WebSockets cannot be driven by plain requests; they have their own tests.
+WEBSOCKETS = {"/api/v1/events", "/api/v1/channels/web/socket"}
 OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()
-              if op.ok().path != "/api/v1/events"]
+              if op.ok().path not in WEBSOCKETS]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
 

@@ -125,6 +125,20 @@ class PermanentDeliveryError(Exception):
         self.reason = reason
 
 
+class DeliveryDeferred(Exception):
+    """Not a failure: the recipient cannot take the message now and the channel delivers it
+    when they can (a web visitor whose widget is closed gets it on their next visit).
+
+    The row goes back to `pending` for `retry_after` seconds (or until the channel marks it
+    `sent` itself); deferrals never use up the row's attempts.
+    """
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     """One claimed outbox row, as a sender sees it."""
@@ -145,8 +159,9 @@ class Sender(Protocol):
     async def send(self, item: OutboxItem) -> str | None:
         """Send the item; return the messenger's id of the sent message, if it has one.
 
-        Raise TransientDeliveryError or PermanentDeliveryError when it did not go out; any other
-        exception is treated as transient.
+        Raise TransientDeliveryError or PermanentDeliveryError when it did not go out, or
+        DeliveryDeferred when the channel delivers it later by itself; any other exception is
+        treated as transient.
         """
         ...
 
@@ -356,6 +371,8 @@ class OutboxWorker:
             await self._retry(item, token, exc.reason, exc.retry_after)
         except PermanentDeliveryError as exc:
             await self._fail(item, token, exc.reason)
+        except DeliveryDeferred as exc:
+            await self._defer(item, token, exc)
         except TimeoutError:
             await self._retry(
                 item, token,
@@ -418,6 +435,16 @@ class OutboxWorker:
             await _finish(
                 session, item, token, status="pending", attempts=item.attempt,
                 next_attempt_at=self.clock() + timedelta(seconds=delay), last_error=reason[:2000],
+            )
+
+    async def _defer(self, item: OutboxItem, token: str, exc: DeliveryDeferred) -> None:
+        """Back to `pending` until `retry_after`, unless the channel has meanwhile marked the
+        row sent itself (then this claim no longer holds it and nothing is written)."""
+        async with self.sessions.begin() as session:
+            await _finish(
+                session, item, token, status="pending", attempts=item.attempt,
+                next_attempt_at=self.clock() + timedelta(seconds=exc.retry_after),
+                last_error=exc.reason[:2000],
             )
 
     async def _fail(self, item: OutboxItem, token: str, reason: str) -> None:

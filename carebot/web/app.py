@@ -12,7 +12,16 @@ from carebot.db.availability import RETRY_AFTER_SECONDS
 from carebot.domain.clock import Clock, system_clock
 from carebot.matching.faq_index import MatcherBuilder
 from carebot.settings import Settings
-from carebot.web import codes, console, http_channel, login, pages, telegram_webhook
+from carebot.web import (
+    codes,
+    console,
+    http_channel,
+    login,
+    pages,
+    telegram_webhook,
+    web_chat,
+    web_chat_admin,
+)
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
 from carebot.web.errors import error_middleware
@@ -69,6 +78,8 @@ def create_app(
     app.router.add_post("/api/v1/channels/http/messages", http_channel.post_message)
     app.router.add_post(WEBHOOK_PATH, telegram_webhook.webhook)
     console.add_routes(app)
+    web_chat.add_routes(app)
+    web_chat_admin.add_routes(app)
     codes.add_routes(app)
     stats_api.add_routes(app)
     app.router.add_get("/api/v1/events", events_ws)

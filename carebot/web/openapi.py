@@ -52,6 +52,28 @@ def _op(summary: str, who: str, ok: dict[str, Any], *errors: int, **extra: Any) 
 
 CID = [{"name": "conversation_id", "in": "path", "required": True,
         "schema": {"type": "integer"}}]
+SITE_ID = [{"name": "site_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+SITE_KEY = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
+SITE_LOOK = {"type": "object", "properties": {
+    "title": {"type": "string"}, "greeting": {"type": "string"},
+    "colour": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+    "offline_text": {"type": "string"}, "agents_online": {"type": "boolean"},
+    "max_text": {"type": "integer"}}}
+SITE_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "maxLength": 100},
+    "origins": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 20,
+                "description": "page origins allowed to embed the chat, like "
+                               "https://shop.example"},
+    "title": {"type": "string", "maxLength": 100},
+    "greeting": {"type": "string", "maxLength": 1000},
+    "colour": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+    "offline_text": {"type": "string", "maxLength": 500},
+}
+SITE = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "key": {"type": "string"}, **SITE_FIELDS,
+    "enabled": {"type": "boolean"}, "snippet": {"type": "string"},
+    "secret": {"type": "string", "description": "HMAC-SHA256 key for identity verification"},
+    "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
 ANY = "agent (own and queued conversations), manager, admin (all)"
 
 SPEC: dict[str, Any] = {
@@ -133,6 +155,83 @@ SPEC: dict[str, Any] = {
                 **_errors(400, 403, 409, 413),
             },
         }},
+        "/api/v1/channels/web/sites/{key}": {
+            "get": {
+                "summary": "A chat site's look for its widget (CORS: the site's own origins "
+                           "only)",
+                "description": (
+                    "No token. Answers only a request whose Origin is one of the site's "
+                    "origins, with Access-Control-Allow-Origin set to it; 403 for any other "
+                    "origin, 404 for an unknown or disabled site."
+                ),
+                "security": [],
+                "parameters": SITE_KEY,
+                "responses": {
+                    "200": _json(SITE_LOOK),
+                    **{str(c): _json(ERROR, text) for c, text in
+                       ((403, "origin not allowed"), (404, "no such site"))},
+                },
+            },
+            "options": {
+                "summary": "CORS preflight for the site's settings",
+                "security": [],
+                "parameters": SITE_KEY,
+                "responses": {
+                    "204": {"description": "allowed origin"},
+                    **{str(c): _json(ERROR, text) for c, text in
+                       ((403, "origin not allowed"), (404, "no such site"))},
+                },
+            },
+        },
+        "/api/v1/channels/web/socket": {"get": {
+            "summary": "The web chat visitor's WebSocket (frames in docs/web-chat.md)",
+            "description": (
+                "No token. The Origin header must be one of the site's origins (403 before "
+                "the upgrade otherwise); 429 when the network already holds "
+                "CAREBOT_WEB_SOCKETS_PER_IP sockets."
+            ),
+            "security": [],
+            "parameters": [{"name": "site", "in": "query", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {
+                "101": {"description": "switching to WebSocket"},
+                **{str(c): _json(ERROR, text) for c, text in
+                   ((403, "origin not allowed"), (404, "no such site"),
+                    (429, "too many sockets"))},
+            },
+        }},
+        "/api/v1/sites": {
+            "get": _op("Web chat sites with their snippets and identity secrets", "admin",
+                       {"200": _json({"type": "object", "properties": {
+                           "items": {"type": "array", "items": SITE}}})}, 403),
+            "post": _op(
+                "Add a web chat site; the response has its snippet and secret", "admin",
+                {"201": _json(SITE)}, 400, 403, 409, 413,
+                requestBody=_body(SITE_FIELDS, ["name", "origins"]),
+            ),
+        },
+        "/api/v1/sites/{site_id}": {"patch": _op(
+            "Change a site's origins, look, offline text, or disable it", "admin",
+            {"200": _json(SITE)}, 400, 403, 404, 409, 413,
+            parameters=SITE_ID, requestBody=_body(
+                {**SITE_FIELDS, "enabled": {"type": "boolean"}}, []),
+        )},
+        "/api/v1/sites/{site_id}/secret": {"post": _op(
+            "A new identity-verification secret (signatures made with the old one fail)",
+            "admin", {"200": _json(SITE)}, 403, 404, parameters=SITE_ID,
+        )},
+        "/api/v1/conversations/{conversation_id}/typing": {"post": _op(
+            "Show a web chat visitor that you are typing (other channels: sent=false)", ANY,
+            {"200": _json({"type": "object", "properties": {"sent": {"type": "boolean"}}})},
+            403, 404, parameters=CID,
+        )},
+        "/api/v1/conversations/{conversation_id}/seen": {"post": _op(
+            "You have seen the web chat visitor's messages up to this id (their widget marks "
+            "them read)", ANY,
+            {"200": _json({"type": "object", "properties": {"moved": {"type": "boolean"}}})},
+            400, 403, 404, 413, parameters=CID,
+            requestBody=_body({"up_to": {"type": "integer", "minimum": 1}}, ["up_to"]),
+        )},
         "/api/v1/me": {"get": _op(
             "The authenticated agent and their load", ANY, {"200": _json(AGENT)},
         )},
@@ -241,8 +340,8 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/events": {"get": _op(
             "WebSocket of live events (message, queued, assigned, unassigned, agent_reply, note, "
-            "handback, resolved, availability, sla_breached): agents get their own "
-            "conversations' and queue events, managers and admins all",
+            "handback, resolved, availability, sla_breached, typing, customer_read): agents "
+            "get their own conversations' and queue events, managers and admins all",
             ANY, {"101": {"description": "switching to WebSocket"}},
         )},
         "/api/v1/openapi.json": {"get": _op(
