@@ -324,3 +324,38 @@ async def test_a_visitor_who_writes_too_fast_is_told_to_wait(
     await page.wait_for_selector(".err:has-text('faster than we can read them')")
     await page.wait_for_selector("li.failed .retry")
     assert "Please wait" in await page.locator(".err").inner_text()
+
+
+async def test_the_agent_console_and_the_widget_see_each_other_typing(
+    browser: Any, service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from carebot.agents.passwords import set_password
+    from carebot.db.models import Agent
+
+    agent_id, _ = await make_agent(sessions, "Alex", status="online")
+    async with sessions.begin() as session:
+        agent = await session.get(Agent, agent_id)
+        assert agent is not None
+        set_password(agent, "correct horse battery")
+    page = await open_shop(browser, service)
+    await page.click(".bubble")
+    await page.fill("textarea", "I want to talk to a person")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector(".t:has-text('passed your conversation to Alex')")
+    cid = await service.conversation()
+
+    console = await (await browser.new_context()).new_page()
+    await console.goto(f"{service.url}/console")
+    await console.fill("#login-name", "Alex")
+    await console.fill("#login-password", "correct horse battery")
+    await console.click("button[type=submit]")
+    await console.wait_for_selector(".live.live")
+    await console.goto(f"{service.url}/console#/c/{cid}")
+    await console.wait_for_selector(".msg-customer:has-text('I want to talk to a person')")
+    # The agent has seen the visitor's message: the widget marks it read.
+    await page.wait_for_selector("li.visitor .mark:has-text('Read')")
+
+    await page.type("textarea", "my parcel")
+    await console.wait_for_selector("#customer-typing:has-text('typing…')")
+    await console.type("#composer-text", "Let me check")
+    await page.wait_for_selector(".sub:has-text('Alex is typing')")

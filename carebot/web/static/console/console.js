@@ -5,6 +5,7 @@ import { Api, ApiError } from "./api.js";
 import { h, replace, ago, duration, clock } from "./dom.js";
 import { Live } from "./live.js";
 import { renderAdmin } from "./admin.js";
+import { customerTyping, typingIndicator, agentTyping, markSeen } from "./webchat.js";
 
 const root = document.getElementById("app");
 const api = new Api((message) => showLogin(message));
@@ -131,6 +132,10 @@ async function loadAgents() {
 
 function onEvent(event) {
   if (event.kind === "hello") return;
+  if (event.kind === "typing" || event.kind === "customer_read") {
+    if (event.kind === "typing") customerTyping(event, state.openId);
+    return;
+  }
   const cid = event.conversation_id;
   if (cid !== null && cid !== undefined) {
     if (cid === state.openId) {
@@ -342,6 +347,7 @@ function renderConversation() {
     h("span", { class: `status status-${d.status}` }, d.status),
     d.assigned_agent_id ? h("span", { class: "assignee" }, `with ${agentName(d.assigned_agent_id)}`) : null,
     h("span", { class: "channel" }, d.channel),
+    typingIndicator(d.id),
     h("div", { class: "actions" }, actionButtons(d, mineNow)),
   );
   const transcript = h("ol", { class: "transcript", id: "transcript" }, d.messages.map(messageItem));
@@ -373,6 +379,7 @@ function renderConversation() {
       header, transcript, timeline, h("div", { class: "composer-slot" }, composer(d, mineNow))));
   }
   transcript.scrollTop = transcript.scrollHeight;
+  markSeen(api, d, mineNow);
 }
 
 function messageItem(m) {
@@ -431,7 +438,7 @@ function composer(d, mineNow) {
   }
   const text = h("textarea", { id: "composer-text", rows: "4", placeholder: "Type a reply; /shortcut inserts a canned reply", "aria-label": "Message" });
   text.value = state.draft;
-  text.addEventListener("input", () => { state.draft = text.value; showCannedHints(text, hints); });
+  text.addEventListener("input", () => { state.draft = text.value; showCannedHints(text, hints); if (state.mode === "reply") agentTyping(api, d); });
   text.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); send(); }
     if ((ev.key === "Tab" || ev.key === " ") && expandCanned(text)) ev.preventDefault();
