@@ -53,7 +53,8 @@ def _op(summary: str, who: str, ok: dict[str, Any], *errors: int, **extra: Any) 
 CID = [{"name": "conversation_id", "in": "path", "required": True,
         "schema": {"type": "integer"}}]
 SITE_ID = [{"name": "site_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
-SITE_KEY = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
+SITE_KEY = [{"name": "key", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}]
 SITE_LOOK = {"type": "object", "properties": {
     "title": {"type": "string"}, "greeting": {"type": "string"},
     "colour": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
@@ -192,7 +193,7 @@ SPEC: dict[str, Any] = {
             ),
             "security": [],
             "parameters": [{"name": "site", "in": "query", "required": True,
-                            "schema": {"type": "string"}}],
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}],
             "responses": {
                 "101": {"description": "switching to WebSocket"},
                 **{str(c): _json(ERROR, text) for c, text in
