@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -185,10 +186,11 @@ def site_dict(site: WebSite, base_url: str = "", *, secret: bool = False) -> dic
 # --- visitors ---------------------------------------------------------------------------------
 
 
-async def contact_of(session: AsyncSession, key: str) -> int | None:
+def contact_of(conn: Connection, key: str) -> int | None:
     """The id of the visitor's contact, once they have written."""
-    return await session.scalar(
-        select(Contact.id).where(Contact.channel == web.CHANNEL, Contact.external_id == key))
+    return conn.execute(
+        select(Contact.id).where(Contact.channel == web.CHANNEL, Contact.external_id == key)
+    ).scalar()
 
 
 async def note_visitor(
@@ -209,12 +211,12 @@ async def note_visitor(
     return visitor
 
 
-async def read_marks(session: AsyncSession, contact_id: int) -> tuple[int | None, int | None]:
+def read_marks(conn: Connection, contact_id: int) -> tuple[int | None, int | None]:
     """(the visitor's read mark, the agents' read mark) of a contact."""
-    row = (await session.execute(
+    row = conn.execute(
         select(WebVisitor.visitor_read_up_to, WebVisitor.agent_read_up_to)
         .where(WebVisitor.contact_id == contact_id)
-    )).one_or_none()
+    ).one_or_none()
     return (None, None) if row is None else (row[0], row[1])
 
 
@@ -243,24 +245,22 @@ async def web_contact(session: AsyncSession, conversation_id: int) -> tuple[int,
     return None if row is None else (int(row[0]), str(row[1]))
 
 
-async def latest_conversation(
-    session: AsyncSession, contact_id: int
-) -> tuple[int, str, int | None] | None:
+def latest_conversation(conn: Connection, contact_id: int) -> tuple[int, str, int | None] | None:
     """(id, status, assigned agent) of the visitor's latest conversation."""
-    row = (await session.execute(
+    row = conn.execute(
         select(Conversation.id, Conversation.status, Conversation.assigned_agent_id)
         .where(Conversation.contact_id == contact_id)
         .order_by(Conversation.id.desc()).limit(1)
-    )).one_or_none()
+    ).one_or_none()
     return None if row is None else (int(row[0]), str(row[1]), row[2])
 
 
-async def agents_online(session: AsyncSession) -> bool:
+def agents_online(conn: Connection) -> bool:
     """Whether any enabled agent is online (else the widget shows the site's offline text)."""
-    return bool(await session.scalar(
+    return bool(conn.execute(
         select(func.count()).select_from(Agent)
         .where(Agent.status == "online", Agent.disabled.is_(False))
-    ))
+    ).scalar())
 
 
 # --- the feed ---------------------------------------------------------------------------------
@@ -301,56 +301,61 @@ class FeedItem:
 
 
 def _feed(contact_id: int) -> Any:
-    return (
-        select(Message.id, Message.conversation_id, Message.direction, Message.sender,
-               Message.text, Message.buttons, Message.payload, Message.external_id,
-               Agent.name, Message.created_at)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .outerjoin(Agent, Agent.id == Message.agent_id)
-        .where(Conversation.contact_id == contact_id, Message.direction.in_(("in", "out")))
-    )
+    return _FEED.params(contact_id=contact_id)
+
+
+_FEED = (
+    select(Message.id, Message.conversation_id, Message.direction, Message.sender,
+           Message.text, Message.buttons, Message.payload, Message.external_id,
+           Agent.name, Message.created_at)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .outerjoin(Agent, Agent.id == Message.agent_id)
+    .where(Conversation.contact_id == bindparam("contact_id"),
+           Message.direction.in_(("in", "out")))
+)
+# Built once: a catch-up runs for every message a visitor sends, and building a select (and
+# its cache key) costs more than running it.
+_AFTER = _FEED.where(Message.id > bindparam("after_id")).order_by(Message.id).limit(
+    bindparam("limit", type_=Integer, literal_execute=True))
 
 
 def _items(rows: Sequence[Any]) -> list[FeedItem]:
     return [FeedItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows]
 
 
-async def after(
-    session: AsyncSession, contact_id: int, after_id: int, limit: int
-) -> list[FeedItem]:
+def after(conn: Connection, contact_id: int, after_id: int, limit: int) -> list[FeedItem]:
     """The visitor's messages after `after_id`, oldest first, at most `limit`."""
-    rows = (await session.execute(
-        _feed(contact_id).where(Message.id > after_id).order_by(Message.id).limit(limit)
-    )).all()
+    rows = conn.execute(
+        _AFTER, {"contact_id": contact_id, "after_id": after_id, "limit": limit}).all()
     return _items(rows)
 
 
-async def before(
-    session: AsyncSession, contact_id: int, before_id: int | None, limit: int
+def before(
+    conn: Connection, contact_id: int, before_id: int | None, limit: int
 ) -> tuple[list[FeedItem], bool]:
     """The `limit` messages before `before_id` (None: the latest), oldest first, and whether
     there are older ones."""
     stmt = _feed(contact_id)
     if before_id is not None:
         stmt = stmt.where(Message.id < before_id)
-    rows = (await session.execute(stmt.order_by(Message.id.desc()).limit(limit + 1))).all()
+    rows = conn.execute(stmt.order_by(Message.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     return list(reversed(_items(rows[:limit]))), more
 
 
-async def by_ids(session: AsyncSession, contact_id: int, ids: Sequence[int]) -> list[FeedItem]:
+def by_ids(conn: Connection, contact_id: int, ids: Sequence[int]) -> list[FeedItem]:
     """These messages of the visitor, oldest first."""
     if not ids:
         return []
-    rows = (await session.execute(
+    rows = conn.execute(
         _feed(contact_id).where(Message.id.in_(list(ids))).order_by(Message.id)
-    )).all()
+    ).all()
     return _items(rows)
 
 
-async def undelivered(session: AsyncSession, key: str) -> set[int]:
+def undelivered(conn: Connection, key: str) -> set[int]:
     """Ids of messages to the visitor whose outbox rows wait for a widget."""
-    return set(await session.scalars(
+    return set(conn.scalars(
         select(OutboxMessage.message_id).where(
             OutboxMessage.channel == web.CHANNEL, OutboxMessage.recipient == key,
             OutboxMessage.status.in_(("pending", "sending")),

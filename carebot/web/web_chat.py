@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -36,12 +37,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from carebot.channels import web as web_channel
 from carebot.channels import web_store as store
 from carebot.channels.errors import ChannelInputError
 from carebot.channels.web_delivery import WebSender
 from carebot.db.availability import is_unavailable
+from carebot.db.engine import QuickReads
 from carebot.domain.events import Event
 from carebot.domain.text import text_problem
 from carebot.routing.batch import DuplicateIdConflict
@@ -49,6 +53,7 @@ from carebot.web.errors import ApiError
 from carebot.web.events import SOCKETS
 from carebot.web.keys import (
     CLOCK,
+    ENGINE,
     EVENT_HUB,
     INBOUND,
     OUTBOX_SENDERS,
@@ -75,6 +80,8 @@ TYPING_EVERY_SECONDS = 2.0
 # Any frame at all, per socket: beyond this the socket is closed (a client gone wrong).
 FRAMES_PER_MINUTE = 300
 PRESENCE_SECONDS = 2.0
+# Marks (visitor seen, rows delivered, read) gathered this long are written in one go.
+FLUSH_SECONDS = 0.02
 # Close codes the widget understands (4000-4999 are the application's).
 CLOSE_REFUSED = 4003  # identity or origin refused: the widget does not reconnect
 CLOSE_TOO_MANY = 4008  # too many windows of one visitor
@@ -154,6 +161,15 @@ class Visitors:
         self.ip_messages = SlidingWindow(settings.web_ip_messages_per_minute)
         self._online: tuple[float, bool] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Reads on the hot path (`QuickReads`: on SQLite, off the shared connection).
+        self.reads = QuickReads(app[ENGINE])
+        # Small writes, gathered and committed together every few milliseconds: who visited
+        # (`note`), which outbox rows a widget showed (`delivered`), read marks (`read`).
+        self._notes: dict[int, tuple[int, str | None]] = {}
+        self._delivered: dict[str, set[int]] = {}
+        self._reads: dict[int, int] = {}
+        self._flush = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- who is here --------------------------------------------------------------------
 
@@ -204,9 +220,12 @@ class Visitors:
 
     @staticmethod
     def _needs(s: VisitorSocket, data: dict[str, Any]) -> bool:
-        message_id = data.get("message_id")
-        if isinstance(message_id, int):
-            return message_id not in s.recent_set
+        # An outbox row's wake-up always counts: even if this socket already showed the
+        # message, its row is marked delivered by the catch-up (else it would wait, and hold
+        # back the visitor's later rows). A visitor's own message elsewhere is news only to
+        # sockets that have not got that far.
+        if isinstance(data.get("message_id"), int):
+            return True
         up_to = data.get("up_to")
         return not (isinstance(up_to, int) and s.last_id >= up_to)
 
@@ -243,28 +262,106 @@ class Visitors:
         ):
             log.error("web chat task failed", exc_info=error)
 
+    def start(self) -> None:
+        """Start the writer of gathered marks."""
+        self._flusher = asyncio.create_task(self._flush_loop(), name="web-chat-marks")
+
     async def stop(self) -> None:
-        """Wait for catch-ups in flight (the app is stopping)."""
+        """Wait for catch-ups in flight and write what is gathered (the app is stopping)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        with contextlib.suppress(Exception):
+            await self._write_marks()
+
+    # --- gathered writes ----------------------------------------------------------------
+
+    def note(self, s: VisitorSocket) -> None:
+        """Record the visitor (site, verified user) and that they were seen now."""
+        if s.contact_id is not None and not s.noted:
+            s.noted = True
+            self._notes[s.contact_id] = (s.site.id, s.user_id)
+            self._flush.set()
+
+    def delivered(self, key: str, message_ids: list[int]) -> None:
+        """A widget showed these messages: their outbox rows become `sent`."""
+        self._delivered.setdefault(key, set()).update(message_ids)
+        self._flush.set()
+
+    def read(self, contact_id: int, up_to: int) -> None:
+        """The visitor has seen everything up to this message."""
+        self._reads[contact_id] = max(up_to, self._reads.get(contact_id, 0))
+        self._flush.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush.wait()
+            await asyncio.sleep(FLUSH_SECONDS)  # gather what arrives meanwhile
+            self._flush.clear()
+            try:
+                await self._write_marks()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("web chat: writing visitor marks failed; retrying")
+                await asyncio.sleep(1.0)
+                self._flush.set()
+
+    async def _write_marks(self) -> None:
+        notes, self._notes = self._notes, {}
+        delivered, self._delivered = self._delivered, {}
+        reads, self._reads = self._reads, {}
+        if not (notes or delivered or reads):
+            return
+        events: list[Event] = []
+        now = self.app[CLOCK]()
+        try:
+            async with self.app[WRITES].begin() as session:
+                for contact_id, (site_id, user_id) in notes.items():
+                    await store.note_visitor(session, contact_id, site_id, user_id, now)
+                for key, ids in delivered.items():
+                    await store.mark_delivered(session, key, sorted(ids), now)
+                for contact_id, up_to in reads.items():
+                    if not await store.mark_read(session, contact_id, up_to, by_agent=False):
+                        continue
+                    latest = await session.run_sync(_latest, contact_id)
+                    if latest is not None:
+                        conv_id, _, agent_id = latest
+                        events.append(Event(
+                            "customer_read", conv_id,
+                            agent_ids=(agent_id,) if agent_id else (), data={"up_to": up_to}))
+        except BaseException:
+            # Kept for the next try (newer marks win).
+            for contact_id, note in notes.items():
+                self._notes.setdefault(contact_id, note)
+            for key, ids in delivered.items():
+                self._delivered.setdefault(key, set()).update(ids)
+            for contact_id, up_to in reads.items():
+                self._reads[contact_id] = max(up_to, self._reads.get(contact_id, 0))
+            raise
+        if events:
+            await self.app[EVENT_HUB].publish(events)
 
     # --- delivery -----------------------------------------------------------------------
 
-    async def catch_up(self, s: VisitorSocket) -> None:
+    async def catch_up(self, s: VisitorSocket, *, outbox: bool = True) -> None:
         """Push what the socket has not sent yet, in id order, and mark it delivered.
-        Call with `s.lock` held."""
+        Call with `s.lock` held.
+
+        `outbox=False` (right after the visitor's own message, whose replies were stored as
+        delivered) skips the outbox: rows that wait are marked, and any row committed out of
+        id order is sent, when the outbox worker's wake-up for them comes."""
         while not s.ws.closed:
-            async with self.app[SESSIONS]() as session:
+            if s.contact_id is None:
+                s.contact_id = await self.reads.run(lambda c: store.contact_of(c, s.key))
                 if s.contact_id is None:
-                    s.contact_id = await store.contact_of(session, s.key)
-                    if s.contact_id is None:
-                        return
-                waiting = await store.undelivered(session, s.key)
-                items = await store.after(session, s.contact_id, s.last_id, FEED_PAGE)
-                late = sorted(i for i in waiting if i <= s.last_id and i not in s.recent_set)
-                if late:
-                    items = sorted([*items, *await store.by_ids(session, s.contact_id, late)],
-                                   key=lambda i: i.id)
+                    return
+                self.note(s)
+            waiting, items = await self.reads.run(functools.partial(
+                _read_feed, key=s.key, contact_id=s.contact_id, last_id=s.last_id,
+                recent=frozenset(s.recent_set) if outbox else frozenset(), outbox=outbox))
             if items:
                 await s.ws.send_json({"type": "messages",
                                       "messages": [i.to_dict() for i in items]})
@@ -273,8 +370,7 @@ class Visitors:
                 s.last_id = max(s.last_id, items[-1].id)
             delivered = sorted(i for i in waiting if i in s.recent_set)
             if delivered:
-                async with self.app[WRITES].begin() as session:
-                    await store.mark_delivered(session, s.key, delivered, self.app[CLOCK]())
+                self.delivered(s.key, delivered)
             if len(items) < FEED_PAGE:
                 return
 
@@ -301,8 +397,7 @@ class Visitors:
         """Whether an agent is online (read at most every couple of seconds)."""
         now = time.monotonic()
         if self._online is None or now - self._online[0] > PRESENCE_SECONDS:
-            async with self.app[SESSIONS]() as session:
-                self._online = (now, await store.agents_online(session))
+            self._online = (now, await self.reads.run(store.agents_online))
         return self._online[1]
 
     async def _presence_changed(self) -> None:
@@ -313,6 +408,24 @@ class Visitors:
             frame = {"type": "presence", "agents_online": online}
             await asyncio.gather(*(_send(s, frame) for ss in list(self.by_key.values())
                                    for s in list(ss)), return_exceptions=True)
+
+
+def _latest(session: Session, contact_id: int) -> tuple[int, str, int | None] | None:
+    return store.latest_conversation(session.connection(), contact_id)
+
+
+def _read_feed(
+    conn: Connection, *, key: str, contact_id: int, last_id: int, recent: frozenset[int],
+    outbox: bool,
+) -> tuple[set[int], list[store.FeedItem]]:
+    """What a socket at `last_id` has not shown: the messages after it and, with `outbox`,
+    those below it whose outbox rows still wait (committed out of id order)."""
+    waiting = store.undelivered(conn, key) if outbox else set()
+    items = store.after(conn, contact_id, last_id, FEED_PAGE)
+    late = sorted(i for i in waiting if i <= last_id and i not in recent)
+    if late:
+        items = sorted([*items, *store.by_ids(conn, contact_id, late)], key=lambda i: i.id)
+    return waiting, items
 
 
 async def _send(s: VisitorSocket, frame: dict[str, Any]) -> None:
@@ -336,6 +449,7 @@ async def web_chat_ctx(app: web.Application) -> AsyncIterator[None]:
     senders = app[OUTBOX_SENDERS]
     hub = app[EVENT_HUB]
     visitors = Visitors(app)
+    visitors.start()
     app[WEB_VISITORS] = visitors
     app[WEB_SITES] = SiteCache(app)
     hub.taps.append(visitors.tap)
@@ -350,6 +464,7 @@ async def web_chat_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.taps.remove(visitors.tap)
     hub.reconnected.remove(visitors.wake_all)
     await visitors.stop()
+    visitors.reads.close()
 
 
 # --- the widget and the site's settings -----------------------------------------------------
@@ -517,12 +632,12 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
     visitors = app[WEB_VISITORS]
     async with s.lock:
         read_up_to = None
-        async with app[SESSIONS]() as session:
-            s.contact_id = await store.contact_of(session, s.key)
-            if s.contact_id is not None:
-                _, read_up_to = await store.read_marks(session, s.contact_id)
+        s.contact_id = await visitors.reads.run(lambda c: store.contact_of(c, s.key))
         if s.contact_id is not None:
-            await _note(app, s)
+            contact_id = s.contact_id
+            _, read_up_to = await visitors.reads.run(
+                lambda c: store.read_marks(c, contact_id))
+        visitors.note(s)
         ready: dict[str, Any] = {
             "type": "ready", "verified": s.user_id is not None, "site": s.site.public(),
             "agents_online": await visitors.agents_online(),
@@ -535,9 +650,9 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
             items: list[store.FeedItem] = []
             more = False
             if s.contact_id is not None:
-                async with app[SESSIONS]() as session:
-                    items, more = await store.before(
-                        session, s.contact_id, None, app[SETTINGS].web_history_messages)
+                contact_id, limit = s.contact_id, app[SETTINGS].web_history_messages
+                items, more = await visitors.reads.run(
+                    lambda c: store.before(c, contact_id, None, limit))
             await s.ws.send_json({"type": "history", "messages": [i.to_dict() for i in items],
                                   "more": more})
             for item in items:
@@ -547,15 +662,6 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
         # What arrived while the widget was away (and, after history, outbox rows waiting
         # for this visitor): delivered now.
         await visitors.catch_up(s)
-
-
-async def _note(app: web.Application, s: VisitorSocket) -> None:
-    """Record the visitor (site, verified user) and when they were last seen, once a socket."""
-    if s.noted or s.contact_id is None:
-        return
-    async with app[WRITES].begin() as session:
-        await store.note_visitor(session, s.contact_id, s.site.id, s.user_id, app[CLOCK]())
-    s.noted = True
 
 
 async def _serve(app: web.Application, s: VisitorSocket) -> None:
@@ -582,14 +688,23 @@ async def _serve(app: web.Application, s: VisitorSocket) -> None:
             await _error(s, "too_long" if exc.status == 413 else "bad_request", exc.message,
                          _cid(msg.data))
             continue
-        if isinstance(frame, web_channel.Said):
-            await _said(app, s, frame)
-        elif isinstance(frame, web_channel.Typing):
-            await _typing(app, s)
-        elif isinstance(frame, web_channel.Read):
-            await _read(app, s, frame.up_to)
-        else:
-            await _older(app, s, frame.before)
+        try:
+            if isinstance(frame, web_channel.Said):
+                await _said(app, s, frame)
+            elif isinstance(frame, web_channel.Typing):
+                await _typing(app, s)
+            elif isinstance(frame, web_channel.Read):
+                await _read(app, s, frame.up_to)
+            else:
+                await _older(app, s, frame.before)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # The socket stays: what could not be shown now comes with the next catch-up.
+            if not is_unavailable(exc):
+                log.exception("web chat: a visitor's frame failed")
+            await _error(s, "unavailable", "Something went wrong; we're on it.",
+                         retry_after=5)
 
 
 def _json(data: str) -> Any:
@@ -644,12 +759,7 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
     await publish_effects(app, effects)
     await _send(s, {"type": "ack", "cid": said.cid, "duplicate": result.duplicate})
     async with s.lock:
-        if not s.noted:
-            if s.contact_id is None:
-                async with app[SESSIONS]() as session:
-                    s.contact_id = await store.contact_of(session, s.key)
-            await _note(app, s)
-        await visitors.catch_up(s)
+        await visitors.catch_up(s, outbox=False)
     await visitors.notify(s.key, up_to=s.last_id, besides=s)
 
 
@@ -660,8 +770,9 @@ async def _typing(app: web.Application, s: VisitorSocket) -> None:
     if now - s.typing_at < TYPING_EVERY_SECONDS or s.contact_id is None:
         return
     s.typing_at = now
-    async with app[SESSIONS]() as session:
-        latest = await store.latest_conversation(session, s.contact_id)
+    contact_id = s.contact_id
+    latest = await app[WEB_VISITORS].reads.run(
+        lambda c: store.latest_conversation(c, contact_id))
     if latest is None or latest[1] not in ("queued", "assigned"):
         return
     conv_id, status, agent_id = latest
@@ -677,24 +788,16 @@ async def _read(app: web.Application, s: VisitorSocket, up_to: int) -> None:
     if up_to <= s.read_up_to or s.contact_id is None:
         return
     s.read_up_to = up_to
-    async with app[WRITES].begin() as session:
-        moved = await store.mark_read(session, s.contact_id, up_to, by_agent=False)
-        latest = await store.latest_conversation(session, s.contact_id) if moved else None
-    if latest is not None:
-        conv_id, _, agent_id = latest
-        await app[EVENT_HUB].publish([Event(
-            "customer_read", conv_id, agent_ids=(agent_id,) if agent_id else (),
-            data={"up_to": up_to},
-        )])
+    app[WEB_VISITORS].read(s.contact_id, up_to)
 
 
 async def _older(app: web.Application, s: VisitorSocket, before: int) -> None:
     items: list[store.FeedItem] = []
     more = False
     if s.contact_id is not None:
-        async with app[SESSIONS]() as session:
-            items, more = await store.before(session, s.contact_id, before,
-                                             app[SETTINGS].web_history_messages)
+        contact_id, limit = s.contact_id, app[SETTINGS].web_history_messages
+        items, more = await app[WEB_VISITORS].reads.run(
+            lambda c: store.before(c, contact_id, before, limit))
     await _send(s, {"type": "older", "messages": [i.to_dict() for i in items], "more": more})
 
 
