@@ -145,6 +145,9 @@ class Settings:
     web_sockets_per_visitor: int = 5
     web_sockets_per_ip: int = 50
     web_history_messages: int = 50
+    # Addresses of reverse proxies in front of carebot (comma-separated): for requests from
+    # them, the client's address (for the per-address limits) is taken from X-Forwarded-For.
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.suggest_threshold <= self.answer_threshold <= 1.0:

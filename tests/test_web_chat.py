@@ -462,3 +462,26 @@ def test_identity_hashes_are_checked_in_constant_time_and_exactly() -> None:
     assert not web.identity_verified(secret, "43", good)
     assert not web.identity_verified(secret, "42", good[:-1])
     assert not web.identity_verified(secret, "42", "g" * 64)
+
+
+async def test_behind_a_trusted_proxy_the_limits_count_the_client_address(
+    aiohttp_client: Any, chat_settings: Settings, clock: ManualClock, starter_kb: None,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from carebot.web.web_chat import WEB_VISITORS
+
+    client = await aiohttp_client(create_app(replace(
+        chat_settings, trusted_proxies="127.0.0.1", web_sockets_per_ip=1), clock))
+    site = await make_site(sessions)
+    first = await client.ws_connect(f"{SOCKET}?site={site.key}", headers={
+        "Origin": ORIGIN, "X-Forwarded-For": "203.0.113.7"})
+    resp = await client.get(f"{SOCKET}?site={site.key}", headers={
+        "Origin": ORIGIN, "X-Forwarded-For": "198.51.100.1, 203.0.113.7",
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert resp.status == 429  # the same client, whatever it claims before the proxy
+    second = await client.ws_connect(f"{SOCKET}?site={site.key}", headers={
+        "Origin": ORIGIN, "X-Forwarded-For": "203.0.113.8"})
+    assert dict(client.server.app[WEB_VISITORS].per_ip) == {"203.0.113.7": 1, "203.0.113.8": 1}
+    await first.close()
+    await second.close()

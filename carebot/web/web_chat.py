@@ -82,6 +82,8 @@ FRAMES_PER_MINUTE = 300
 PRESENCE_SECONDS = 2.0
 # Marks (visitor seen, rows delivered, read) gathered this long are written in one go.
 FLUSH_SECONDS = 0.02
+# Wake-ups for other processes gathered this long go out as one NOTIFY statement.
+PUBLISH_SECONDS = 0.003
 # Close codes the widget understands (4000-4999 are the application's).
 CLOSE_REFUSED = 4003  # identity or origin refused: the widget does not reconnect
 CLOSE_TOO_MANY = 4008  # too many windows of one visitor
@@ -170,6 +172,11 @@ class Visitors:
         self._reads: dict[int, int] = {}
         self._flush = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        # Wake-ups for other processes, gathered (see `notify`).
+        self._outgoing: dict[str, dict[str, Any]] = {}
+        self._sent: list[asyncio.Future[None]] = []
+        self._publish = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
 
     # --- who is here --------------------------------------------------------------------
 
@@ -265,15 +272,17 @@ class Visitors:
     def start(self) -> None:
         """Start the writer of gathered marks."""
         self._flusher = asyncio.create_task(self._flush_loop(), name="web-chat-marks")
+        self._publisher = asyncio.create_task(self._publish_loop(), name="web-chat-wakes")
 
     async def stop(self) -> None:
         """Wait for catch-ups in flight and write what is gathered (the app is stopping)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self._write_marks()
 
@@ -375,21 +384,53 @@ class Visitors:
                 return
 
     async def notify(self, key: str, *, up_to: int | None = None,
-                     message_id: int | None = None, besides: VisitorSocket | None = None
-                     ) -> None:
-        """Tell the visitor's sockets (in every process) that they have something new."""
-        hub = self.app[EVENT_HUB]
+                     message_id: int | None = None, besides: VisitorSocket | None = None,
+                     wait: bool = True) -> None:
+        """Tell the visitor's sockets (in every process) that they have something new.
+
+        Across processes the wake-ups of a few milliseconds go out together, as one NOTIFY
+        statement; `wait` returns once it went out."""
         data: dict[str, Any] = {"key": key}
         if up_to is not None:
             data["up_to"] = up_to
         if message_id is not None:
             data["message_id"] = message_id
-        if hub.spans_processes:
-            await hub.publish([Event("visitor.feed", None, data=data)])
+        if not self.app[EVENT_HUB].spans_processes:
+            for s in list(self.by_key.get(key, ())):
+                if s is not besides and self._needs(s, data):
+                    self.wake(s)
             return
-        for s in list(self.by_key.get(key, ())):
-            if s is not besides and self._needs(s, data):
-                self.wake(s)
+        merged = self._outgoing.setdefault(key, {"key": key})
+        if message_id is not None:
+            merged["message_id"] = message_id  # wakes every socket of the visitor anyway
+        if up_to is not None:
+            merged["up_to"] = max(up_to, merged.get("up_to", 0))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent.append(done)
+        self._publish.set()
+        if wait:
+            await done
+        else:
+            done.add_done_callback(_consume)
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._publish.wait()
+            await asyncio.sleep(PUBLISH_SECONDS)
+            self._publish.clear()
+            batch, self._outgoing = self._outgoing, {}
+            waiting, self._sent = self._sent, []
+            try:
+                await self.app[EVENT_HUB].publish(
+                    [Event("visitor.feed", None, data=d) for d in batch.values()])
+            except Exception as exc:
+                for done in waiting:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for done in waiting:
+                if not done.done():
+                    done.set_result(None)
 
     # --- agents online ------------------------------------------------------------------
 
@@ -408,6 +449,11 @@ class Visitors:
             frame = {"type": "presence", "agents_online": online}
             await asyncio.gather(*(_send(s, frame) for ss in list(self.by_key.values())
                                    for s in list(ss)), return_exceptions=True)
+
+
+def _consume(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()  # a lost wake-up is caught up by the next one or the next visit
 
 
 def _latest(session: Session, contact_id: int) -> tuple[int, str, int | None] | None:
@@ -530,7 +576,7 @@ async def visitor_socket(request: web.Request) -> web.StreamResponse:
     app = request.app
     site, origin = await _site(request)
     visitors = app[WEB_VISITORS]
-    ip = request.remote or ""
+    ip = client_address(request)
     if visitors.per_ip[ip] >= app[SETTINGS].web_sockets_per_ip:
         raise ApiError(429, "too many chat connections from your network")
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_FRAME_BYTES)
@@ -552,6 +598,20 @@ async def visitor_socket(request: web.Request) -> web.StreamResponse:
         if not ws.closed:
             await ws.close()
     return ws
+
+
+def client_address(request: web.Request) -> str:
+    """The visitor's network address: the peer's, or, when the peer is a trusted reverse
+    proxy (CAREBOT_TRUSTED_PROXIES), the last address in X-Forwarded-For that is not one."""
+    peer = request.remote or ""
+    trusted = {p.strip() for p in request.app[SETTINGS].trusted_proxies.split(",") if p.strip()}
+    if peer not in trusted:
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed(hops):
+        if hop and hop not in trusted:
+            return hop[:64]
+    return peer
 
 
 async def _refuse(ws: web.WebSocketResponse, code: str, message: str, close: int) -> None:
@@ -760,7 +820,7 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
     await _send(s, {"type": "ack", "cid": said.cid, "duplicate": result.duplicate})
     async with s.lock:
         await visitors.catch_up(s, outbox=False)
-    await visitors.notify(s.key, up_to=s.last_id, besides=s)
+    await visitors.notify(s.key, up_to=s.last_id, besides=s, wait=False)
 
 
 async def _typing(app: web.Application, s: VisitorSocket) -> None:

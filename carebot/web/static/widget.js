@@ -201,12 +201,13 @@
   }
 
   function refreshMarks() {
-    // A visitor's message is read once an agent has seen it or anyone has answered it.
+    // A visitor's message is read once an agent has seen it, or the bot or an agent answered
+    // after it (a notice such as a survey question does not count).
     var ids = Object.keys(state.items).map(Number).sort(function (a, b) { return a - b; });
     var answered = 0;
     for (var i = ids.length - 1; i >= 0; i--) {
       var m = state.items[ids[i]];
-      if (m.from !== "visitor") { if (!answered) answered = m.id; continue; }
+      if (m.from !== "visitor") { if (!answered && m.from !== "system") answered = m.id; continue; }
       var read = m.id <= state.agentRead || (answered && answered > m.id);
       var mark = state.nodes[m.id].querySelector(".mark");
       mark.textContent = read ? "Read \u2713\u2713" : "Sent \u2713";
