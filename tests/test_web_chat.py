@@ -485,3 +485,56 @@ async def test_behind_a_trusted_proxy_the_limits_count_the_client_address(
     assert dict(client.server.app[WEB_VISITORS].per_ip) == {"203.0.113.7": 1, "203.0.113.8": 1}
     await first.close()
     await second.close()
+
+
+async def test_the_widget_hears_when_an_agent_comes_online_and_pages_back_through_history(
+    aiohttp_client: Any, chat_settings: Settings, clock: ManualClock, starter_kb: None,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await aiohttp_client(create_app(replace(chat_settings, web_history_messages=2),
+                                             clock))
+    site = await make_site(sessions)
+    _, alex = await make_agent(sessions, "Alex")
+    widget = await Widget.open(client, site)
+    assert widget.ready["agents_online"] is False
+    await widget.expect("history")
+    for text in ("hello", "thanks!"):
+        await widget.say(text)
+        await widget.expect("ack")
+    await widget.until(lambda w: len(w.shown) == 4)
+    await api(client, alex, "PUT", "/api/v1/me/availability", {"status": "online"})
+    assert (await widget.expect("presence"))["agents_online"] is True
+    # A new tab gets the latest two messages, then the two before them on request.
+    tab = await Widget.open(client, site, visitor=widget.visitor)
+    history = await tab.expect("history")
+    ids = sorted(widget.shown)
+    assert [m["id"] for m in history["messages"]] == ids[2:] and history["more"] is True
+    await tab.ws.send_json({"type": "older", "before": ids[2]})
+    older = await tab.expect("older")
+    assert [m["id"] for m in older["messages"]] == ids[:2] and older["more"] is False
+
+
+async def test_a_waiting_message_below_the_widgets_cursor_is_still_delivered(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # A message committed out of id order (a delayed survey beside a newer message) has an
+    # id below what the widget has already shown; its waiting outbox row brings it anyway.
+    site = await make_site(sessions)
+    _, alex = await make_agent(sessions, "Alex", status="online")
+    widget = await Widget.open(client, site)
+    await widget.expect("history")
+    await widget.say("/human")
+    await widget.until(lambda w: w.has("passed your conversation to Alex"))
+    cid = next(m["conversation_id"] for m in widget.shown.values())
+    token, seen = widget.visitor, widget.last_id
+    await widget.close()
+    reply = await api(client, alex, "POST", f"/api/v1/conversations/{cid}/reply",
+                      {"text": "late but here"}, expect=201)
+    back = await Widget.open(client, site, visitor=token, since=reply["id"] + 5)
+    await back.until(lambda w: w.has("late but here"))
+    assert seen < reply["id"] and list(back.shown) == [reply["id"]]
+
+    async def sent() -> bool:
+        return all(r.status == "sent" for r in await outbox_rows(sessions))
+
+    await eventually(sent)

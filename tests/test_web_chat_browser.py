@@ -359,3 +359,43 @@ async def test_the_agent_console_and_the_widget_see_each_other_typing(
     await console.wait_for_selector("#customer-typing:has-text('typing…')")
     await console.type("#composer-text", "Let me check")
     await page.wait_for_selector(".sub:has-text('Alex is typing')")
+
+
+async def test_an_admin_edits_a_site_in_the_console(
+    browser: Any, service: Service, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from carebot.agents.passwords import set_password
+    from carebot.db.models import Agent
+
+    agent_id, _ = await make_agent(sessions, "Root", "admin")
+    async with sessions.begin() as session:
+        agent = await session.get(Agent, agent_id)
+        assert agent is not None
+        set_password(agent, "correct horse battery")
+    console = await (await browser.new_context()).new_page()
+    console.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await console.goto(f"{service.url}/console")
+    await console.fill("#login-name", "Root")
+    await console.fill("#login-password", "correct horse battery")
+    await console.click("button[type=submit]")
+    await console.click("nav a:has-text('Web chat')")
+    form = 'form.site[data-site="Acme"]'
+    await console.wait_for_selector(form)
+    assert service.site.key in await console.inner_text(f"{form} h3")
+    await console.fill(f"#site-{service.site.id}-offline", "Back tomorrow at 9.")
+    await console.click(f"{form} button[type=submit]")
+    await console.wait_for_selector("#flash:has-text('saved')")
+    await console.click(f"{form} button:has-text('Rotate')")
+    await console.wait_for_selector("#flash:has-text('New secret')")
+    async with sessions() as session:
+        site = await session.get(WebSite, service.site.id, populate_existing=True)
+    assert site is not None and site.offline_text == "Back tomorrow at 9."
+    assert site.secret != service.site.secret
+    await console.fill("#new-site-name", "Blog")
+    await console.fill("#new-site-origins", "https://blog.example")
+    await console.click("#add-site button[type=submit]")
+    await console.wait_for_selector('form.site[data-site="Blog"]')
+    # The shop's widget shows the new offline text (within the five-second settings cache).
+    page = await open_shop(browser, service)
+    await page.click(".bubble")
+    await page.wait_for_selector(".sub:has-text('Back tomorrow at 9.')", timeout=10_000)

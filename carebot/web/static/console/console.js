@@ -241,6 +241,7 @@ function renderShell() {
         isSupervisor ? h("a", { href: "#/admin/canned" }, "Canned replies") : null,
         isAdmin ? h("a", { href: "#/admin/agents" }, "Agents") : null,
         isAdmin ? h("a", { href: "#/admin/codes" }, "Resolution codes") : null,
+        isAdmin ? h("a", { href: "#/admin/sites" }, "Web chat") : null,
       ),
       h("span", { id: "status-bar" }),
     ),
