@@ -151,6 +151,7 @@ class OutboxItem:
     attempt: int  # 1 on the first try
     conversation_id: int | None
     message_id: int | None
+    created_at: datetime | None = None
 
 
 class Sender(Protocol):
@@ -442,7 +443,7 @@ class OutboxWorker:
         row sent itself (then this claim no longer holds it and nothing is written)."""
         async with self.sessions.begin() as session:
             await _finish(
-                session, item, token, status="pending", attempts=item.attempt,
+                session, item, token, status="pending", attempts=item.attempt - 1,
                 next_attempt_at=self.clock() + timedelta(seconds=exc.retry_after),
                 last_error=exc.reason[:2000],
             )
@@ -522,7 +523,7 @@ def _item(row: OutboxMessage) -> OutboxItem:
     return OutboxItem(
         id=row.id, channel=row.channel, recipient=row.recipient, text=row.text,
         buttons=buttons, attempt=row.attempts + 1, conversation_id=row.conversation_id,
-        message_id=row.message_id,
+        message_id=row.message_id, created_at=row.created_at,
     )
 
 

@@ -504,7 +504,7 @@ async def web_chat_ctx(app: web.Application) -> AsyncIterator[None]:
     async def notify(key: str, message_id: int | None) -> None:
         await visitors.notify(key, message_id=message_id)
 
-    senders[web_channel.CHANNEL] = WebSender(notify)
+    senders[web_channel.CHANNEL] = WebSender(notify, app[CLOCK])
     yield
     senders.pop(web_channel.CHANNEL, None)
     hub.taps.remove(visitors.tap)
