@@ -540,3 +540,13 @@ async def test_a_waiting_message_below_the_widgets_cursor_is_still_delivered(
         return all(r.status == "sent" for r in await outbox_rows(sessions))
 
     await eventually(sent)
+
+
+async def test_the_socket_declines_compression_which_would_cost_100_kb_per_chat(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    site = await make_site(sessions)
+    ws = await client.ws_connect(f"{SOCKET}?site={site.key}", headers={"Origin": ORIGIN},
+                                 compress=15)
+    assert ws.compress == 0
+    await ws.close()
