@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from carebot.db import touchpoints
+from carebot.db.availability import is_unavailable
 from carebot.db.models import Conversation, Message, OutboxMessage
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects, Event
@@ -263,8 +264,12 @@ class OutboxWorker:
         while not self._stopping:
             try:
                 busy = await self.run_once() > 0
-            except Exception:
-                log.exception("outbox pass failed; retrying in %.1fs", self.policy.poll_interval)
+            except Exception as exc:
+                # An outage is logged once, by whoever watches the database; the worker tries
+                # again each poll and delivers once it is back.
+                if not is_unavailable(exc):
+                    log.exception("outbox pass failed; retrying in %.1fs",
+                                  self.policy.poll_interval)
                 busy = False
             if busy or self._stopping:
                 continue
