@@ -317,7 +317,12 @@
     ws.onclose = function (ev) {
       state.ws = null;
       state.ready = false;
-      if (ev.code === 4003 || ev.code === 4008) { state.closedForGood = true; return; }
+      if (ev.code === 4003 || ev.code === 4008) {
+        // Refused (identity, origin, too many windows): the reason is shown; retrying won't help.
+        state.closedForGood = true;
+        input.disabled = send.disabled = true;
+        return;
+      }
       setTimeout(connect, state.delay);
       state.delay = Math.min(state.delay * 2, 10000);
     };
@@ -394,23 +399,27 @@
     subtitle();
   }
 
-  function setOpen(open) {
+  function setOpen(open, byUser) {
     state.open = open;
     save("open", open ? "1" : "0");
     panel.hidden = !open;
     bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    bubble.setAttribute("aria-expanded", open ? "true" : "false");
     if (open) {
       state.unread = 0;
       badge.hidden = true;
       connect();
       list.scrollTop = list.scrollHeight;
-      input.focus();
+      if (byUser) input.focus();  // a page that loads with the chat open keeps its focus
       markRead();
+    } else if (byUser) {
+      bubble.focus();
     }
   }
 
-  bubble.addEventListener("click", function () { setOpen(!state.open); });
-  close.addEventListener("click", function () { setOpen(false); });
+  bubble.addEventListener("click", function () { setOpen(!state.open, true); });
+  panel.addEventListener("keydown", function (ev) { if (ev.key === "Escape") setOpen(false, true); });
+  close.addEventListener("click", function () { setOpen(false, true); });
   older.addEventListener("click", function () {
     var first = Object.keys(state.items).map(Number).sort(function (a, b) { return a - b; })[0];
     if (first) frame({ type: "older", before: first });
