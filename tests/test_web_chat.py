@@ -550,3 +550,35 @@ async def test_the_socket_declines_compression_which_would_cost_100_kb_per_chat(
                                  compress=15)
     assert ws.compress == 0
     await ws.close()
+
+
+async def test_quick_reads_on_sqlite_fall_back_to_the_engine_when_sqlite_says_busy(
+    sqlite_template: Any, tmp_path: Any
+) -> None:
+    import shutil
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from carebot.db.engine import QuickReads, make_engine
+
+    shutil.copy(sqlite_template, tmp_path / "q.db")
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+    reads = QuickReads(engine)
+    try:
+        assert await reads.run(lambda c: c.execute(text("SELECT 41 + 1")).scalar()) == 42
+        calls: list[str] = []
+
+        def busy_then_fine(conn: Any) -> int:
+            calls.append(conn.engine.dialect.driver)
+            if len(calls) == 1:
+                raise OperationalError("SELECT", {}, Exception("database is locked"))
+            return 7
+
+        assert await reads.run(busy_then_fine) == 7
+        assert calls == ["pysqlite", "aiosqlite"]  # the loop never waited on the lock
+        with pytest.raises(OperationalError):
+            await reads.run(lambda c: c.execute(text("SELECT * FROM no_such_table")).all())
+    finally:
+        reads.close()
+        await engine.dispose()

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -78,8 +79,14 @@ class QuickReads:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """`fn(connection)`, read only."""
         if self._sync is not None:
-            with self._sync.connect() as conn:
-                return fn(conn)
+            try:
+                with self._sync.connect() as conn:
+                    return fn(conn)
+            except OperationalError as exc:
+                # SQLite answers a reader "busy" only in rare moments (a checkpoint resetting
+                # the WAL): the loop must not wait there, so the read goes the slow way.
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
         async with self._engine.connect() as conn:
             return await conn.run_sync(fn)
 
@@ -91,7 +98,8 @@ class QuickReads:
 
 def _sqlite_reader_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor: Any = dbapi_conn.cursor()
-    cursor.execute("PRAGMA busy_timeout=1000")
+    # It runs in the event loop's thread: never wait long on a lock there (see `run`).
+    cursor.execute("PRAGMA busy_timeout=20")
     cursor.execute("PRAGMA query_only=ON")  # a reader never writes, not even by mistake
     cursor.close()
 
