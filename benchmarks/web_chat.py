@@ -91,6 +91,7 @@ class Visitor:
         self.echo: dict[str, int] = {}  # cid -> message id
         self.answer = asyncio.Event()
         self.latencies: list[float] = []
+        self.timed: list[tuple[float, float]] = []  # (sent at, latency ms)
         self.acked: set[str] = set()
         self.agent_texts: dict[str, float] = {}  # agent reply text -> arrived at
         self.reader: asyncio.Task[None] | None = None
@@ -113,6 +114,7 @@ class Visitor:
                     for cid, sent in list(self.waiting.items()):
                         if cid in self.echo and m["id"] > self.echo[cid]:
                             self.latencies.append((now - sent) * 1000)
+                            self.timed.append((sent, (now - sent) * 1000))
                             del self.waiting[cid]
                             self.answer.set()
 
@@ -196,6 +198,17 @@ async def drive(base: str, url: str, key: str, token: str, args: argparse.Namesp
               f"from {len(chatting)} visitors; send -> bot answer in the socket: "
               f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
               f"max {max(latencies):.1f} ms (target p99 <= 100 ms)")
+        # The first seconds are every visitor's first message (a new customer, contact and
+        # conversation each): shown apart from the steady state.
+        split = t0 + min(5.0, args.seconds / 3)
+        for label, part in (("first 5 s", [x for v in chatting for t, x in v.timed if t < split]),
+                            ("after", [x for v in chatting for t, x in v.timed if t >= split])):
+            if part:
+                print(f"  {label}: {len(part)} answers, p50 {percentile(part, 50):.1f} ms, "
+                      f"p99 {percentile(part, 99):.1f} ms")
+        worst = sorted((x, t - t0) for v in chatting for t, x in v.timed)[-5:]
+        print("  slowest (ms at s into the run): " + ", ".join(
+            f"{x:.0f} at {at:.1f}" for x, at in reversed(worst)))
 
         # --- outbox: agent replies to visitors with a person ------------------------------
         helped = visitors[-min(args.agent_replies, len(visitors) // 4 or 1):]
