@@ -1,4 +1,4 @@
-"""The `carebot` command line: serve, db, kb, agents, codes, telegram, stats."""
+"""The `carebot` command line: serve, db, kb, agents, codes, sites, telegram, stats."""
 
 from __future__ import annotations
 
@@ -200,6 +200,30 @@ def _parser() -> argparse.ArgumentParser:
     unl = cust.add_parser("unlink", help="the customer is a person of their own again")
     unl.add_argument("customer", help=ref_help)
     unl.set_defaults(func=_customers_unlink)
+    sites = sub.add_parser(
+        "sites", help="websites whose chat widget is a channel"
+    ).add_subparsers(metavar="ACTION")
+    site_add = sites.add_parser(
+        "add", help="add a site; prints the snippet for its pages and its identity secret")
+    site_add.add_argument("name")
+    site_add.add_argument("--origin", action="append", required=True, metavar="URL",
+                          help="a page origin allowed to embed the chat, e.g. "
+                               "https://shop.example (repeat for more)")
+    _site_look_flags(site_add)
+    site_add.set_defaults(func=_sites_add)
+    sites.add_parser("list", help="the sites, their origins and snippets").set_defaults(
+        func=_sites_list)
+    site_set = sites.add_parser("set", help="change a site's origins, look or offline text")
+    site_set.add_argument("site", help="site name or id")
+    site_set.add_argument("--origin", action="append", metavar="URL",
+                          help="replace the allowed origins (repeat for more)")
+    site_set.add_argument("--enabled", choices=("yes", "no"), help="the chat is on")
+    _site_look_flags(site_set)
+    site_set.set_defaults(func=_sites_set)
+    rotate = sites.add_parser(
+        "rotate-secret", help="a new identity secret; signatures made with the old one fail")
+    rotate.add_argument("site", help="site name or id")
+    rotate.set_defaults(func=_sites_rotate)
 
     worker = sub.add_parser(
         "worker", help="deliver the outbox (and poll Telegram in polling mode) without the "
@@ -234,6 +258,14 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the summary as JSON")
     st.set_defaults(func=_stats)
     return parser
+
+
+def _site_look_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--title", help="the chat window's title (default: the name)")
+    parser.add_argument("--greeting", help="the first thing the chat says")
+    parser.add_argument("--colour", help="the widget's colour, like #2563eb")
+    parser.add_argument("--offline-text", help="shown while no agent is online, e.g. "
+                                               "\"We reply within a day.\"")
 
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -809,6 +841,52 @@ def _customers_show(settings: Settings, args: argparse.Namespace) -> int:
     return _with_session(settings, work)
 
 
+def _site_base(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return f"http://{settings.host}:{settings.port}"
+
+
+def _print_site(settings: Settings, site: Any, *, secret: bool) -> None:
+    from carebot.channels import web
+
+    print(f"site {site.name} (id {site.id}, key {site.key}, "
+          f"{'enabled' if site.enabled else 'disabled'})")
+    print(f"origins: {' '.join(site.origins)}")
+    print(f"snippet: {web.snippet(_site_base(settings), site.key)}")
+    if secret:
+        print(f"secret:  {site.secret}")
+
+
+def _site_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for flag in ("title", "greeting", "colour", "offline_text"):
+        if getattr(args, flag, None) is not None:
+            changes[flag] = getattr(args, flag)
+    return changes
+
+
+def _sites_add(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels import web_store
+    from carebot.domain.clock import system_clock
+
+    async def work(session: AsyncSession) -> int:
+        try:
+            site = await web_store.create_site(session, args.name, args.origin, system_clock(),
+                                               **_site_changes(args))
+        except web_store.SiteError as exc:
+            raise CliError(exc.message) from None
+        _print_site(settings, site, secret=True)
+        print("Put the snippet on the site's pages. Keep the secret on the site's server: "
+              "it signs logged-in users' ids (docs/web-chat.md).")
+        if not settings.public_url:
+            print("CAREBOT_PUBLIC_URL is not set: the snippet uses this machine's address; "
+                  "set it to where sites reach carebot.")
+        return 0
+
+    return _with_session(settings, work)
+
+
 def _customers_export(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
@@ -900,6 +978,58 @@ def _customers_unlink(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _with_write_session(settings, work)
+
+
+def _sites_list(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels import web_store
+
+    async def work(session: AsyncSession) -> int:
+        sites = await web_store.list_sites(session)
+        if not sites:
+            print("no sites yet: carebot sites add NAME --origin https://shop.example")
+        for site in sites:
+            _print_site(settings, site, secret=False)
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _sites_set(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels import web_store
+    from carebot.domain.clock import system_clock
+
+    async def work(session: AsyncSession) -> int:
+        site = await web_store.find_site(session, args.site)
+        if site is None:
+            raise CliError(f"no site named {args.site!r}")
+        changes = _site_changes(args)
+        if args.origin:
+            changes["origins"] = args.origin
+        if args.enabled is not None:
+            changes["enabled"] = args.enabled == "yes"
+        try:
+            site = await web_store.update_site(session, site.id, changes, system_clock())
+        except web_store.SiteError as exc:
+            raise CliError(exc.message) from None
+        _print_site(settings, site, secret=False)
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _sites_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from carebot.channels import web_store
+    from carebot.domain.clock import system_clock
+
+    async def work(session: AsyncSession) -> int:
+        site = await web_store.find_site(session, args.site)
+        if site is None:
+            raise CliError(f"no site named {args.site!r}")
+        site = await web_store.rotate_secret(session, site.id, system_clock())
+        _print_site(settings, site, secret=True)
+        return 0
+
+    return _with_session(settings, work)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

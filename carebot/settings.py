@@ -111,7 +111,7 @@ class Settings:
     retention_days: float = 0.0
 
     # Surveys after resolution: channels that get them (comma-separated; empty turns them off).
-    survey_channels: str = "telegram,http"
+    survey_channels: str = "telegram,http,web"
     survey_delay_seconds: float = 0.0
     survey_cooldown_days: float = 7.0
     survey_expiry_hours: float = 72.0
@@ -172,6 +172,20 @@ class Settings:
     # accepted besides the request's own host.
     public_url: str = ""
 
+    # Web chat (the widget): the longest message a visitor may send, how many a visitor (and
+    # one network address, which may be a whole office) may send per minute, how many chat
+    # sockets one visitor (all their tabs) and one address may hold open per process, and how
+    # many messages of history a widget gets when it opens.
+    web_max_text_chars: int = 2000
+    web_messages_per_minute: int = 20
+    web_ip_messages_per_minute: int = 120
+    web_sockets_per_visitor: int = 5
+    web_sockets_per_ip: int = 50
+    web_history_messages: int = 50
+    # Addresses of reverse proxies in front of carebot (comma-separated): for requests from
+    # them, the client's address (for the per-address limits) is taken from X-Forwarded-For.
+    trusted_proxies: str = ""
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.suggest_threshold <= self.answer_threshold <= 1.0:
             raise SettingsError(
@@ -231,6 +245,11 @@ class Settings:
             raise SettingsError(
                 f"CAREBOT_PUBLIC_URL must be an http:// or https:// URL, got {self.public_url!r}"
             )
+        for name in ("web_max_text_chars", "web_messages_per_minute",
+                     "web_ip_messages_per_minute", "web_sockets_per_visitor",
+                     "web_sockets_per_ip", "web_history_messages"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be 1 or more")
         if self.session_idle_minutes <= 0 or self.session_max_hours <= 0:
             raise SettingsError(
                 "CAREBOT_SESSION_IDLE_MINUTES and CAREBOT_SESSION_MAX_HOURS must be positive"

@@ -601,7 +601,9 @@ def _event_kinds_in_the_code() -> set[str]:
 
 
 def test_every_event_kind_the_code_produces_is_described_and_no_other() -> None:
-    produced = _event_kinds_in_the_code()
+    # "visitor.*" events travel the same fan-out to web chat widgets, never to consoles
+    # (carebot.web.hub); docs/web-chat.md describes their frames.
+    produced = {k for k in _event_kinds_in_the_code() if not k.startswith("visitor.")}
     assert {"hello", "queued", "assigned", "message", "delivery_failed"} <= produced
     described = set(SPEC["components"]["schemas"]["Event"]["discriminator"]["mapping"])
     assert produced == described

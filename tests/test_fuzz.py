@@ -44,9 +44,10 @@ from tests.helpers import MESSAGES, create_app, make_agent
 HTTP_SECRET = "fuzz-http-secret"
 TELEGRAM_SECRET = "fuzz-telegram-secret"
 SCHEMA = schemathesis.openapi.from_dict(SPEC)
-# The WebSocket cannot be driven by plain requests; it has its own tests.
+# The WebSockets cannot be driven by plain requests; they have their own tests.
+WEBSOCKETS = {"/api/v1/events", "/api/v1/channels/web/socket"}
 OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()
-              if op.ok().path != "/api/v1/events"]
+              if op.ok().path not in WEBSOCKETS]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
 

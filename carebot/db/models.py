@@ -406,3 +406,46 @@ class RetentionProgress(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_id: Mapped[int] = mapped_column(BigId, default=0)
     updated_at: Mapped[datetime]
+
+
+class WebSite(Base):
+    """A website whose chat widget is a channel (`web`): where it may run, how it looks, and
+    the secret its server signs logged-in users' ids with."""
+
+    __tablename__ = "web_sites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Public: the snippet carries it (data-site); random, so sites cannot be enumerated.
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # Exact origins ("https://shop.example", scheme, host and port) whose pages may embed it.
+    origins: Mapped[list[Any]]
+    # Identity verification: the site's server sends HMAC-SHA256(secret, user_id). Kept as it
+    # is (an HMAC key cannot be stored hashed); shown to admins only.
+    secret: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(100))
+    greeting: Mapped[str] = mapped_column(Text, default="")
+    colour: Mapped[str] = mapped_column(String(7))
+    # Shown in the widget while no agent is online ("we reply within a day").
+    offline_text: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class WebVisitor(Base):
+    """A web chat contact: which site, who it is (a verified user id, or anonymous), and how
+    far each side has read."""
+
+    __tablename__ = "web_visitors"
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("web_sites.id"), index=True)
+    # The site's own user id, when its HMAC was verified; None for an anonymous visitor.
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    # The last message to the visitor that their widget showed while open (read marks).
+    visitor_read_up_to: Mapped[int | None] = mapped_column(BigId)
+    # The last message from the visitor an agent has seen in the console.
+    agent_read_up_to: Mapped[int | None] = mapped_column(BigId)
+    last_seen_at: Mapped[datetime]
+    created_at: Mapped[datetime]

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from carebot.db import touchpoints
+from carebot.db.availability import is_unavailable
 from carebot.db.models import Conversation, Message, OutboxMessage
 from carebot.db.previews import with_glances
 from carebot.domain.clock import Clock
@@ -126,6 +127,20 @@ class PermanentDeliveryError(Exception):
         self.reason = reason
 
 
+class DeliveryDeferred(Exception):
+    """Not a failure: the recipient cannot take the message now and the channel delivers it
+    when they can (a web visitor whose widget is closed gets it on their next visit).
+
+    The row goes back to `pending` for `retry_after` seconds (or until the channel marks it
+    `sent` itself); deferrals never use up the row's attempts.
+    """
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     """One claimed outbox row, as a sender sees it."""
@@ -138,6 +153,7 @@ class OutboxItem:
     attempt: int  # 1 on the first try
     conversation_id: int | None
     message_id: int | None
+    created_at: datetime | None = None
 
 
 class Sender(Protocol):
@@ -146,8 +162,9 @@ class Sender(Protocol):
     async def send(self, item: OutboxItem) -> str | None:
         """Send the item; return the messenger's id of the sent message, if it has one.
 
-        Raise TransientDeliveryError or PermanentDeliveryError when it did not go out; any other
-        exception is treated as transient.
+        Raise TransientDeliveryError or PermanentDeliveryError when it did not go out, or
+        DeliveryDeferred when the channel delivers it later by itself; any other exception is
+        treated as transient.
         """
         ...
 
@@ -248,8 +265,12 @@ class OutboxWorker:
         while not self._stopping:
             try:
                 busy = await self.run_once() > 0
-            except Exception:
-                log.exception("outbox pass failed; retrying in %.1fs", self.policy.poll_interval)
+            except Exception as exc:
+                # An outage is logged once, by whoever watches the database; the worker tries
+                # again each poll and delivers once it is back.
+                if not is_unavailable(exc):
+                    log.exception("outbox pass failed; retrying in %.1fs",
+                                  self.policy.poll_interval)
                 busy = False
             if busy or self._stopping:
                 continue
@@ -357,6 +378,8 @@ class OutboxWorker:
             await self._retry(item, token, exc.reason, exc.retry_after)
         except PermanentDeliveryError as exc:
             await self._fail(item, token, exc.reason)
+        except DeliveryDeferred as exc:
+            await self._defer(item, token, exc)
         except TimeoutError:
             await self._retry(
                 item, token,
@@ -419,6 +442,16 @@ class OutboxWorker:
             await _finish(
                 session, item, token, status="pending", attempts=item.attempt,
                 next_attempt_at=self.clock() + timedelta(seconds=delay), last_error=reason[:2000],
+            )
+
+    async def _defer(self, item: OutboxItem, token: str, exc: DeliveryDeferred) -> None:
+        """Back to `pending` until `retry_after`, unless the channel has meanwhile marked the
+        row sent itself (then this claim no longer holds it and nothing is written)."""
+        async with self.sessions.begin() as session:
+            await _finish(
+                session, item, token, status="pending", attempts=item.attempt - 1,
+                next_attempt_at=self.clock() + timedelta(seconds=exc.retry_after),
+                last_error=exc.reason[:2000],
             )
 
     async def _fail(self, item: OutboxItem, token: str, reason: str) -> None:
@@ -498,7 +531,7 @@ def _item(row: OutboxMessage) -> OutboxItem:
     return OutboxItem(
         id=row.id, channel=row.channel, recipient=row.recipient, text=row.text,
         buttons=buttons, attempt=row.attempts + 1, conversation_id=row.conversation_id,
-        message_id=row.message_id,
+        message_id=row.message_id, created_at=row.created_at,
     )
 
 

@@ -37,6 +37,7 @@ from carebot.routing.actions import (
     touchpoint_dict,
     viewer,
 )
+from carebot.routing.linked import group_ids
 from carebot.routing.policy import Policy
 
 STATUSES = ("bot", "queued", "assigned", "resolved")
@@ -238,23 +239,28 @@ async def customer_panel(session: AsyncSession, customer_id: int) -> dict[str, A
     answers."""
     customer = await session.get(Customer, customer_id)
     assert customer is not None
+    # The person: this customer and every customer linked with them (another channel).
+    person = await group_ids(session, customer_id)
     contacts = list(await session.scalars(
-        select(Contact).where(Contact.customer_id == customer_id).order_by(Contact.id)
+        select(Contact).where(Contact.customer_id.in_(person)).order_by(Contact.id)
     ))
     convs = list(await session.scalars(
-        select(Conversation).where(Conversation.customer_id == customer_id)
+        select(Conversation).where(Conversation.customer_id.in_(person))
         .order_by(Conversation.id.desc()).limit(PANEL_CONVERSATIONS)
     ))
     total, effort = (await session.execute(
         select(func.count(), func.coalesce(func.sum(Conversation.effort_score), 0))
-        .where(Conversation.customer_id == customer_id)
+        .where(Conversation.customer_id.in_(person))
     )).one()
     surveys = await session.scalars(
-        select(Survey).where(Survey.customer_id == customer_id, Survey.score.is_not(None))
+        select(Survey).where(Survey.customer_id.in_(person), Survey.score.is_not(None))
         .order_by(Survey.id.desc())
     )
     return {
         "id": customer.id,
+        # Linked customers are one person: the group's first customer names it.
+        "person_id": person[0],
+        "customer_ids": person,
         "name": _name(customer, contacts, convs),
         "first_seen_at": _iso(customer.created_at),
         "contacts": [_contact_dict(c) for c in contacts],

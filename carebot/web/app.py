@@ -23,6 +23,8 @@ from carebot.web import (
     login,
     pages,
     telegram_webhook,
+    web_chat,
+    web_chat_admin,
 )
 from carebot.web import stats as stats_api
 from carebot.web.auth import auth_middleware
@@ -87,6 +89,8 @@ def create_app(
     console.add_routes(app)
     agents.add_routes(app)
     canned.add_routes(app)
+    web_chat.add_routes(app)
+    web_chat_admin.add_routes(app)
     codes.add_routes(app)
     audit.add_routes(app)
     customers.add_routes(app)

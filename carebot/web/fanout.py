@@ -28,6 +28,8 @@ SHORT_TEXT = 100
 class PgNotifyHub(EventHub):
     """Publishes through NOTIFY; a LISTEN connection delivers to this process's consoles."""
 
+    spans_processes = True
+
     def __init__(self, engine: AsyncEngine, dsn: str) -> None:
         super().__init__()
         self._engine = engine
@@ -80,6 +82,8 @@ class PgNotifyHub(EventHub):
                 except (OSError, TimeoutError, asyncpg.PostgresError):
                     continue
                 log.warning("event LISTEN connection restored")
+                for callback in self.reconnected:  # events of the outage were missed
+                    callback()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from carebot.domain.events import Event
@@ -17,6 +17,9 @@ from carebot.domain.events import Event
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 1000
+# Events for web chat visitors ("visitor.feed", "visitor.typing", …) go to the visitors'
+# sockets (`carebot.web.web_chat`), never to consoles.
+VISITOR_PREFIX = "visitor."
 
 
 @dataclass(eq=False)
@@ -35,10 +38,19 @@ class Subscriber:
 
 
 class EventHub:
-    """Delivers events to the subscribers they concern; a slow console drops, never blocks."""
+    """Delivers events to the subscribers they concern; a slow console drops, never blocks.
+
+    `taps` see every event delivered in this process (the web chat's sockets take theirs);
+    `reconnected` callbacks run when a fan-out that may have missed events is back.
+    """
+
+    # Whether a publish reaches other processes (PostgreSQL) or only this one (SQLite).
+    spans_processes = False
 
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
+        self.taps: list[Callable[[Event], None]] = []
+        self.reconnected: list[Callable[[], None]] = []
 
     def subscribe(self, agent_id: int, role: str) -> Subscriber:
         """Register a console."""
@@ -57,6 +69,13 @@ class EventHub:
     def deliver_local(self, events: Iterable[Event]) -> None:
         """Hand events to this process's subscribers."""
         for event in events:
+            for tap in self.taps:
+                try:
+                    tap(event)
+                except Exception:  # one listener's bug must not stop the consoles' feed
+                    log.exception("event tap failed on %s", event.kind)
+            if event.kind.startswith(VISITOR_PREFIX):
+                continue
             for sub in list(self._subscribers):
                 if sub.wants(event):
                     try:

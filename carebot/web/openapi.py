@@ -93,6 +93,30 @@ def _path(name: str, description: str, schema: dict[str, Any] | None = None
 CID = _path("conversation_id", "a conversation's id")
 AGENT_KEY = _path("agent", "an agent's id or name", TEXT)
 CANNED_KEY = _path("canned_id", "a canned reply's id (or its shortcut)", TEXT)
+# Web chat sites (carebot.web.web_chat, web_chat_admin).
+SITE_ID = [{"name": "site_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+SITE_KEY = [{"name": "key", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}]
+SITE_LOOK = {"type": "object", "properties": {
+    "title": {"type": "string"}, "greeting": {"type": "string"},
+    "colour": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+    "offline_text": {"type": "string"}, "agents_online": {"type": "boolean"},
+    "max_text": {"type": "integer"}}}
+SITE_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "maxLength": 100},
+    "origins": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 20,
+                "description": "page origins allowed to embed the chat, like "
+                               "https://shop.example"},
+    "title": {"type": "string", "maxLength": 100},
+    "greeting": {"type": "string", "maxLength": 1000},
+    "colour": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+    "offline_text": {"type": "string", "maxLength": 500},
+}
+SITE = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "key": {"type": "string"}, **SITE_FIELDS,
+    "enabled": {"type": "boolean"}, "snippet": {"type": "string"},
+    "secret": {"type": "string", "description": "HMAC-SHA256 key for identity verification"},
+    "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
 ANY = "agent (own and queued conversations), manager, admin (all)"
 READ = ("agent (own and queued conversations, those they replied to, noted, transferred, "
         "handed back or resolved, and every conversation of a customer whose open "
@@ -202,11 +226,13 @@ SCHEMAS: dict[str, Any] = {
         sent_at=MAYBE_TIME, answered_at=MAYBE_TIME,
     ),
     "Customer": {
-        "description": "The customer panel: who they are and how it went for them.",
+        "description": "The customer panel: who they are and how it went for them, over every "
+                       "customer linked with this one (one person on several channels).",
         **_obj(
-            ["id", "name", "first_seen_at", "contacts", "conversations",
-             "conversations_total", "total_effort", "surveys"],
-            id=INT, name=TEXT, first_seen_at=TIME,
+            ["id", "person_id", "customer_ids", "name", "first_seen_at", "contacts",
+             "conversations", "conversations_total", "total_effort", "surveys"],
+            id=INT, person_id=INT, customer_ids={"type": "array", "items": INT},
+            name=TEXT, first_seen_at=TIME,
             contacts={"type": "array", "items": ref("Contact")},
             conversations={"type": "array", "items": ref("ConversationSummary"),
                            "description": "newest first, at most 100"},
@@ -457,6 +483,89 @@ PATHS: dict[str, Any] = {
     )},
 }
 
+# The web chat channel (no token; CORS and Origin per site), the sites' admin API, and the
+# agent's typing and read marks for a web chat visitor.
+WEBCHAT_PATHS: dict[str, Any] = {
+    "/api/v1/channels/web/sites/{key}": {
+        "get": {
+            "summary": "A chat site's look for its widget (CORS: the site's own origins "
+                       "only)",
+            "description": (
+                "No token. Answers only a request whose Origin is one of the site's "
+                "origins, with Access-Control-Allow-Origin set to it; 403 for any other "
+                "origin, 404 for an unknown or disabled site."
+            ),
+            "security": [],
+            "parameters": SITE_KEY,
+            "responses": {
+                "200": _json(SITE_LOOK),
+                **{str(c): _json(ERROR, text) for c, text in
+                   ((403, "origin not allowed"), (404, "no such site"))},
+            },
+        },
+        "options": {
+            "summary": "CORS preflight for the site's settings",
+            "security": [],
+            "parameters": SITE_KEY,
+            "responses": {
+                "204": {"description": "allowed origin"},
+                **{str(c): _json(ERROR, text) for c, text in
+                   ((403, "origin not allowed"), (404, "no such site"))},
+            },
+        },
+    },
+    "/api/v1/channels/web/socket": {"get": {
+        "summary": "The web chat visitor's WebSocket (frames in docs/web-chat.md)",
+        "description": (
+            "No token. The Origin header must be one of the site's origins (403 before "
+            "the upgrade otherwise); 429 when the network already holds "
+            "CAREBOT_WEB_SOCKETS_PER_IP sockets."
+        ),
+        "security": [],
+        "parameters": [{"name": "site", "in": "query", "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}],
+        "responses": {
+            "101": {"description": "switching to WebSocket"},
+            **{str(c): _json(ERROR, text) for c, text in
+               ((403, "origin not allowed"), (404, "no such site"),
+                (429, "too many sockets"))},
+        },
+    }},
+    "/api/v1/sites": {
+        "get": _op("Web chat sites with their snippets and identity secrets", "admin",
+                   {"200": _json({"type": "object", "properties": {
+                       "items": {"type": "array", "items": SITE}}})}, 403),
+        "post": _op(
+            "Add a web chat site; the response has its snippet and secret", "admin",
+            {"201": _json(SITE)}, 400, 403, 409, 413,
+            requestBody=_body(SITE_FIELDS, ["name", "origins"]),
+        ),
+    },
+    "/api/v1/sites/{site_id}": {"patch": _op(
+        "Change a site's origins, look, offline text, or disable it", "admin",
+        {"200": _json(SITE)}, 400, 403, 404, 409, 413,
+        parameters=SITE_ID, requestBody=_body(
+            {**SITE_FIELDS, "enabled": {"type": "boolean"}}, []),
+    )},
+    "/api/v1/sites/{site_id}/secret": {"post": _op(
+        "A new identity-verification secret (signatures made with the old one fail)",
+        "admin", {"200": _json(SITE)}, 403, 404, parameters=SITE_ID,
+    )},
+    "/api/v1/conversations/{conversation_id}/typing": {"post": _op(
+        "Show a web chat visitor that you are typing (other channels: sent=false)", ANY,
+        {"200": _json({"type": "object", "properties": {"sent": {"type": "boolean"}}})},
+        403, 404, parameters=CID,
+    )},
+    "/api/v1/conversations/{conversation_id}/seen": {"post": _op(
+        "You have seen the web chat visitor's messages up to this id (their widget marks "
+        "them read)", ANY,
+        {"200": _json({"type": "object", "properties": {"moved": {"type": "boolean"}}})},
+        400, 403, 404, 413, parameters=CID,
+        requestBody=_body({"up_to": {"type": "integer", "minimum": 1}}, ["up_to"]),
+    )},
+}
+
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -474,7 +583,7 @@ SPEC: dict[str, Any] = {
         "schemas": {**SCHEMAS, **EVENT_SCHEMAS, **STATS_SCHEMAS, **SESSION_SCHEMAS},
     },
     "security": [{"bearer": []}],
-    "paths": {**PATHS, **STATS_PATHS, **SESSION_PATHS},
+    "paths": {**PATHS, **STATS_PATHS, **SESSION_PATHS, **WEBCHAT_PATHS},
 }
 
 # Customers' data (look up, link, export, erase) and the audit log.

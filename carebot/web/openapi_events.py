@@ -92,6 +92,15 @@ KINDS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         "A message could not be delivered for good; sent to the conversation's agent.",
         {"reason": TEXT, "message_id": NULLABLE_INT}, ["reason"],
     ),
+    "typing": (
+        "A web chat visitor is typing while a person has the conversation (at most every "
+        "2 s); sent to the assigned agent, or to every agent while it is queued.",
+        {"by": {"const": "customer"}}, ["by"],
+    ),
+    "customer_read": (
+        "A web chat visitor has seen the messages up to `up_to`; sent to the assigned agent.",
+        {"up_to": INT}, ["up_to"],
+    ),
     "agent_disabled": (
         "An agent was disabled (`conversation_id` is null); their own feed then closes with "
         "code 1008.",

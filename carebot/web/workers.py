@@ -33,6 +33,7 @@ from carebot.web.keys import (
 )
 from carebot.web.publish import publish_effects
 from carebot.web.shutdown import WORKER_GRACE_SECONDS
+from carebot.web.web_chat import web_chat_ctx
 
 log = logging.getLogger(__name__)
 
@@ -132,5 +133,5 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
 
 # Channels before the outbox: on shutdown the worker stops before the senders disconnect.
 DELIVERY_CONTEXTS: tuple[Callable[[web.Application], AsyncIterator[None]], ...] = (
-    telegram_ctx, http_callback_ctx, outbox_ctx,
+    telegram_ctx, http_callback_ctx, web_chat_ctx, outbox_ctx,
 )

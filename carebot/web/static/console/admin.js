@@ -2,9 +2,10 @@
 // (managers and admins). Secrets shown once (new tokens, invite links) are never stored.
 
 import { h, replace } from "../common/dom.js";
+import { sitesPage } from "./sites.js";
 
 export function renderAdmin(main, page, ctx) {
-  const pages = { agents: agentsPage, codes: codesPage, canned: cannedPage };
+  const pages = { agents: agentsPage, codes: codesPage, canned: cannedPage, sites: sitesPage };
   const render = pages[page];
   if (!render) { replace(main, h("p", { class: "error" }, "No such page.")); return; }
   render(main, ctx);

@@ -6,6 +6,7 @@ import { h, replace, ago, duration, clock } from "../common/dom.js";
 import { Live } from "../common/live.js";
 import { loginForm, inviteForm } from "../common/login.js";
 import { renderAdmin } from "./admin.js";
+import { customerTyping, typingIndicator, agentTyping, markSeen } from "./webchat.js";
 
 const root = document.getElementById("app");
 const api = new Api((message) => showLogin(message));
@@ -92,6 +93,10 @@ async function loadAgents() {
 
 function onEvent(event) {
   if (event.kind === "hello") return;
+  if (event.kind === "typing" || event.kind === "customer_read") {
+    if (event.kind === "typing") customerTyping(event, state.openId);
+    return;
+  }
   const cid = event.conversation_id;
   if (cid !== null && cid !== undefined) {
     if (cid === state.openId) {
@@ -197,6 +202,7 @@ function renderShell() {
         isSupervisor ? h("a", { href: "#/admin/canned" }, "Canned replies") : null,
         isAdmin ? h("a", { href: "#/admin/agents" }, "Agents") : null,
         isAdmin ? h("a", { href: "#/admin/codes" }, "Resolution codes") : null,
+        isAdmin ? h("a", { href: "#/admin/sites" }, "Web chat") : null,
       ),
       h("span", { id: "status-bar" }),
     ),
@@ -303,6 +309,7 @@ function renderConversation() {
     h("span", { class: `status status-${d.status}` }, d.status),
     d.assigned_agent_id ? h("span", { class: "assignee" }, `with ${agentName(d.assigned_agent_id)}`) : null,
     h("span", { class: "channel" }, d.channel),
+    typingIndicator(d.id),
     h("div", { class: "actions" }, actionButtons(d, mineNow)),
   );
   const transcript = h("ol", { class: "transcript", id: "transcript" }, d.messages.map(messageItem));
@@ -335,6 +342,7 @@ function renderConversation() {
       header, transcript, timeline, h("div", { class: "composer-slot" }, composer(d, mineNow))));
   }
   transcript.scrollTop = transcript.scrollHeight;
+  markSeen(api, d, mineNow);
 }
 
 // The transcript stays scrolled to the newest message while the agent has not scrolled up,
@@ -403,7 +411,7 @@ function composer(d, mineNow) {
   }
   const text = h("textarea", { id: "composer-text", rows: "4", placeholder: "Type a reply; /shortcut inserts a canned reply", "aria-label": "Message" });
   text.value = state.draft;
-  text.addEventListener("input", () => { state.draft = text.value; showCannedHints(text, hints); });
+  text.addEventListener("input", () => { state.draft = text.value; showCannedHints(text, hints); if (state.mode === "reply") agentTyping(api, d); });
   text.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); send(); }
     if ((ev.key === "Tab" || ev.key === " ") && expandCanned(text)) ev.preventDefault();
