@@ -208,3 +208,28 @@ async def test_the_command_line_is_on_record_as_cli(
     assert log[2].details == {"may_reopen": False}
     assert log[3].details is None  # disabled: the event itself is the fact
     assert log[4].details is not None and log[4].details["added"] > 0
+
+
+async def test_canned_replies_and_sites_changes_are_on_record_without_their_texts(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    admin_id, admin = await make_agent(sessions, "Root", "admin")
+    await call(client, admin, "POST", "/api/v1/canned-replies",
+               {"shortcut": "refund", "text": "Refunds take 5 to 10 days."}, expect=201)
+    await call(client, admin, "PATCH", "/api/v1/canned-replies/refund",
+               {"text": "Refunds take 3 to 5 days."})
+    await call(client, admin, "DELETE", "/api/v1/canned-replies/refund", expect=204)
+    site = await call(client, admin, "POST", "/api/v1/sites",
+                      {"name": "Shop", "origins": ["https://shop.example"]}, expect=201)
+    await call(client, admin, "POST", f"/api/v1/sites/{site['id']}/secret")
+    log = await rows(sessions)
+    assert [(e.action, e.actor_id, e.object_type) for e in log] == [
+        ("canned_reply.created", admin_id, "canned_reply"),
+        ("canned_reply.changed", admin_id, "canned_reply"),
+        ("canned_reply.deleted", admin_id, "canned_reply"),
+        ("site.created", admin_id, "site"),
+        ("site.secret_rotated", admin_id, "site"),
+    ]
+    stored = json.dumps([e.details for e in log])
+    assert "Refunds take" not in stored and site["secret"] not in stored
+    assert log[1].details == {"shortcut": "refund", "fields": "text"}

@@ -9,6 +9,7 @@ from typing import TypeVar
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.agents.canned import (
     CannedError,
     add_canned,
@@ -58,6 +59,8 @@ async def post_canned(request: web.Request) -> web.Response:
         row = await add_canned(session, body.get("shortcut"), body.get("title"),
                                body.get("text"), max_text=max_text, created_by=agent.id,
                                now=now)
+        audit.record(session, agent, "canned_reply.created", "canned_reply", row.id,
+                     {"shortcut": row.shortcut}, at=now)
         return canned_dict(row)
 
     return web.json_response(await _write(request, work), status=201)
@@ -73,6 +76,9 @@ async def patch_canned(request: web.Request) -> web.Response:
     async def work(session: AsyncSession) -> dict[str, object]:
         row = await change_canned(session, await find_canned(session, key), body,
                                   max_text=max_text, now=now)
+        audit.record(session, current_agent(request), "canned_reply.changed", "canned_reply",
+                     row.id, {"shortcut": row.shortcut, "fields": ",".join(sorted(body))},
+                     at=now)
         return canned_dict(row)
 
     return web.json_response(await _write(request, work))
@@ -81,10 +87,13 @@ async def patch_canned(request: web.Request) -> web.Response:
 @roles(*SUPERVISORS)
 async def delete_canned(request: web.Request) -> web.Response:
     """DELETE /api/v1/canned-replies/{canned_id}: 204."""
-    key = request.match_info["canned_id"]
+    key, now = request.match_info["canned_id"], request.app[CLOCK]()
 
     async def work(session: AsyncSession) -> None:
-        await remove_canned(session, await find_canned(session, key))
+        row = await find_canned(session, key)
+        audit.record(session, current_agent(request), "canned_reply.deleted", "canned_reply",
+                     row.id, {"shortcut": row.shortcut}, at=now)
+        await remove_canned(session, row)
 
     await _write(request, work)
     return web.Response(status=204)

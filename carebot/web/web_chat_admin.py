@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.channels import web_store as store
 from carebot.domain.events import Event
 from carebot.routing import actions
@@ -74,6 +75,8 @@ async def create_site(request: web.Request) -> web.Response:
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         site = await store.create_site(session, name, origins, now, **settings)
+        audit.record(session, current_agent(request), "site.created", "site", site.id,
+                     {"name": site.name, "origins": len(site.origins)}, at=now)
         return store.site_dict(site, base_url(request), secret=True)
 
     return web.json_response(await _write(request, work), status=201)
@@ -87,6 +90,8 @@ async def change_site(request: web.Request) -> web.Response:
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         site = await store.update_site(session, site_id, body, now)
+        audit.record(session, current_agent(request), "site.changed", "site", site.id,
+                     {"name": site.name, "fields": ",".join(sorted(body))}, at=now)
         return store.site_dict(site, base_url(request), secret=True)
 
     return web.json_response(await _write(request, work))
@@ -99,6 +104,8 @@ async def new_secret(request: web.Request) -> web.Response:
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         site = await store.rotate_secret(session, site_id, now)
+        audit.record(session, current_agent(request), "site.secret_rotated", "site", site.id,
+                     {"name": site.name}, at=now)
         return store.site_dict(site, base_url(request), secret=True)
 
     return web.json_response(await _write(request, work))
