@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.agents.accounts import create_agent
-from carebot.db.models import Conversation, Touchpoint
+from carebot.agents.passwords import set_password
+from carebot.db.models import Agent, Conversation, Touchpoint
 from carebot.domain.clock import Clock
 from carebot.matching.embedding_model import load_encoder
 from carebot.matching.embeddings import MiniLmEncoder
@@ -139,6 +140,19 @@ async def make_agent(
         agent.idle_since = idle_since
         await session.flush()
         return agent.id, token
+
+
+async def make_person(
+    sessions: async_sessionmaker[AsyncSession], name: str, role: str, password: str,
+    *, status: str = "offline",
+) -> tuple[int, str]:
+    """An agent who can also log in to the console with `password`; returns (id, token)."""
+    agent_id, token = await make_agent(sessions, name, role, status=status)
+    async with sessions.begin() as session:
+        agent = await session.get(Agent, agent_id)
+        assert agent is not None
+        set_password(agent, password)
+    return agent_id, token
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -14,12 +14,11 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.agents.passwords import set_password
-from carebot.db.models import Agent, Message
+from carebot.db.models import Message
 from carebot.domain.clock import system_clock
 from carebot.settings import Settings
 from tests.browser import eventually
-from tests.helpers import bearer, create_app, make_agent
+from tests.helpers import bearer, create_app, make_person
 
 SECRET = "bridge-secret"
 PASSWORD = "correct horse battery"
@@ -83,11 +82,7 @@ class Service:
 
     async def person(self, name: str, role: str = "agent", status: str = "away") -> str:
         """An agent with a console password; returns their API token."""
-        agent_id, token = await make_agent(self.sessions, name, role, status=status)
-        async with self.sessions.begin() as session:
-            agent = await session.get(Agent, agent_id)
-            assert agent is not None
-            set_password(agent, PASSWORD)
+        _, token = await make_person(self.sessions, name, role, PASSWORD, status=status)
         return token
 
 

@@ -11,12 +11,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.agents.passwords import set_password
-from carebot.db.models import Agent
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
 from tests.browser import eventually
-from tests.helpers import bearer, create_app, make_agent
+from tests.helpers import bearer, create_app, make_person
 
 PASSWORD = "correct horse battery"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -50,11 +48,7 @@ class Desk:
         return await self.call("POST", "/api/v1/channels/http/messages", body)
 
     async def person(self, name: str, role: str) -> str:
-        agent_id, token = await make_agent(self.sessions, name, role, status="away")
-        async with self.sessions.begin() as session:
-            agent = await session.get(Agent, agent_id)
-            assert agent is not None
-            set_password(agent, PASSWORD)
+        _, token = await make_person(self.sessions, name, role, PASSWORD, status="away")
         return token
 
 

@@ -10,11 +10,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from carebot.agents.passwords import create_invite, set_password
+from carebot.agents.passwords import create_invite
 from carebot.db.models import Agent, WebSession
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
-from tests.helpers import bearer, create_app, make_agent
+from tests.helpers import bearer, create_app, make_agent, make_person
 
 Client = TestClient[Any, Any]
 PASSWORD = "correct horse battery"
@@ -29,12 +29,7 @@ async def client(aiohttp_client: Any, settings: Settings, clock: ManualClock) ->
 
 async def person(sessions: async_sessionmaker[AsyncSession], name: str,
                  role: str = "agent") -> tuple[int, str]:
-    agent_id, token = await make_agent(sessions, name, role)
-    async with sessions.begin() as session:
-        agent = await session.get(Agent, agent_id)
-        assert agent is not None
-        set_password(agent, PASSWORD)
-    return agent_id, token
+    return await make_person(sessions, name, role, PASSWORD)
 
 
 async def log_in(client: Client, name: str, password: str = PASSWORD) -> tuple[int, Any]:
