@@ -753,6 +753,8 @@ async def _serve(app: web.Application, s: VisitorSocket) -> None:
             continue
         try:
             if isinstance(frame, web_channel.Said):
+                # A sent message ends the draft: the next keystroke is news to the agent.
+                s.typing_at = 0.0
                 await _said(app, s, frame)
             elif isinstance(frame, web_channel.Typing):
                 await _typing(app, s)

@@ -429,6 +429,8 @@
     var text = input.value;
     if (!text.trim()) return;
     input.value = "";
+    // The next keystroke starts a new draft, and the agent should hear of it at once.
+    state.typingSent = 0;
     say(text);
   });
   input.addEventListener("keydown", function (ev) {
