@@ -306,7 +306,9 @@
     ws.onopen = function () {
       var hello = { type: "hello", since: state.maxId };
       if (identity) hello.user = identity;
-      else if (load("visitor")) hello.visitor = load("visitor");
+      // Signed in: the anonymous token (if this browser chatted before) lets carebot join
+      // that earlier chat to the account.
+      if (load("visitor")) hello.visitor = load("visitor");
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = function (ev) {
