@@ -324,6 +324,10 @@ def main() -> None:
            "CAREBOT_WEB_MESSAGES_PER_MINUTE": "100000",
            "CAREBOT_WEB_IP_MESSAGES_PER_MINUTE": "1000000",
            "CAREBOT_WEB_SOCKETS_PER_IP": str(args.visitors + 100),
+           # Every simulated visitor comes from 127.0.0.1, as if behind one proxy.
+           "CAREBOT_MAX_CONNECTIONS_PER_IP": "0",
+           # The agent answers through the API, with no console open: presence off.
+           "CAREBOT_PRESENCE_GRACE_SECONDS": "0",
            "CAREBOT_OUTBOX_POLL_SECONDS": "0.2"}
     cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
     if args.profile:

@@ -21,6 +21,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from carebot.db.availability import RETRY_AFTER_SECONDS
+from carebot.web.heap import freeze_startup_objects
 from carebot.web.shutdown import GRACE_SECONDS, arm_watchdog
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ async def _serve(
     arm_watchdog(app)
     runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=GRACE_SECONDS)
     await runner.setup()
+    freeze_startup_objects()
     listener: asyncio.Server | None = None
     try:
         listener = await listen(runner, host, port, limit, reuse_port=reuse_port)
