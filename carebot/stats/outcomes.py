@@ -60,9 +60,11 @@ def assumed_ids(conversations: Select[Any]) -> Select[Any]:
     )
 
 
-def outcome_of(scope: Scope) -> ColumnElement[str]:
-    """The outcome of a conversation of the resolved cohort (a CASE over `conversations`)."""
-    timeouts = select(C.id).where(*scope.resolved(), C.resolved_by == "timeout")
+def outcome_of(scope: Scope, among: Select[Any] | None = None) -> ColumnElement[str]:
+    """The outcome of a resolved conversation (a CASE over `conversations`): one of the
+    resolved cohort, or, with `among` (a select of ids), one of those."""
+    timeouts = (select(C.id).where(*scope.resolved()) if among is None
+                else select(C.id).where(C.id.in_(among))).where(C.resolved_by == "timeout")
     return case(
         (C.resolved_by == "bot", "bot_confirmed"),
         (C.resolved_by != "timeout", "agent"),

@@ -4,10 +4,10 @@ them, which every report applies (the cohorts are defined in carebot.stats.metri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, select, text
+from sqlalchemy import ColumnElement, Float, and_, case, cast, exists, false, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -44,8 +44,10 @@ class StatsQuery:
     filters: Filters = field(default_factory=Filters)
     # First contact resolution: no new conversation from the customer within this window.
     repeat_window: timedelta = timedelta(days=7)
-    # Queue SLA, reported with the breaches (breaches themselves are recorded by the timer).
+    # Queue SLA: a queue stay longer than this is a breach (carebot.stats.segments).
     sla_seconds: float = 300.0
+    # "Now" for what is still going on (a queue stay still open); None: the wall clock.
+    now: datetime | None = None
 
 
 class Scope:
@@ -80,6 +82,29 @@ class Scope:
                     select(T.conversation_id).where(T.kind == "faq_answer", T.faq_id.in_(faq_ids))
                 ))
         return cls(query, sql, preds)
+
+    @property
+    def now(self) -> datetime:
+        """The query's "now" (the service's clock for API requests)."""
+        return self.query.now or datetime.now(UTC)
+
+    def resolution_ms(self) -> ColumnElement[int]:
+        """Resolution time of a resolved conversation: opened -> resolved; for a timeout,
+        opened -> the customer went silent (the later of the last bot answer and the last
+        customer message), not when the timer happened to fire."""
+        silent = self.sql.latest(C.last_bot_answer_at, C.last_customer_message_at)
+        end = case(
+            (C.resolved_by == "timeout", func.coalesce(silent, C.resolved_at)),
+            else_=C.resolved_at,
+        )
+        return self.sql.ms_between(C.opened_at, end)
+
+    def bot_first_response_ms(self) -> ColumnElement[Any]:
+        """The bot's first response in milliseconds with microsecond resolution (receipt of
+        the message -> the end of the transaction writing the reply); NULL before it was
+        measured so (conversations from before migration 0010)."""
+        value: ColumnElement[Any] = cast(C.first_bot_response_us, Float) / 1000.0
+        return value
 
     def during(self, column: Any) -> ColumnElement[bool]:
         """The timestamp is in the period."""

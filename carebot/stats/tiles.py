@@ -16,12 +16,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.stats.metrics import summary
-from carebot.stats.outcomes import outcome_counts
 from carebot.stats.period import Period, previous_period
-from carebot.stats.scope import Scope, StatsQuery, period_dict
+from carebot.stats.scope import StatsQuery, period_dict
 from carebot.stats.sql import ratio
 
-Figures = dict[str, Any]  # a summary with the outcome counts under "outcomes"
+Figures = dict[str, Any]  # a summary (the outcome counts are under "outcomes")
 
 
 @dataclass(frozen=True)
@@ -103,9 +102,7 @@ def _change(value: Any, previous: Any) -> float | None:
 
 
 async def _figures(session: AsyncSession, query: StatsQuery) -> Figures:
-    figures = await summary(session, query)
-    figures["outcomes"] = await outcome_counts(session, await Scope.build(session, query))
-    return figures
+    return await summary(session, query)  # the outcome counts are part of the summary
 
 
 def _period_bounds(period: Period) -> dict[str, str]:

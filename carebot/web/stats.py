@@ -75,6 +75,7 @@ def _with_filters(request: web.Request, period: Period) -> StatsQuery:
         filters,
         repeat_window=timedelta(days=settings.stats_repeat_window_days),
         sla_seconds=settings.queue_sla_seconds,
+        now=request.app[CLOCK](),  # an open queue stay is measured up to now
     )
 
 
