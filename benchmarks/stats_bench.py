@@ -98,6 +98,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
         "failed_bot_turns": 0, "customer_messages": 0, "bot_answers": 0, "agent_messages": 0,
         "handoffs": 0, "transfers": 0, "reopen_count": 0, "effort_score": 0,
         "first_bot_response_ms": None, "first_human_response_ms": None,
+        "handed_off_at": None, "first_bot_response_us": None,
     }
     c = Conv(row)
     t = opened
@@ -114,6 +115,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
         row["bot_answers"] += 1
         if row["first_bot_response_ms"] is None:
             row["first_bot_response_ms"] = wait
+            row["first_bot_response_us"] = wait * 1000 + rng.randint(0, 999)
         c.tp("faq_answer", at, "bot", faq_id=faq, score=round(rng.uniform(0.6, 1), 3),
              wait_ms=wait)
         return done
@@ -146,6 +148,8 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
 
     def human(at: datetime, reason: str, text: str | None) -> datetime:
         row.update(status="queued", queued_at=at)
+        if row["handed_off_at"] is None:
+            row["handed_off_at"] = at
         row["handoffs"] += 1
         details: dict[str, Any] = {"reason": reason}
         if text is not None:
@@ -160,7 +164,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
         c.tp("assigned", at, "system", agent_id=agent, wait_ms=wait * 1000)
         at += timedelta(seconds=rng.randint(20, 400))
         if row["first_human_response_ms"] is None:
-            row["first_human_response_ms"] = _ms(row["queued_at"], at)
+            row["first_human_response_ms"] = _ms(row["handed_off_at"], at)
         for _ in range(1 + chatter):
             row["agent_messages"] += 1
             c.tp("agent_reply", at, "agent", agent_id=agent)
@@ -224,7 +228,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
             customer_says(t)
             human(t, "requested", None)
     else:  # still waiting in the queue
-        row.update(status="queued", queued_at=t)
+        row.update(status="queued", queued_at=t, handed_off_at=t)
         row["handoffs"] += 1
         c.tp("handoff", t, "bot", details={
             "reason": "no_match", "text": rng.choice(GAP_TOPICS), "top_faq_id": None})
