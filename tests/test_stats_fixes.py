@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.db.models import Conversation
@@ -300,3 +300,28 @@ async def test_the_last_microsecond_of_a_day_on_every_dashboard_endpoint(
     # The same instant as the end of the period is the next day's.
     next_day = "from=2026-03-04&to=2026-03-04&tz=Europe/Berlin"
     assert (await boss.stats("summary", next_day))["volume"]["opened"] == 1
+
+
+async def test_a_statistics_query_past_the_statement_timeout_is_a_504_not_an_outage(
+    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None,
+    sessions: async_sessionmaker[AsyncSession], engine: Any,
+) -> None:
+    """PostgreSQL (SQLite has no statement timeout): with a 1 s database timeout, a summary
+    that waits on a table another transaction holds locked is cancelled by the server (at
+    0.9 s, the statistics' own share); that request gets a 504 saying why, and the service
+    stays up: the next request, once the lock is gone, is answered."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no statement timeout")
+    client = await aiohttp_client(create_app(
+        replace(settings, run_timers=False, db_timeout_seconds=1.0), clock))
+    *_agents, boss = await people(client, sessions)
+    async with engine.connect() as blocker:
+        await blocker.execute(text("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE"))
+        resp = await client.get(f"/api/v1/stats/summary?{DAY}", headers=boss.headers)
+        body = await resp.json()
+        assert resp.status == 504, body
+        assert "statement timeout" in body["error"]["message"]
+        await blocker.rollback()
+    assert (await boss.stats("summary", DAY))["volume"]["opened"] == 0
+    health = await client.get("/healthz")
+    assert health.status == 200

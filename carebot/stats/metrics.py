@@ -29,11 +29,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import CompoundSelect, case, func, literal, select, text, union_all
+from sqlalchemy import CompoundSelect, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.stats.outcomes import outcome_counts
-from carebot.stats.scope import WORK_MEM, C, Scope, StatsQuery, T, period_dict
+from carebot.stats.scope import C, Scope, StatsQuery, T, period_dict, prepare
 from carebot.stats.segments import handle_per_conversation, queue_waits, sla_breaches
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import NO_SURVEYS, survey_counts, survey_dict
@@ -173,7 +173,7 @@ async def _concurrently(
 
     async def own(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         async with AsyncSession(session.bind) as other:
-            await other.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+            await prepare(other)
             return await work(other)
 
     first, *rest = works
