@@ -39,8 +39,13 @@ from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import NO_SURVEYS, survey_counts, survey_dict
 
 
-async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
-    """Every headline metric for the period and filters (see the module docstring)."""
+async def summary(
+    session: AsyncSession, query: StatsQuery, *, segments: bool = True
+) -> dict[str, Any]:
+    """Every headline metric for the period and filters (see the module docstring).
+
+    `segments` False leaves out handle time and queue waits (reported as empty): the two
+    window queries over the touchpoint log the dashboard's tiles do not show."""
     scope = await Scope.build(session, query)
 
     async def counts(s: AsyncSession) -> tuple[Any, Any, int, dict[tuple[Any, ...], Distribution]]:
@@ -64,17 +69,22 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         return opened, resolved, fcr, await distributions(s, _conversation_times(scope), ["g"])
 
     async def handle(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
+        if not segments:
+            return {}
         per_conv = handle_per_conversation(scope).subquery("handle")
         return await distributions(
             s, select(literal("handle_time").label("g"), per_conv.c.v.label("v")), ["g"]
         )
 
     async def waits(s: AsyncSession) -> tuple[dict[tuple[Any, ...], Distribution], int]:
-        stays = queue_waits(scope).subquery("waits")
         breaches = sla_breaches(scope).subquery("breaches")
+        n_breaches = int(await s.scalar(select(func.count()).select_from(breaches)) or 0)
+        if not segments:
+            return {}, n_breaches
+        stays = queue_waits(scope).subquery("waits")
         return await distributions(
             s, select(literal("queue_wait").label("g"), stays.c.v.label("v")), ["g"]
-        ), int(await s.scalar(select(func.count()).select_from(breaches)) or 0)
+        ), n_breaches
 
     async def outcomes(s: AsyncSession) -> dict[str, int]:
         return await outcome_counts(s, scope)

@@ -108,40 +108,34 @@ def queue_stays(
     queued, to the query's now.
 
     Either the stays entered in [entered_from, entered_to) by selected conversations, or
-    every stay of `conversations` (a select of ids)."""
-    window: list[Any] = []
+    every stay of `conversations` (a select of ids). Each entry looks up the conversation's
+    next queue step by index (a handful of rows), instead of a window over every touchpoint
+    of the conversations involved."""
+    entry = aliased(Touchpoint)
+    to_agent = entry.details["to_agent_id"].as_integer()
+    where: list[Any] = [
+        or_(entry.kind.in_(("handoff", "requeued")),
+            and_(entry.kind == "transfer", to_agent.is_(None))),
+    ]
     if conversations is None:
         assert entered_from is not None and entered_to is not None
-        entered = aliased(Touchpoint)
-        conversations = select(entered.conversation_id).where(
-            entered.kind.in_(QUEUE_ENTRY_KINDS),
-            entered.created_at >= entered_from, entered.created_at < entered_to,
-            *scope.selected(entered.conversation_id),
-        )
-    to_agent = case((T.kind == "transfer", T.details["to_agent_id"].as_integer()))
-    log = (
-        select(
-            T.conversation_id,
-            T.kind,
-            T.created_at,
-            to_agent.label("to_agent"),
-            func.lead(T.created_at)
-            .over(partition_by=T.conversation_id, order_by=T.id)
-            .label("left_at"),
-        )
-        .where(T.kind.in_(QUEUE_KINDS), T.conversation_id.in_(conversations))
-        .subquery("queue_log")
+        where += [entry.created_at >= entered_from, entry.created_at < entered_to,
+                  *scope.selected(entry.conversation_id)]
+    else:
+        where.append(entry.conversation_id.in_(conversations))
+    left_at = (
+        select(func.min(T.created_at))
+        .where(T.conversation_id == entry.conversation_id, T.id > entry.id,
+               T.kind.in_(QUEUE_KINDS))
+        .scalar_subquery()
     )
     now = literal(scope.now, UTCDateTime())
-    entry = or_(log.c.kind.in_(("handoff", "requeued")),
-                and_(log.c.kind == "transfer", log.c.to_agent.is_(None)))
-    if entered_from is not None and entered_to is not None:
-        window = [log.c.created_at >= entered_from, log.c.created_at < entered_to]
-    return select(
-        log.c.conversation_id,
-        log.c.created_at.label("entered_at"),
-        scope.sql.ms_between(log.c.created_at, func.coalesce(log.c.left_at, now)).label("ms"),
-    ).where(entry, *window)
+    columns: list[Any] = [
+        entry.conversation_id,
+        entry.created_at.label("entered_at"),
+        scope.sql.ms_between(entry.created_at, func.coalesce(left_at, now)).label("ms"),
+    ]
+    return select(*columns).where(*where)
 
 
 def sla_breaches(scope: Scope) -> Select[Any]:

@@ -102,7 +102,8 @@ def _change(value: Any, previous: Any) -> float | None:
 
 
 async def _figures(session: AsyncSession, query: StatsQuery) -> Figures:
-    return await summary(session, query)  # the outcome counts are part of the summary
+    # The outcome counts are part of the summary; handle time and queue waits are not tiles.
+    return await summary(session, query, segments=False)
 
 
 def _period_bounds(period: Period) -> dict[str, str]:
