@@ -49,6 +49,8 @@ from carebot.settings import Settings
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/carebot_dashboard"
 MANAGER, PASSWORD = "bench-manager", "dashboard benchmark password"
+# Bumped when the generated history changes (2: ids follow opening order, as in real data).
+SEED_VERSION = 2
 BROWSER_CONNECTIONS = 6  # what browsers open per host over HTTP/1.1
 
 
@@ -74,8 +76,7 @@ async def seeded(url: str, conversations: int, touchpoints: int, reseed: bool) -
             have = int(await conn.scalar(select(func.count()).select_from(
                 Conversation.__table__)) or 0)
             columns = await conn.scalar(text(
-                "SELECT count(*) FROM information_schema.columns"
-                " WHERE table_name = 'conversations' AND column_name = 'handed_off_at'"))
+                "SELECT count(*) FROM dashboard_seed WHERE version = :v"), {"v": SEED_VERSION})
     except Exception:
         have, columns = 0, 0
     finally:
@@ -87,6 +88,10 @@ async def seeded(url: str, conversations: int, touchpoints: int, reseed: bool) -
     started = time.perf_counter()
     await asyncio.to_thread(fresh_database, url)
     written = await generate(url, conversations, touchpoints, seed=7)
+    async with make_engine(url).connect() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS dashboard_seed (version int)"))
+        await conn.execute(text(f"INSERT INTO dashboard_seed VALUES ({SEED_VERSION})"))
+        await conn.commit()
     print(f"  {written:,} touchpoints in {time.perf_counter() - started:.1f} s")
 
 

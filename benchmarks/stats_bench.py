@@ -86,9 +86,13 @@ def _ms(a: datetime, b: datetime) -> int:
 
 
 def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
-                      chatter: int) -> Conv:
-    """A conversation of a random type with consistent summaries and touchpoints."""
-    opened = START + timedelta(seconds=rng.uniform(0, DAYS * 86400 - 7200))
+                      chatter: int, share: float | None = None) -> Conv:
+    """A conversation of a random type with consistent summaries and touchpoints; `share`
+    (0-1) places its opening along the 90 days, so ids follow opening order as they do in
+    a real database (random when None)."""
+    span = DAYS * 86400 - 7200
+    offset = rng.uniform(0, span) if share is None else share * span + rng.uniform(0, 30)
+    opened = START + timedelta(seconds=min(offset, span))
     row: dict[str, Any] = {
         "id": cid, "customer_id": customer, "contact_id": customer, "channel": channel,
         "status": "bot", "opened_at": opened, "updated_at": opened,
@@ -267,7 +271,8 @@ async def generate(url: str, conversations: int, touchpoints: int, seed: int) ->
         customer = rng.randint(1, customers)
         due = touchpoints * cid / conversations - generated
         chatter = max(0, min(20, round((due - 6.6) / 2)))
-        conv = make_conversation(rng, cid, customer, channels[customer], chatter)
+        conv = make_conversation(rng, cid, customer, channels[customer], chatter,
+                                 (cid - 1) / conversations)
         generated += len(conv.tps)
         batch.append(conv)
         if len(batch) == 2000 or cid == conversations:

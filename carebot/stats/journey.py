@@ -195,6 +195,7 @@ def _one_pass(scope: Scope) -> Select[Any]:
             .label("effort"),
         )
         .where(T.conversation_id.in_(_cohort(scope)),
+               *scope.id_range(T.conversation_id, _cohort(scope)),
                or_(T.effort != 0, T.kind.in_(MARK_KINDS)))
         .subquery("log")
     )
@@ -217,7 +218,8 @@ def _one_pass(scope: Scope) -> Select[Any]:
         for value in (g.id, g.created_at, g.effort):
             columns.append(type_coerce(pick(case((conditions[name], value))), value.type))
     marks = select(*columns).group_by(g.conversation_id).subquery("marks")
-    return select(marks, C.status).join(C, C.id == marks.c.cid)
+    return select(marks, C.status).join(C, C.id == marks.c.cid).where(
+        *scope.id_range(C.id, _cohort(scope)))
 
 
 def _steps_of(row: Any) -> dict[str, tuple[int, datetime, int]]:
