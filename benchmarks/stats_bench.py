@@ -86,9 +86,13 @@ def _ms(a: datetime, b: datetime) -> int:
 
 
 def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
-                      chatter: int) -> Conv:
-    """A conversation of a random type with consistent summaries and touchpoints."""
-    opened = START + timedelta(seconds=rng.uniform(0, DAYS * 86400 - 7200))
+                      chatter: int, share: float | None = None) -> Conv:
+    """A conversation of a random type with consistent summaries and touchpoints; `share`
+    (0-1) places its opening along the 90 days, so ids follow opening order as they do in
+    a real database (random when None)."""
+    span = DAYS * 86400 - 7200
+    offset = rng.uniform(0, span) if share is None else share * span + rng.uniform(0, 30)
+    opened = START + timedelta(seconds=min(offset, span))
     row: dict[str, Any] = {
         "id": cid, "customer_id": customer, "contact_id": customer, "channel": channel,
         "status": "bot", "opened_at": opened, "updated_at": opened,
@@ -98,6 +102,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
         "failed_bot_turns": 0, "customer_messages": 0, "bot_answers": 0, "agent_messages": 0,
         "handoffs": 0, "transfers": 0, "reopen_count": 0, "effort_score": 0,
         "first_bot_response_ms": None, "first_human_response_ms": None,
+        "handed_off_at": None, "first_bot_response_us": None,
     }
     c = Conv(row)
     t = opened
@@ -114,6 +119,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
         row["bot_answers"] += 1
         if row["first_bot_response_ms"] is None:
             row["first_bot_response_ms"] = wait
+            row["first_bot_response_us"] = wait * 1000 + rng.randint(0, 999)
         c.tp("faq_answer", at, "bot", faq_id=faq, score=round(rng.uniform(0.6, 1), 3),
              wait_ms=wait)
         return done
@@ -146,6 +152,8 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
 
     def human(at: datetime, reason: str, text: str | None) -> datetime:
         row.update(status="queued", queued_at=at)
+        if row["handed_off_at"] is None:
+            row["handed_off_at"] = at
         row["handoffs"] += 1
         details: dict[str, Any] = {"reason": reason}
         if text is not None:
@@ -160,7 +168,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
         c.tp("assigned", at, "system", agent_id=agent, wait_ms=wait * 1000)
         at += timedelta(seconds=rng.randint(20, 400))
         if row["first_human_response_ms"] is None:
-            row["first_human_response_ms"] = _ms(row["queued_at"], at)
+            row["first_human_response_ms"] = _ms(row["handed_off_at"], at)
         for _ in range(1 + chatter):
             row["agent_messages"] += 1
             c.tp("agent_reply", at, "agent", agent_id=agent)
@@ -224,7 +232,7 @@ def make_conversation(rng: random.Random, cid: int, customer: int, channel: str,
             customer_says(t)
             human(t, "requested", None)
     else:  # still waiting in the queue
-        row.update(status="queued", queued_at=t)
+        row.update(status="queued", queued_at=t, handed_off_at=t)
         row["handoffs"] += 1
         c.tp("handoff", t, "bot", details={
             "reason": "no_match", "text": rng.choice(GAP_TOPICS), "top_faq_id": None})
@@ -263,7 +271,8 @@ async def generate(url: str, conversations: int, touchpoints: int, seed: int) ->
         customer = rng.randint(1, customers)
         due = touchpoints * cid / conversations - generated
         chatter = max(0, min(20, round((due - 6.6) / 2)))
-        conv = make_conversation(rng, cid, customer, channels[customer], chatter)
+        conv = make_conversation(rng, cid, customer, channels[customer], chatter,
+                                 (cid - 1) / conversations)
         generated += len(conv.tps)
         batch.append(conv)
         if len(batch) == 2000 or cid == conversations:

@@ -284,9 +284,10 @@ async def test_tiles_hand_computed(dash: Dashboard) -> None:
     # Opened: ann bea cal dov eli fay ivy jo gus hal = 10; before: pia, paul = 2.
     # (value, previous, delta, change, n, previous_n)
     assert tile_row(tiles["conversations"]) == (10, 2, 8, 4.0, None, None)
-    # Resolved 7: without a handoff ann bea cal dov ivy = 5/7 = 0.7143; before pia 1/2.
-    # 0.7143 - 0.5 = 0.2143; / 0.5 = 0.4286.
-    assert tile_row(tiles["containment"]) == (0.7143, 0.5, 0.2143, 0.4286, 7, 2)
+    # Resolved 7; contained = resolved by the bot, confirmed (ann, ivy) or assumed (bea,
+    # dov) = 4/7 = 0.5714 (cal's abandonment is not: the definition changed from "without
+    # a handoff", which counted it); before pia 1/2. 0.5714 - 0.5 = 0.0714; / 0.5 = 0.1428.
+    assert tile_row(tiles["containment"]) == (0.5714, 0.5, 0.0714, 0.1428, 7, 2)
     # 2/7 = 0.2857 against 1/2.
     assert tile_row(tiles["bot_confirmed"]) == (0.2857, 0.5, -0.2143, -0.4286, 7, 2)
     assert tile_row(tiles["bot_assumed"]) == (0.2857, 0.0, 0.2857, None, 7, 2)
@@ -301,11 +302,13 @@ async def test_tiles_hand_computed(dash: Dashboard) -> None:
     assert tile_row(tiles["first_response_median"]) == (
         420_000.0, 240_000.0, 180_000.0, 0.75, 2, 1)
     assert tile_row(tiles["first_response_p90"]) == (564_000.0, 240_000.0, 324_000.0, 1.35, 2, 1)
-    # Resolution times in minutes: ann 1, ivy 2, bea 31, cal 31, dov 33, eli 37, fay 40 ->
-    # median 31 min = 1,860,000. Before: pia 1, paul 10 -> 5.5 min = 330,000.
-    # 1,530,000 / 330,000 = 4.6364.
+    # Resolution times in minutes: ann 1, ivy 2, fay 40; the timeouts end when the customer
+    # went silent, not at the timer: bea 0 (answered at 08:10), cal 0 (suggestions at
+    # 08:20), dov 2 (second answer 09:02), eli 1 (her "No" at 10:01) -> [0, 0, 1, 1, 2, 2,
+    # 40]: median 1 min = 60,000. Before: pia 1, paul 10 -> 5.5 min = 330,000.
+    # -270,000 / 330,000 = -0.8182.
     assert tile_row(tiles["resolution_time_median"]) == (
-        1_860_000.0, 330_000.0, 1_530_000.0, 4.6364, 7, 2)
+        60_000.0, 330_000.0, -270_000.0, -0.8182, 7, 2)
     # CSAT sent in the period: ann 4, fay 2, ivy 5: 2 of 3 at 4-5. Before: pia 5 (paul's
     # unanswered): 1 of 1.
     assert tile_row(tiles["csat"]) == (0.6667, 1.0, -0.3333, -0.3333, 3, 1)
@@ -316,7 +319,8 @@ async def test_tiles_hand_computed(dash: Dashboard) -> None:
     # reopen 3 + message 1 + handoff 2), ivy 4 (3 messages + suggestions) = 27; 27/7 =
     # 3.8571. Before: pia 2, paul 3 (message + handoff) = 2.5. 1.3571 / 2.5 = 0.5428.
     assert tile_row(tiles["effort"]) == (3.8571, 2.5, 1.3571, 0.5428, 7, 2)
-    # SLA breaches: fay 11:06 Mar 3, gus 15:06 and hal 15:16 Mar 4; paul waited 2 min.
+    # SLA breaches, from the queue stays: fay waited 11:00-11:08 (breached 11:05 Mar 3),
+    # gus and hal still wait at 16:00 (breached 15:05 and 15:15 Mar 4); paul waited 2 min.
     assert tile_row(tiles["sla_breaches"]) == (3, 0, 3, None, None, None)
 
 
@@ -349,11 +353,14 @@ async def test_tiles_equal_the_summary(dash: Dashboard, filters: str) -> None:
         summary = await dash.boss.stats("summary", period + filters)
         for key, read in SUMMARY_OF_TILE.items():
             assert tiles[key][side] == read(summary), (key, side, filters)
-        # The three timeout outcomes are the summary's assumed resolutions.
+        # The outcomes are the summary's; assumed and abandoned are reported apart there.
         outcomes = body["outcomes"]["current" if side == "value" else "previous"]
-        assert (outcomes["bot_assumed"] + outcomes["abandoned"] + outcomes["timeout"]
-                == summary["bot"]["assumed_resolutions"])
+        assert outcomes == summary["outcomes"]
+        assert outcomes["bot_assumed"] == summary["bot"]["assumed_resolutions"]
+        assert outcomes["abandoned"] == summary["bot"]["abandoned"]
         assert outcomes["bot_confirmed"] == summary["bot"]["confirmed_resolutions"]
+        assert (outcomes["bot_confirmed"] + outcomes["bot_assumed"]
+                == summary["bot"]["contained"])
         assert sum(outcomes.values()) == summary["volume"]["resolved"]
     assert body["period"]["filters"] == (await dash.boss.stats(
         "summary", PERIOD + filters))["period"]["filters"]
@@ -380,10 +387,11 @@ async def test_trends_by_day(dash: Dashboard) -> None:
     # First responses by opening day: eli 240k, fay 600k; Mar 4 none (jo unanswered).
     assert body["first_response_ms"] == {"p50": [420_000.0, None], "p90": [564_000.0, None],
                                          "count": [2, 0]}
-    # Resolution times Mar 3 [1, 31, 31, 33, 37, 40] min: median (31 + 33) / 2 = 32 min;
-    # p90 at rank 4.5: 37 + 0.5 * 3 = 38.5 min. Mar 4: ivy's 2 min.
-    assert body["resolution_time_ms"] == {"p50": [32 * MIN, 2 * MIN],
-                                          "p90": [38.5 * MIN, 2 * MIN], "count": [6, 1]}
+    # Resolution times Mar 3, the timeouts ending when the customer went silent: ann 1,
+    # bea 0, cal 0, dov 2, eli 1, fay 40 -> [0, 0, 1, 1, 2, 40] min: median 1 min; p90 at
+    # rank 4.5: 2 + 0.5 * 38 = 21 min. Mar 4: ivy's 2 min.
+    assert body["resolution_time_ms"] == {"p50": [1 * MIN, 2 * MIN],
+                                          "p90": [21 * MIN, 2 * MIN], "count": [6, 1]}
 
 
 async def test_trends_by_hour_for_short_periods(dash: Dashboard) -> None:
@@ -545,11 +553,12 @@ async def test_agents_table(dash: Dashboard) -> None:
         1, 0.0, 2.0)
     assert bob["reopen"] == {"resolutions": 2, "reopened": 1, "rate": 0.5}
     # alice resolved nothing in the period; she held fay's 11:08-11:15 (7 min), replied
-    # first there (600,000) and transferred it once.
+    # first there (11:08 -> 11:10 = 120,000 from her assignment; the summary counts fay's
+    # wait from the handoff, 600,000) and transferred it once.
     assert (alice["resolved"], alice["handled"], alice["transfers"]) == (0, 1, 1)
     assert alice["handle_time_ms"]["total"] == 7 * MIN
     assert alice["resolution_time_ms"]["count"] == 0
-    assert alice["first_response_ms"]["median"] == 600_000.0
+    assert alice["first_response_ms"]["median"] == 120_000.0
     assert alice["reopen"] == {"resolutions": 0, "reopened": 0, "rate": None}
     summary = await dash.boss.stats("summary")
     assert sum(i["resolved"] for i in items) == summary["agents"]["resolved"]

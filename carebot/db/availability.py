@@ -52,6 +52,20 @@ def _driver_unavailable(error: BaseException | None) -> bool:
     return cause is not None and cause is not error and _driver_unavailable(cause)
 
 
+def is_statement_timeout(error: BaseException) -> bool:
+    """Whether the server cancelled a statement for running past `statement_timeout`
+    (SQLSTATE 57014): the database answered, so it is up; that one statement was too slow."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if code == "57014":
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 # PostgreSQL's "try again": a deadlock victim, a serialization failure.
 _RETRYABLE = {"40P01", "40001"}
 

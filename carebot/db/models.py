@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -126,6 +127,8 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_contact_status", "contact_id", "status"),
         Index("ix_conversations_status_queued_at", "status", "queued_at"),
+        Index("ix_conversations_status_handed_off_at", "status", "handed_off_at"),
+        Index("ix_conversations_customer_opened_at", "customer_id", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -138,7 +141,11 @@ class Conversation(Base):
     updated_at: Mapped[datetime]
     last_customer_message_at: Mapped[datetime | None]
     last_bot_answer_at: Mapped[datetime | None]
+    # The latest entry into the queue (a handoff, a transfer or requeue back to it).
     queued_at: Mapped[datetime | None]
+    # The first handoff to a person: the human first response runs from here, whatever
+    # transfers follow.
+    handed_off_at: Mapped[datetime | None]
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
     assigned_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -164,6 +171,10 @@ class Conversation(Base):
     effort_score: Mapped[int] = mapped_column(Integer, default=0)
     first_bot_response_ms: Mapped[int | None]
     first_human_response_ms: Mapped[int | None]
+    # Receipt of the customer's message -> the end of the transaction writing the bot's first
+    # reply (microseconds, written by the inbound batch). first_bot_response_ms only says the
+    # bot replied at all.
+    first_bot_response_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ResolutionCode(Base):
@@ -209,7 +220,10 @@ class Touchpoint(Base):
     """The event log: one row per interaction; every statistic is computed from these."""
 
     __tablename__ = "touchpoints"
-    __table_args__ = (Index("ix_touchpoints_kind_created_at", "kind", "created_at"),)
+    __table_args__ = (
+        Index("ix_touchpoints_kind_created_at", "kind", "created_at"),
+        Index("ix_touchpoints_conversation_kind", "conversation_id", "kind"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     conversation_id: Mapped[int | None] = mapped_column(

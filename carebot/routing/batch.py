@@ -12,6 +12,7 @@ A redelivered message gets its first result again and changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -76,6 +77,9 @@ class Pending:
 
     msg: InboundMessage
     candidates: Sequence[Candidate] | None = None
+    # When the message reached the pipeline (monotonic): the bot's first response runs from
+    # here to the end of the transaction that writes the reply.
+    arrived_ns: int = field(default_factory=time.perf_counter_ns)
 
 
 class QueueLength:
@@ -141,6 +145,7 @@ class _Plan:
     received: datetime
     inbound_id: int | None = None
     replies: list[OutboundMessage] = field(default_factory=list)
+    arrived_ns: int | None = None  # set when this message got the bot's first reply
 
 
 @dataclass
@@ -381,7 +386,10 @@ class Batch:
             needs |= decision.needs
         if decision.needs - {"match"}:
             raise RuntimeError(f"the core still needs {decision.needs}")  # pragma: no cover
-        return self._apply(i, decision, contact, conv, msg, received)
+        plan = self._apply(i, decision, contact, conv, msg, received)
+        if plan.arrived_ns == 0:
+            plan.arrived_ns = p.arrived_ns
+        return plan
 
     def _apply(
         self, i: int, d: Decision, contact: _Contact, conv: _Conv | None, msg: InboundMessage,
@@ -396,9 +404,12 @@ class Batch:
         conv.state = d.conv
         if any(t.kind == Kind.REDACTION_NOTICE for t in d.touches):
             self.card_noticed[id(conv)] = True
-        if d.conv.first_bot_response_ms == 0 and (
+        first_reply = d.conv.first_bot_response_ms == 0 and (
             before is None or before.first_bot_response_ms is None
-        ):
+        )
+        if first_reply:
+            # Only says that the bot replied; the time is measured in microseconds after
+            # the writes (first_bot_response_us).
             d.conv.first_bot_response_ms = ms_between(received, self.ctx.clock())
         if d.surveys:
             self.surveys[id(conv)] = d.surveys[-1]
@@ -419,7 +430,7 @@ class Batch:
         ):
             self.queued += 1
             self.ctx.queue.grew()
-        return _Plan(i, d, conv, msg, received)
+        return _Plan(i, d, conv, msg, received, arrived_ns=0 if first_reply else None)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -496,6 +507,16 @@ class Batch:
                 self.sql.rename_contact,
                 [{"b_id": c.row["id"], "name": c.row["display_name"]} for c in renamed],
             )
+        self._write_bot_response_times(plans)
+
+    def _write_bot_response_times(self, plans: list[_Plan]) -> None:
+        """The bot's first response, from the message's arrival to now, the batch's last
+        statement before its commit (only the commit itself is left out), in microseconds:
+        matching, deciding and writing all count, as the customer waits through them."""
+        done = time.perf_counter_ns()
+        rows = [{"id": p.conv.state.id, "first_bot_response_us": (done - p.arrived_ns) // 1000}
+                for p in plans if p.arrived_ns]
+        bulk.update_by_id(self.conn, CONVERSATIONS, ("first_bot_response_us",), rows)
 
     def _write_surveys(self, plans: list[_Plan]) -> None:
         for plan in plans:

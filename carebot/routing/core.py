@@ -367,6 +367,8 @@ def hand_off(
     conv = d.conv
     conv.status = Status.QUEUED
     conv.queued_at = now
+    if conv.handed_off_at is None:
+        conv.handed_off_at = now
     conv.handoffs += 1
     conv.pending_faq_id = None
     conv.offered_payloads = None
@@ -546,10 +548,11 @@ def reply(
     c.agent_messages += 1
     c.updated_at = now
     if c.first_human_response_ms is None:
-        # Human first response runs from the handoff, never from the bot's time.
+        # Human first response runs from the first handoff, never from the bot's time nor
+        # from a later queue entry (a transfer or requeue back to the queue), whoever replies.
+        since = c.handed_off_at or c.queued_at
         c.first_human_response_ms = (
-            policy.elapsed_ms(c.queued_at, now) if policy is not None
-            else ms_between(c.queued_at, now))
+            policy.elapsed_ms(since, now) if policy is not None else ms_between(since, now))
     d.say(OutboundMessage(text), now, sender=Actor.AGENT, agent_id=agent.id)
     d.touch(Kind.AGENT_REPLY, Actor.AGENT, now, agent_id=agent.id, with_message=True,
             wait_ms=ms_between(waiting_since, now))

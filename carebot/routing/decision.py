@@ -43,6 +43,8 @@ class ConvState:
     last_customer_message_at: datetime | None = None
     last_bot_answer_at: datetime | None = None
     queued_at: datetime | None = None
+    # The first handoff to a person (never moved by transfers): human first response's start.
+    handed_off_at: datetime | None = None
     assigned_agent_id: int | None = None
     assigned_at: datetime | None = None
     resolved_at: datetime | None = None

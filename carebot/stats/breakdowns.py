@@ -6,17 +6,30 @@ surveys sent in the period), restricted to each bucket, agent or FAQ.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, and_, case, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from carebot.db.models import Agent, FaqEntry, Touchpoint
 from carebot.stats.confusions import confusions
+from carebot.stats.outcomes import outcome_of
 from carebot.stats.period import Bucket, Period, buckets
 from carebot.stats.scope import C, S, Scope, StatsQuery, T, period_dict
-from carebot.stats.segments import handle_segments
+from carebot.stats.segments import handle_segments, sla_breaches
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import (
     CSAT_POSITIVE,
@@ -56,11 +69,13 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
     ):
         per[b].update(opened=int(n), handed_off=int(handed or 0), bot_involved=int(involved or 0))
 
+    outcome = outcome_of(scope)
     resolved = select(
         bucket_of(C.resolved_at),
-        case((C.resolved_by == "bot", 1), else_=0).label("confirmed"),
-        case((C.resolved_by == "timeout", 1), else_=0).label("assumed"),
-        case((C.handoffs == 0, 1), else_=0).label("contained"),
+        case((outcome == "bot_confirmed", 1), else_=0).label("confirmed"),
+        case((outcome == "bot_assumed", 1), else_=0).label("assumed"),
+        # Contained as in the summary: the bot resolved it, confirmed or assumed.
+        case((outcome.in_(("bot_confirmed", "bot_assumed")), 1), else_=0).label("contained"),
         case((scope.first_contact_resolution(), 1), else_=0).label("fcr"),
     ).where(*scope.resolved()).subquery("r")
     for b, n, confirmed, assumed, contained, fcr in await session.execute(
@@ -72,19 +87,18 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
                       assumed_resolutions=int(assumed or 0), contained=int(contained or 0),
                       fcr=int(fcr or 0))
 
-    events = select(bucket_of(T.created_at), T.kind, T.conversation_id).where(
-        T.kind.in_(("reopened", "sla_breached")), scope.during(T.created_at),
+    events = select(bucket_of(T.created_at), T.conversation_id).where(
+        T.kind == "reopened", scope.during(T.created_at),
         *scope.selected(T.conversation_id),
     ).subquery("e")
-    for b, kind, n, convs in await session.execute(
-        select(events.c.b, events.c.kind, func.count(),
-               func.count(events.c.conversation_id.distinct())).group_by(events.c.b,
-                                                                       events.c.kind)
+    for b, convs in await session.execute(
+        select(events.c.b, func.count(events.c.conversation_id.distinct())).group_by(events.c.b)
     ):
-        if kind == "reopened":
-            per[b]["reopened"] = int(convs)
-        else:
-            per[b]["sla_breaches"] = int(n)
+        per[b]["reopened"] = int(convs)
+    # SLA breaches by when they happened (entering the queue + the SLA), as the summary
+    # counts them; bucketed here, a period has few enough of them.
+    for label, n in await breaches_per_bucket(session, scope, slots):
+        per[label]["sla_breaches"] = n
 
     csat = select(
         bucket_of(S.sent_at),
@@ -104,11 +118,11 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
 
     values: CompoundSelect[Any] = union_all(
         select(literal("bot_first_response").label("g"), bucket_of(C.opened_at),
-               C.first_bot_response_ms.label("v")).where(*scope.opened()),
+               scope.bot_first_response_ms().label("v")).where(*scope.opened()),
         select(literal("human_first_response"), bucket_of(C.opened_at),
                C.first_human_response_ms).where(*scope.opened()),
         select(literal("resolution_time"), bucket_of(C.resolved_at),
-               sql.ms_between(C.opened_at, C.resolved_at)).where(*scope.resolved()),
+               scope.resolution_ms()).where(*scope.resolved()),
     )
     dists = await distributions(session, values, ["g", "b"])
     return {
@@ -116,6 +130,23 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
         "bucket": unit,
         "series": [_bucket_row(query.period, b, per[b.label], dists) for b in slots],
     }
+
+
+async def breaches_per_bucket(
+    session: AsyncSession, scope: Scope, slots: list[Bucket]
+) -> list[tuple[str, int]]:
+    """(bucket label, SLA breaches) for the buckets with any, breaches placed by the
+    moment they happened (the queue entry + the SLA)."""
+    sla = timedelta(seconds=scope.query.sla_seconds)
+    starts = [b.start for b in slots]
+    counts: dict[str, int] = {}
+    for (entered_at,) in await session.execute(
+        select(sla_breaches(scope).subquery("sla").c.entered_at)
+    ):
+        i = bisect_right(starts, entered_at + sla) - 1
+        if 0 <= i < len(slots):
+            counts[slots[i].label] = counts.get(slots[i].label, 0) + 1
+    return sorted(counts.items())
 
 
 def _bucket_row(
@@ -158,11 +189,15 @@ def _bucket_row(
 async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     """One row per agent who resolved, handled, first answered or was rated in the period.
 
-    * resolved — conversations of the resolved cohort the agent resolved, whoever held them
-      (a conversation resolved from the queue without a claim is the resolver's; bot and
-      timeout resolutions have none);
+    * resolved — conversations of the resolved cohort the agent resolved (a supervisor
+      closing a colleague's conversation is credited); one closed straight from the queue
+      (nobody held it) or with no resolver on record is counted in a last `unassigned` row
+      (`agent_id` null), so the column adds up to the summary's `agents.resolved`; bot,
+      timeout and erasure resolutions are nobody's;
     * first response — conversations of the opened cohort whose first agent reply was the
-      agent's: their human first response time (handoff → first agent reply);
+      agent's, from the agent's own (latest) assignment to that reply: a conversation
+      transferred to them unanswered is measured from when they got it (the summary's human
+      first response runs from the handoff);
     * handle time — the agent's own assignments in conversations of the resolved cohort,
       summed per conversation (a transferred conversation counts for both agents);
     * CSAT — CSAT surveys sent in the period that snapshot the agent as the resolver;
@@ -181,26 +216,49 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     def row(agent_id: int) -> dict[str, Any]:
         return rows.setdefault(agent_id, {"agent_id": agent_id, "resolved": 0})
 
-    for agent_id, n in await session.execute(
-        select(C.resolved_agent_id, func.count())
-        .where(*scope.resolved(), C.resolved_agent_id.is_not(None))
-        .group_by(C.resolved_agent_id)
+    # Credited to the person who resolved it; closed straight from the queue (nobody held
+    # it) or with no resolver on record: the `unassigned` row. Together they add up to the
+    # summary's agents.resolved.
+    unassigned = or_(C.assigned_agent_id.is_(None), C.resolved_agent_id.is_(None))
+    unassigned_resolved = 0
+    for agent_id, queue_closed, n in await session.execute(
+        select(C.resolved_agent_id, unassigned, func.count())
+        .where(*scope.resolved(), C.resolved_by == "agent")
+        .group_by(C.resolved_agent_id, unassigned)
     ):
-        if agent_id is not None:
-            row(agent_id)["resolved"] = int(n)
+        if queue_closed or agent_id is None:
+            unassigned_resolved += int(n)
+        else:
+            row(agent_id)["resolved"] += int(n)
 
     firsts = (
         select(
+            T.id,
             T.conversation_id,
             T.agent_id,
+            T.created_at,
             func.row_number().over(partition_by=T.conversation_id, order_by=T.id).label("rn"),
         )
         .where(T.kind == "agent_reply",
                T.conversation_id.in_(select(C.id).where(*scope.opened())))
         .subquery("firsts")
     )
+    # The agent's own first response runs from their (latest) assignment before the reply:
+    # a conversation transferred to them unanswered is theirs from when they got it. One who
+    # replied without holding it (a manager) is measured from the handoff.
+    mine = aliased(Touchpoint)
+    assigned_at = (
+        select(func.max(mine.created_at))
+        .where(mine.conversation_id == firsts.c.conversation_id, mine.kind == "assigned",
+               mine.agent_id == firsts.c.agent_id, mine.id < firsts.c.id)
+        .scalar_subquery()
+    )
     first_values = (
-        select(firsts.c.agent_id.label("a"), C.first_human_response_ms.label("v"))
+        select(
+            firsts.c.agent_id.label("a"),
+            scope.sql.ms_between(func.coalesce(assigned_at, C.handed_off_at, C.queued_at),
+                                 firsts.c.created_at).label("v"),
+        )
         .select_from(firsts)
         .join(C, C.id == firsts.c.conversation_id)
         .where(firsts.c.rn == 1)
@@ -217,8 +275,7 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         union_all(
             select(literal("first_response").label("g"), first_values.c.a, first_values.c.v),
             select(literal("handle_time"), handle_values.c.a, handle_values.c.v),
-            select(literal("resolution_time"), C.resolved_agent_id,
-                   scope.sql.ms_between(C.opened_at, C.resolved_at))
+            select(literal("resolution_time"), C.resolved_agent_id, scope.resolution_ms())
             .where(*scope.resolved(), C.resolved_agent_id.is_not(None)),
         ),
         ["g", "a"],
@@ -257,7 +314,22 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
                           "rate": ratio(reopened, resolutions)}
         items.append(item)
     items.sort(key=lambda i: (-i["resolved"], i["name"] or "", i["agent_id"]))
+    if unassigned_resolved:
+        items.append(_unassigned_row(unassigned_resolved))
     return {"period": period_dict(query), "items": items}
+
+
+def _unassigned_row(resolved: int) -> dict[str, Any]:
+    """Resolutions no agent is credited with (closed from the queue, or no resolver on
+    record), last in the table so the resolved column adds up to the summary."""
+    empty = Distribution.empty().as_dict()
+    return {
+        "agent_id": None, "resolved": resolved, "name": "unassigned", "unassigned": True,
+        "first_response_ms": empty, "handle_time_ms": empty,
+        "csat": survey_dict(NO_SURVEYS, "satisfied"), "handled": 0,
+        "resolution_time_ms": empty, "transfers": 0,
+        "reopen": {"resolutions": 0, "reopened": 0, "rate": None},
+    }
 
 
 async def _agent_events(

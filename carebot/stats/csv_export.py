@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from carebot.stats.outcomes import outcome_of
 from carebot.stats.period import Period
 from carebot.stats.scope import C, S, Scope, StatsQuery, T
-from carebot.stats.segments import handle_segments, queue_waits
+from carebot.stats.segments import handle_segments, queue_stays, queue_waits
 
 PAGE_SIZE = 2000
 
@@ -35,9 +36,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("resolved_at", "when it was last resolved; empty while open"),
     ("opened_in_period", "1 when opened in the period (opened cohort)"),
     ("resolved_in_period", "1 when last resolved in the period (resolved cohort)"),
-    ("resolved_by", "bot (customer said Yes), timeout (assumed) or agent"),
+    ("resolved_by", "bot (customer said Yes), timeout, agent or system"),
     ("resolution_code", "the agent's resolution code"),
-    ("bot_resolution", "confirmed (resolved_by bot), assumed (timeout) or empty"),
+    ("bot_resolution", "confirmed (the customer said Yes), assumed (the bot answered and the "
+                       "customer went silent) or empty"),
+    ("outcome", "bot_confirmed, bot_assumed, agent, timeout or abandoned; empty while open"),
     ("assigned_agent_id", "the agent who had it last (kept after resolution)"),
     ("first_agent_id", "the agent who sent the first agent reply"),
     ("customer_messages", "messages from the customer"),
@@ -48,17 +51,19 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("faq_ids", "FAQs answered, ';'-separated"),
     ("handoffs", "handoffs to a person"),
     ("handed_off", "1 when handed off at least once"),
-    ("contained", "1 when resolved without any handoff; empty while open"),
+    ("contained", "1 when resolved by the bot (confirmed or assumed); empty while open"),
     ("transfers", "transfers between agents or back to the queue"),
     ("reopen_count", "times reopened"),
     ("effort_score", "touchpoint effort summed"),
-    ("first_bot_response_ms", "inbound message to the bot's first reply"),
-    ("first_human_response_ms", "handoff to the first agent reply"),
-    ("resolution_time_ms", "opened to resolved; empty while open"),
+    ("first_bot_response_ms", "receipt of the customer's message to the end of the transaction "
+                              "writing the bot's first reply (to the microsecond)"),
+    ("first_human_response_ms", "the first handoff to the first agent reply"),
+    ("resolution_time_ms", "opened to resolved (a timeout: to when the customer went silent); "
+                           "empty while open"),
     ("handle_time_ms", "assigned to resolved/transferred/handed back, summed over assignments"),
     ("queue_wait_ms", "time waited in the queue before assignments, summed"),
     ("queue_stays", "assignments from the queue"),
-    ("sla_breaches", "queue stays longer than the SLA"),
+    ("sla_breaches", "queue stays longer than the SLA (one still waiting: up to now)"),
     ("fcr", "1 first contact resolution, 0 not; empty while open"),
     ("csat_surveys_sent", "CSAT surveys sent"),
     ("csat_score", "the latest answered CSAT score (1-5)"),
@@ -85,14 +90,17 @@ def _page_query(scope: Scope, page: Any) -> Select[Any]:
         .subquery("waits")
     )
     events = (
-        select(
-            T.conversation_id,
-            func.sum(case((T.kind == "sla_breached", 1), else_=0)).label("sla"),
-            sql.group_concat(case((T.kind == "faq_answer", T.faq_id))).label("faqs"),
-        )
-        .where(T.kind.in_(("sla_breached", "faq_answer")), T.conversation_id.in_(ids))
+        select(T.conversation_id, sql.group_concat(T.faq_id).label("faqs"))
+        .where(T.kind == "faq_answer", T.conversation_id.in_(ids))
         .group_by(T.conversation_id)
         .subquery("events")
+    )
+    stays = queue_stays(scope, conversations=ids).subquery("stays")
+    breaches = (
+        select(stays.c.conversation_id, func.count().label("sla"))
+        .where(stays.c.ms > int(scope.query.sla_seconds * 1000))
+        .group_by(stays.c.conversation_id)
+        .subquery("breaches")
     )
     replies = select(
         T.conversation_id, T.agent_id,
@@ -130,18 +138,20 @@ def _page_query(scope: Scope, page: Any) -> Select[Any]:
             C.id, C.customer_id, C.channel, C.status, C.opened_at, C.resolved_at,
             case((scope.during(C.opened_at), 1), else_=0),
             case((and_(resolved, scope.during(C.resolved_at)), 1), else_=0),
-            C.resolved_by, C.resolution_code, C.assigned_agent_id, first_agent.c.agent_id,
+            C.resolved_by, C.resolution_code, case((resolved, outcome_of(scope, ids))),
+            C.assigned_agent_id, first_agent.c.agent_id,
             C.customer_messages, C.bot_answers, C.agent_messages,
             events.c.faqs, C.handoffs, C.transfers, C.reopen_count, C.effort_score,
-            C.first_bot_response_ms, C.first_human_response_ms,
-            case((resolved, sql.ms_between(C.opened_at, C.resolved_at))),
-            handle.c.ms, waits.c.ms, waits.c.n, events.c.sla,
+            C.first_bot_response_ms, scope.bot_first_response_ms(), C.first_human_response_ms,
+            case((resolved, scope.resolution_ms())),
+            handle.c.ms, waits.c.ms, waits.c.n, breaches.c.sla,
             case((resolved, case((scope.first_contact_resolution(), 1), else_=0))),
             sent.c.n, scores.c.csat, scores.c.ces,
         )
         .outerjoin(handle, handle.c.conversation_id == C.id)
         .outerjoin(waits, waits.c.conversation_id == C.id)
         .outerjoin(events, events.c.conversation_id == C.id)
+        .outerjoin(breaches, breaches.c.conversation_id == C.id)
         .outerjoin(first_agent, first_agent.c.conversation_id == C.id)
         .outerjoin(scores, scores.c.conversation_id == C.id)
         .outerjoin(sent, sent.c.conversation_id == C.id)
@@ -158,22 +168,29 @@ def _num(value: Any) -> str:
     return "" if value is None else str(int(value))
 
 
+def _ms3(value: Any) -> str:
+    """Milliseconds to the microsecond."""
+    return "" if value is None else f"{float(value):.3f}"
+
+
 def _row(period: Period, r: Any) -> list[str]:
     (cid, customer, channel, status, opened_at, resolved_at, opened_in, resolved_in,
-     resolved_by, code, agent, first_agent, customer_msgs, bot_answers, agent_msgs, faqs,
-     handoffs, transfers, reopens, effort, bot_ms, human_ms, resolution_ms, handle_ms,
-     wait_ms, stays, sla, fcr, surveys, csat, ces) = r
+     resolved_by, code, outcome, agent, first_agent, customer_msgs, bot_answers, agent_msgs,
+     faqs, handoffs, transfers, reopens, effort, bot_replied, bot_ms, human_ms, resolution_ms,
+     handle_ms, wait_ms, stays, sla, fcr, surveys, csat, ces) = r
     resolved = resolved_at is not None
-    bot_resolution = {"bot": "confirmed", "timeout": "assumed"}.get(resolved_by or "", "")
+    bot_resolution = {"bot_confirmed": "confirmed", "bot_assumed": "assumed"}.get(
+        outcome or "", "")
     return [
         str(cid), str(customer), channel, status, _when(period, opened_at),
         _when(period, resolved_at), str(opened_in), str(resolved_in), resolved_by or "",
-        code or "", bot_resolution, _num(agent), _num(first_agent), str(customer_msgs),
-        str(bot_answers), str(agent_msgs), "1" if bot_ms is not None else "0",
+        code or "", bot_resolution, outcome or "", _num(agent), _num(first_agent),
+        str(customer_msgs), str(bot_answers), str(agent_msgs),
+        "1" if bot_replied is not None else "0",
         "1" if bot_answers else "0", ";".join(sorted(set((faqs or "").split(",")) - {""})),
         str(handoffs), "1" if handoffs else "0",
-        ("1" if handoffs == 0 else "0") if resolved else "", str(transfers), str(reopens),
-        str(effort), _num(bot_ms), _num(human_ms), _num(resolution_ms),
+        ("1" if bot_resolution else "0") if resolved else "", str(transfers), str(reopens),
+        str(effort), _ms3(bot_ms), _num(human_ms), _num(resolution_ms),
         _num(handle_ms),
         _num(wait_ms or 0), _num(stays or 0), _num(sla or 0), _num(fcr),
         _num(surveys or 0), _num(csat), _num(ces),

@@ -26,16 +26,18 @@ is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
+from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import Select, and_, case, func, literal, or_, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.stats.period import StatsInputError
 from carebot.stats.scope import C, Scope, StatsQuery, T, period_dict
-from carebot.stats.sql import Distribution, distributions, ratio
+from carebot.stats.sql import ratio
 from carebot.stats.survey_counts import CSAT_POSITIVE
 
 STAGES: tuple[tuple[str, ...], ...] = (
@@ -172,40 +174,127 @@ def _reached(scope: Scope) -> Any:
     ).subquery("reached")
 
 
+# The marks read in the one pass: (name, first or last) -> the step rules below.
+_MARKS = ("msg", "ans", "sug", "yes", "no", "hand", "asg", "res", "sent", "sat")
+
+
+def _one_pass(scope: Scope) -> Select[Any]:
+    """One row per conversation of the opened cohort: its status and, for each mark, the
+    touchpoint id, time and running effort of its first occurrence (the last for `res`),
+    from a single scan of the cohort's log. Time and running effort never decrease along
+    the log, so the minimum of each over a kind's touchpoints is the first one's."""
+    helpful = T.details["helpful"].as_boolean()
+    csat = T.details["kind"].as_string() == "csat"
+    log = (
+        select(
+            T.conversation_id, T.id, T.kind, T.created_at,
+            case((T.kind == "faq_feedback", helpful)).label("helpful"),
+            case((T.kind.in_(("survey_sent", "survey_answered")), csat)).label("csat"),
+            T.score,
+            func.sum(T.effort).over(partition_by=T.conversation_id, order_by=T.id)
+            .label("effort"),
+        )
+        .where(T.conversation_id.in_(_cohort(scope)),
+               *scope.id_range(T.conversation_id, _cohort(scope)),
+               or_(T.effort != 0, T.kind.in_(MARK_KINDS)))
+        .subquery("log")
+    )
+    g = log.c
+    conditions = {
+        "msg": g.kind == "message_in",
+        "ans": g.kind == "faq_answer",
+        "sug": g.kind == "faq_suggest",
+        "yes": and_(g.kind == "faq_feedback", g.helpful),
+        "no": and_(g.kind == "faq_feedback", ~g.helpful),
+        "hand": g.kind == "handoff",
+        "asg": g.kind == "assigned",
+        "res": g.kind == "resolved",
+        "sent": and_(g.kind == "survey_sent", g.csat),
+        "sat": and_(g.kind == "survey_answered", g.csat, g.score >= CSAT_POSITIVE),
+    }
+    columns: list[Any] = [g.conversation_id.label("cid")]
+    for name in _MARKS:
+        pick = func.max if name == "res" else func.min
+        for value in (g.id, g.created_at, g.effort):
+            columns.append(type_coerce(pick(case((conditions[name], value))), value.type))
+    marks = select(*columns).group_by(g.conversation_id).subquery("marks")
+    return select(marks, C.status).join(C, C.id == marks.c.cid).where(
+        *scope.id_range(C.id, _cohort(scope)))
+
+
+def _steps_of(row: Any) -> dict[str, tuple[int, datetime, int]]:
+    """step -> (touchpoint id, time, effort so far) of each step the conversation reached."""
+    m: dict[str, tuple[int, datetime, int] | None] = {}
+    for i, name in enumerate(_MARKS):
+        tid, at, effort = row[1 + 3 * i: 4 + 3 * i]
+        m[name] = None if tid is None else (int(tid), at, int(effort or 0))
+    hand = m["hand"]
+
+    def earliest(mark: str, other: str) -> tuple[int, datetime, int] | None:
+        """The mark, when it came before any handoff and before `other`."""
+        got, rival = m[mark], m[other]
+        if got is None or (hand is not None and got[0] >= hand[0]):
+            return None
+        return got if rival is None or got[0] < rival[0] else None
+
+    found = {
+        "first_message": m["msg"],
+        "bot_answered": earliest("ans", "sug"),
+        "bot_suggested": earliest("sug", "ans"),
+        "helpful_yes": earliest("yes", "no"),
+        "helpful_no": earliest("no", "yes"),
+        "queued": hand,
+        "assigned": m["asg"],
+        "resolved": m["res"] if row[-1] == "resolved" else None,
+        "surveyed": m["sent"],
+        "satisfied": m["sat"],
+    }
+    return {step: mark for step, mark in found.items() if mark is not None}
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont."""
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
 async def journey(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
-    """Steps (count, wait, effort, where conversations ended) and the flows between them."""
+    """Steps (count, wait, effort, where conversations ended) and the flows between them.
+
+    One statement reads each conversation's steps (`_one_pass`); counting them, the flows
+    and the waits' percentiles over a period's conversations (one small row each) is then
+    cheaper here than a second and third pass over the touchpoint log in the database."""
     scope = await Scope.build(session, query)
-    steps = _steps(scope)
-    flags = [case((steps.c[step].is_not(None), 1), else_=0).label(step) for step in STEPS]
-    patterns = select(*flags).subquery("patterns")
     counts = dict.fromkeys(STEPS, 0)
     ended = dict.fromkeys(STEPS, 0)
     flows: dict[tuple[str, str], int] = {}
-    pattern_cols = [patterns.c[step] for step in STEPS]
-    for row in await session.execute(
-        select(*pattern_cols, func.count()).group_by(*pattern_cols)
-    ):
-        *marks, n = row
-        path = [step for step, mark in zip(STEPS, marks, strict=True) if mark]
-        if not path:
+    waits: dict[str, list[float]] = {step: [] for step in STEPS}
+    efforts: dict[str, list[int]] = {step: [] for step in STEPS}
+    for row in await session.execute(_one_pass(scope)):
+        reached = _steps_of(row)
+        if not reached:
             continue
+        path = [step for step in STEPS if step in reached]
         for step in path:
-            counts[step] += int(n)
+            counts[step] += 1
+            efforts[step].append(reached[step][2])
         for a, b in pairwise(path):
-            flows[(a, b)] = flows.get((a, b), 0) + int(n)
-        ended[path[-1]] += int(n)
-
-    reached = _reached(scope)
-    dists = await distributions(session, union_all(
-        select(literal("wait").label("g"), reached.c.step, reached.c.wait_ms.label("v")),
-        select(literal("effort"), reached.c.step, reached.c.effort),
-    ), ["g", "step"])
+            flows[(a, b)] = flows.get((a, b), 0) + 1
+        ended[path[-1]] += 1
+        in_log_order = sorted(reached.items(), key=lambda item: item[1][0])
+        for (_before, (_, then, _e)), (step, (_, at, _f)) in pairwise(in_log_order):
+            # Whole milliseconds rounded half up, as the SQL of the conversation lists.
+            waits[step].append(math.floor((at - then).total_seconds() * 1000 + 0.5))
     first = counts["first_message"]
     items = []
     for n_stage, stage in enumerate(STAGES, start=1):
         for step in stage:
-            wait = dists.get(("wait", step), Distribution.empty())
-            effort = dists.get(("effort", step), Distribution.empty())
+            wait = sorted(waits[step])
+            effort = efforts[step]
             items.append({
                 "key": step,
                 "label": LABELS[step],
@@ -213,9 +302,10 @@ async def journey(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
                 "count": counts[step],
                 "share_of_first": ratio(counts[step], first),
                 "ended_here": ended[step],
-                "wait_ms": {"median": _round(wait.median, 1), "p90": _round(wait.p90, 1),
-                            "count": wait.count},
-                "effort": {"mean": _round(effort.mean, 4), "count": effort.count},
+                "wait_ms": {"median": _round(_percentile(wait, 0.5), 1),
+                            "p90": _round(_percentile(wait, 0.9), 1), "count": len(wait)},
+                "effort": {"mean": _round(sum(effort) / len(effort) if effort else None, 4),
+                           "count": len(effort)},
             })
     order = {step: i for i, step in enumerate(STEPS)}
     return {

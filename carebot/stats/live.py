@@ -5,13 +5,14 @@ length, how long its longest-waiting customer has waited (since the conversation
 the queue: the handoff, or a transfer back to it), how many wait longer than the SLA, the open
 conversations by status, and the agents online or away with their load (open conversations
 assigned to them, on every channel, against their capacity). SLA breaches are counted since
-the local midnight of the requested time zone, as the summary counts them (`sla_breached`
-touchpoints). The filters select conversations as everywhere else; `agent` also narrows the
-agents listed.
+the local midnight of the requested time zone, as the summary counts them (queue stays longer
+than the SLA, one still waiting too, whenever the timer alerted). The filters select
+conversations as everywhere else; `agent` also narrows the agents listed.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.db.models import Agent
 from carebot.stats.period import Period, local_midnight
-from carebot.stats.scope import C, Scope, StatsQuery, T
+from carebot.stats.scope import C, Scope, StatsQuery
+from carebot.stats.segments import sla_breaches
 from carebot.stats.sql import count_if
 
 ON_DUTY = ("online", "away")
@@ -36,7 +38,7 @@ def today(now: datetime, period_like: Period) -> Period:
 
 async def live(session: AsyncSession, query: StatsQuery, now: datetime) -> dict[str, Any]:
     """The live panel for `query`'s filters; `query.period` must be today (see `today`)."""
-    scope = await Scope.build(session, query)
+    scope = await Scope.build(session, replace(query, now=now))
     queued = C.status == "queued"
     sla_edge = now - timedelta(seconds=query.sla_seconds)
     status_counts = dict.fromkeys(OPEN, 0)
@@ -50,10 +52,7 @@ async def live(session: AsyncSession, query: StatsQuery, now: datetime) -> dict[
         .where(queued, *scope.preds)
     )).one()
     breaches = int(await session.scalar(
-        select(func.count()).where(
-            T.kind == "sla_breached", scope.during(T.created_at),
-            *scope.selected(T.conversation_id),
-        )
+        select(func.count()).select_from(sla_breaches(scope).subquery("breaches"))
     ) or 0)
 
     load = (

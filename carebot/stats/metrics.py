@@ -29,17 +29,23 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import CompoundSelect, case, func, literal, select, text, union_all
+from sqlalchemy import CompoundSelect, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.stats.scope import WORK_MEM, C, Scope, StatsQuery, T, period_dict
-from carebot.stats.segments import handle_per_conversation, queue_waits
+from carebot.stats.outcomes import outcome_counts
+from carebot.stats.scope import C, Scope, StatsQuery, T, period_dict, prepare
+from carebot.stats.segments import handle_per_conversation, queue_waits, sla_breaches
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import NO_SURVEYS, survey_counts, survey_dict
 
 
-async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
-    """Every headline metric for the period and filters (see the module docstring)."""
+async def summary(
+    session: AsyncSession, query: StatsQuery, *, segments: bool = True
+) -> dict[str, Any]:
+    """Every headline metric for the period and filters (see the module docstring).
+
+    `segments` False leaves out handle time and queue waits (reported as empty): the two
+    window queries over the touchpoint log the dashboard's tiles do not show."""
     scope = await Scope.build(session, query)
 
     async def counts(s: AsyncSession) -> tuple[Any, Any, int, dict[tuple[Any, ...], Distribution]]:
@@ -52,10 +58,7 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         ).where(*scope.opened()))).one()
         resolved = (await s.execute(select(
             func.count(),
-            count_if(C.resolved_by == "bot"),
-            count_if(C.resolved_by == "timeout"),
             count_if(C.resolved_by == "agent"),
-            count_if(C.handoffs == 0),
             count_if(C.reopen_count > 0),
             func.coalesce(func.sum(C.transfers), 0),
             func.coalesce(func.sum(C.effort_score), 0),
@@ -66,38 +69,47 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         return opened, resolved, fcr, await distributions(s, _conversation_times(scope), ["g"])
 
     async def handle(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
+        if not segments:
+            return {}
         per_conv = handle_per_conversation(scope).subquery("handle")
         return await distributions(
             s, select(literal("handle_time").label("g"), per_conv.c.v.label("v")), ["g"]
         )
 
-    async def waits(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
+    async def waits(s: AsyncSession) -> tuple[dict[tuple[Any, ...], Distribution], int]:
+        breaches = sla_breaches(scope).subquery("breaches")
+        n_breaches = int(await s.scalar(select(func.count()).select_from(breaches)) or 0)
+        if not segments:
+            return {}, n_breaches
         stays = queue_waits(scope).subquery("waits")
         return await distributions(
             s, select(literal("queue_wait").label("g"), stays.c.v.label("v")), ["g"]
-        )
+        ), n_breaches
 
-    (opened, resolved, fcr, dists), handle_dist, wait_dist = await _concurrently(
-        session, scope, counts, handle, waits
+    async def outcomes(s: AsyncSession) -> dict[str, int]:
+        return await outcome_counts(s, scope)
+
+    (opened, resolved, fcr, dists), handle_dist, (wait_dist, sla_breached), ends = (
+        await _concurrently(session, scope, counts, handle, waits, outcomes)
     )
     n_opened, customers, involved, by_faq, handed_off = (int(v or 0) for v in opened)
-    n_resolved, confirmed, assumed, by_agent, contained, reopened_res, transfers, effort = (
-        int(v or 0) for v in resolved
-    )
+    n_resolved, by_agent, reopened_res, transfers, effort = (int(v or 0) for v in resolved)
+    confirmed, assumed, abandoned = ends["bot_confirmed"], ends["bot_assumed"], ends["abandoned"]
+    # Contained: the bot resolved it, confirmed or assumed. Closures by a person (from the
+    # queue, as spam, ...), abandoned conversations and other timeouts are not.
+    contained = confirmed + assumed
     all_dists: dict[tuple[Any, ...], Distribution] = {**dists, **handle_dist, **wait_dist}
 
-    def dist(name: str) -> dict[str, Any]:
-        return all_dists.get((name,), Distribution.empty()).as_dict()
+    def dist(name: str, digits: int = 1) -> dict[str, Any]:
+        return all_dists.get((name,), Distribution.empty()).as_dict(digits)
 
     reasons: dict[str, int] = {}
-    reopened_convs = sla_breaches = 0
+    reopened_convs = 0
     for kind, reason, n, convs in await _event_counts(session, scope):
         if kind == "handoff":
             reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + int(n)
         elif kind == "reopened":
             reopened_convs += int(convs)
-        elif kind == "sla_breached":
-            sla_breaches += int(n)
 
     surveys = await survey_counts(session, scope)
     csat, ces = surveys.get("csat", NO_SURVEYS), surveys.get("ces", NO_SURVEYS)
@@ -121,9 +133,12 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
             "assumed_resolutions": assumed,
             "contained": contained,
             "containment_rate": ratio(contained, n_resolved),
+            "abandoned": abandoned,
+            "abandonment_rate": ratio(abandoned, n_resolved),
         },
+        "outcomes": ends,
         "agents": {"resolved": by_agent},
-        "first_response_ms": {"bot": dist("bot_first_response"),
+        "first_response_ms": {"bot": dist("bot_first_response", 3),
                               "human": dist("human_first_response")},
         "resolution_time_ms": dist("resolution_time"),
         "handle_time_ms": dist("handle_time"),
@@ -138,19 +153,18 @@ async def summary(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         "effort": {"total": effort, "per_conversation": ratio(effort, n_resolved)},
         "csat": survey_dict(csat, "satisfied"),
         "ces": survey_dict(ces, "easy"),
-        "sla": {"breaches": sla_breaches, "sla_seconds": query.sla_seconds},
+        "sla": {"breaches": sla_breached, "sla_seconds": query.sla_seconds},
     }
 
 
 def _conversation_times(scope: Scope) -> CompoundSelect[Any]:
     """(g, v) rows of the durations kept on the conversations, in one UNION ALL."""
-    sql = scope.sql
     return union_all(
-        select(literal("bot_first_response").label("g"), C.first_bot_response_ms.label("v"))
+        select(literal("bot_first_response").label("g"), scope.bot_first_response_ms().label("v"))
         .where(*scope.opened()),
         select(literal("human_first_response"), C.first_human_response_ms)
         .where(*scope.opened()),
-        select(literal("resolution_time"), sql.ms_between(C.opened_at, C.resolved_at))
+        select(literal("resolution_time"), scope.resolution_ms())
         .where(*scope.resolved()),
     )
 
@@ -169,7 +183,7 @@ async def _concurrently(
 
     async def own(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         async with AsyncSession(session.bind) as other:
-            await other.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+            await prepare(other)
             return await work(other)
 
     first, *rest = works
@@ -185,7 +199,7 @@ async def _event_counts(session: AsyncSession, scope: Scope) -> Sequence[Any]:
             T.conversation_id,
         )
         .where(
-            T.kind.in_(("handoff", "reopened", "sla_breached")),
+            T.kind.in_(("handoff", "reopened")),
             scope.during(T.created_at),
             *scope.selected(T.conversation_id),
         )

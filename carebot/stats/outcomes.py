@@ -28,7 +28,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from carebot.db.models import Touchpoint
 from carebot.stats.scope import C, Scope, T
 
 OUTCOMES = ("bot_confirmed", "bot_assumed", "agent", "timeout", "abandoned")
@@ -40,33 +42,35 @@ STEP_KINDS = (
 )
 
 
-def assumed_ids(conversations: Select[Any]) -> Select[Any]:
-    """Of `conversations` (a select of ids), those whose last step before their last
-    resolution was an FAQ answer."""
-    steps = (
-        select(
-            T.conversation_id,
-            T.id,
-            func.lag(T.kind).over(partition_by=T.conversation_id, order_by=T.id).label("prev"),
-            func.max(case((T.kind == "resolved", T.id)))
-            .over(partition_by=T.conversation_id)
-            .label("last_resolved"),
-        )
-        .where(T.kind.in_(STEP_KINDS), T.conversation_id.in_(conversations))
-        .subquery("steps")
+def last_step_kind() -> ColumnElement[str]:
+    """The kind of a conversation's last step before its last resolution (a correlated
+    subquery on `conversations`: a few index lookups per conversation, evaluated by the
+    CASE below for timeouts only)."""
+    resolution = aliased(Touchpoint)
+    last_resolved = (
+        select(func.max(resolution.id))
+        # Correlated with the step's own row (the SELECT just around it), not with
+        # `conversations`, which is two levels out.
+        .where(resolution.conversation_id == T.conversation_id, resolution.kind == "resolved")
+        .scalar_subquery()
     )
-    return select(steps.c.conversation_id).where(
-        steps.c.id == steps.c.last_resolved, steps.c.prev == "faq_answer"
+    kind: ColumnElement[str] = (
+        select(T.kind)
+        .where(T.conversation_id == C.id, T.kind.in_(STEP_KINDS), T.id < last_resolved)
+        .order_by(T.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
+    return kind
 
 
-def outcome_of(scope: Scope) -> ColumnElement[str]:
-    """The outcome of a conversation of the resolved cohort (a CASE over `conversations`)."""
-    timeouts = select(C.id).where(*scope.resolved(), C.resolved_by == "timeout")
+def outcome_of(scope: Scope, among: Select[Any] | None = None) -> ColumnElement[str]:
+    """The outcome of a resolved conversation (a CASE over `conversations`); `scope` and
+    `among` are accepted for the callers' symmetry, the rule needs only the row itself."""
     return case(
         (C.resolved_by == "bot", "bot_confirmed"),
         (C.resolved_by != "timeout", "agent"),
-        (C.id.in_(assumed_ids(timeouts)), "bot_assumed"),
+        (last_step_kind() == "faq_answer", "bot_assumed"),
         (and_(C.bot_answers == 0, C.agent_messages == 0), "abandoned"),
         else_="timeout",
     )

@@ -4,10 +4,10 @@ them, which every report applies (the cohorts are defined in carebot.stats.metri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, select, text
+from sqlalchemy import ColumnElement, Float, and_, case, cast, exists, false, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -44,8 +44,10 @@ class StatsQuery:
     filters: Filters = field(default_factory=Filters)
     # First contact resolution: no new conversation from the customer within this window.
     repeat_window: timedelta = timedelta(days=7)
-    # Queue SLA, reported with the breaches (breaches themselves are recorded by the timer).
+    # Queue SLA: a queue stay longer than this is a breach (carebot.stats.segments).
     sla_seconds: float = 300.0
+    # "Now" for what is still going on (a queue stay still open); None: the wall clock.
+    now: datetime | None = None
 
 
 class Scope:
@@ -61,10 +63,7 @@ class Scope:
     async def build(cls, session: AsyncSession, query: StatsQuery) -> Scope:
         """Resolve the filters into predicates on `conversations`."""
         sql = Sql.of(session)
-        if not sql.sqlite:
-            # The window functions sort a few hundred thousand rows at most; let PostgreSQL do
-            # that in memory instead of spilling to disk (this transaction only).
-            await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        await prepare(session)
         f = query.filters
         preds: list[ColumnElement[bool]] = []
         if f.channel is not None:
@@ -81,6 +80,29 @@ class Scope:
                 ))
         return cls(query, sql, preds)
 
+    @property
+    def now(self) -> datetime:
+        """The query's "now" (the service's clock for API requests)."""
+        return self.query.now or datetime.now(UTC)
+
+    def resolution_ms(self) -> ColumnElement[int]:
+        """Resolution time of a resolved conversation: opened -> resolved; for a timeout,
+        opened -> the customer went silent (the later of the last bot answer and the last
+        customer message), not when the timer happened to fire."""
+        silent = self.sql.latest(C.last_bot_answer_at, C.last_customer_message_at)
+        end = case(
+            (C.resolved_by == "timeout", func.coalesce(silent, C.resolved_at)),
+            else_=C.resolved_at,
+        )
+        return self.sql.ms_between(C.opened_at, end)
+
+    def bot_first_response_ms(self) -> ColumnElement[Any]:
+        """The bot's first response in milliseconds with microsecond resolution (receipt of
+        the message -> the end of the transaction writing the reply); NULL before it was
+        measured so (conversations from before migration 0010)."""
+        value: ColumnElement[Any] = cast(C.first_bot_response_us, Float) / 1000.0
+        return value
+
     def during(self, column: Any) -> ColumnElement[bool]:
         """The timestamp is in the period."""
         return and_(column >= self.period.start, column < self.period.end)
@@ -92,6 +114,17 @@ class Scope:
     def resolved(self) -> list[ColumnElement[bool]]:
         """Conversations of the resolved cohort."""
         return [self.during(C.resolved_at), *self.preds]
+
+    def id_range(self, column: Any, conversations: Any) -> list[ColumnElement[bool]]:
+        """`column` (a conversation id) between the least and greatest id of
+        `conversations` (a select of ids): implied by `column IN conversations`, but stated
+        it lets PostgreSQL read just that stretch of an index on conversation ids (ids
+        follow opening order, so a period's conversations are one stretch) instead of the
+        whole log."""
+        ids = conversations.subquery("id_bounds")
+        first = select(func.min(ids.c[0])).scalar_subquery()
+        last = select(func.max(ids.c[0])).scalar_subquery()
+        return [column >= first, column <= last]
 
     def selected(self, column: Any) -> list[ColumnElement[bool]]:
         """`column` (a conversation id) belongs to a selected conversation."""
@@ -114,6 +147,32 @@ class Scope:
     def first_contact_resolution(self) -> ColumnElement[bool]:
         """Resolved, never reopened and no repeat contact."""
         return and_(C.reopen_count == 0, ~self.repeat_contact())
+
+
+# PostgreSQL settings for the statistics' transactions (SET LOCAL: this transaction only).
+PG_STATS_SETTINGS = (
+    # The window functions sort a few hundred thousand rows at most; in memory, not on disk.
+    f"SET LOCAL work_mem = '{WORK_MEM}'",
+    # JIT compiling these one-off analytical queries cost more than it saved (up to a second
+    # per query on the dashboard's benchmark).
+    "SET LOCAL jit = off",
+    # The period's bounds are parameters; a generic plan cached for a prepared statement
+    # would not know how few rows a short period selects and would scan.
+    "SET LOCAL plan_cache_mode = force_custom_plan",
+    # The server cancels a slow statistics statement (a clear error for that one request)
+    # before the client's own timeout, which would take it for a hung database: 90% of the
+    # connection's statement timeout (0, no timeout, stays 0).
+    "SELECT set_config('statement_timeout', (floor(extract(epoch from "
+    "current_setting('statement_timeout')::interval) * 900))::bigint::text, true)",
+)
+
+
+async def prepare(session: AsyncSession) -> None:
+    """Apply the statistics' settings to the session's transaction (PostgreSQL only)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    for statement in PG_STATS_SETTINGS:
+        await session.execute(text(statement))
 
 
 async def _faq_ids(session: AsyncSession, faq_id: str | None, tag: str | None) -> list[str]:

@@ -1,14 +1,16 @@
-"""Handle time and queue waits, read from the touchpoint log: the sub-queries shared by the
-summary, the breakdowns and the CSV export."""
+"""Handle time, queue waits, queue stays and SLA breaches, read from the touchpoint log: the
+sub-queries shared by the summary, the breakdowns, the live panel and the CSV export."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
 from carebot.db.models import Touchpoint
+from carebot.db.types import UTCDateTime
 from carebot.stats.scope import C, Scope, T
 
 # Touchpoints that start or end an agent's hold on a conversation (handle time segments):
@@ -90,3 +92,61 @@ def queue_waits(scope: Scope, conversations: Select[Any] | None = None) -> Selec
     )
     return stmt.where(scope.during(log.c.created_at)) if by_period else stmt
 
+
+
+# Touchpoints that put a conversation in the queue: the first handoff or a later one, a
+# transfer back to the queue (no `to_agent_id`), an absent agent's conversation requeued.
+QUEUE_ENTRY_KINDS = ("handoff", "transfer", "requeued")
+
+
+def queue_stays(
+    scope: Scope, entered_from: datetime | None = None, entered_to: datetime | None = None,
+    conversations: Select[Any] | None = None,
+) -> Select[Any]:
+    """(conversation_id, entered_at, ms) for each queue stay: from entering the queue to the
+    next step that takes it out (assigned, transfer, handback, resolved), or, while still
+    queued, to the query's now.
+
+    Either the stays entered in [entered_from, entered_to) by selected conversations, or
+    every stay of `conversations` (a select of ids). Each entry looks up the conversation's
+    next queue step by index (a handful of rows), instead of a window over every touchpoint
+    of the conversations involved."""
+    entry = aliased(Touchpoint)
+    to_agent = entry.details["to_agent_id"].as_integer()
+    where: list[Any] = [
+        or_(entry.kind.in_(("handoff", "requeued")),
+            and_(entry.kind == "transfer", to_agent.is_(None))),
+    ]
+    if conversations is None:
+        assert entered_from is not None and entered_to is not None
+        where += [entry.created_at >= entered_from, entry.created_at < entered_to,
+                  *scope.selected(entry.conversation_id)]
+    else:
+        where.append(entry.conversation_id.in_(conversations))
+    left_at = (
+        select(func.min(T.created_at))
+        .where(T.conversation_id == entry.conversation_id, T.id > entry.id,
+               T.kind.in_(QUEUE_KINDS))
+        .scalar_subquery()
+    )
+    now = literal(scope.now, UTCDateTime())
+    columns: list[Any] = [
+        entry.conversation_id,
+        entry.created_at.label("entered_at"),
+        scope.sql.ms_between(entry.created_at, func.coalesce(left_at, now)).label("ms"),
+    ]
+    return select(*columns).where(*where)
+
+
+def sla_breaches(scope: Scope) -> Select[Any]:
+    """(conversation_id, breached_at) for each queue stay longer than the SLA whose breach
+    happened in the period: a breach is a property of the wait (entering the queue + SLA is
+    in the period and the stay lasted longer, or is still going on at now), whenever the
+    timer that alerts on it runs. Every stay counts, the second one after a transfer back
+    to the queue too."""
+    sla = timedelta(seconds=scope.query.sla_seconds)
+    stays = queue_stays(scope, scope.period.start - sla, scope.period.end - sla).subquery(
+        "stays")
+    return select(stays.c.conversation_id, stays.c.entered_at).where(
+        stays.c.ms > int(scope.query.sla_seconds * 1000)
+    )

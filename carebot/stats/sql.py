@@ -58,6 +58,14 @@ class Sql:
             diff = func.extract("epoch", end - start) * 1000
         return cast(func.round(diff), BigInteger)
 
+    def latest(self, a: Any, b: Any) -> ColumnElement[Any]:
+        """The later of two timestamps, ignoring a NULL one (NULL only when both are)."""
+        if self.sqlite:
+            # Both are stored as ISO text in one format: text order is time order. SQLite's
+            # scalar max() is NULL when any argument is, hence the coalesces.
+            return func.max(func.coalesce(a, b), func.coalesce(b, a))
+        return func.greatest(a, b)
+
     def within_ms(self, start: Any, end: Any, ms: int) -> ColumnElement[bool]:
         """`end` is no more than `ms` milliseconds after `start` (or before it)."""
         if self.sqlite:
@@ -173,7 +181,7 @@ class Distribution:
     """Count, mean and percentiles (linear interpolation, like percentile_cont) of values."""
 
     count: int
-    total: int
+    total: int | float
     mean: float | None
     median: float | None
     p90: float | None
@@ -183,19 +191,25 @@ class Distribution:
         """No values."""
         return cls(0, 0, None, None, None)
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form, rounded to 0.1 ms."""
+    def as_dict(self, digits: int = 1) -> dict[str, Any]:
+        """JSON form, rounded to 0.1 ms (`digits` 3: to the microsecond)."""
         return {
             "count": self.count,
-            "total": self.total,
-            "mean": _round(self.mean),
-            "median": _round(self.median),
-            "p90": _round(self.p90),
+            "total": _total(self.total, digits),
+            "mean": _round(self.mean, digits),
+            "median": _round(self.median, digits),
+            "p90": _round(self.p90, digits),
         }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _total(value: Any, digits: int = 1) -> int | float:
+    """A sum of whole milliseconds stays an integer; of fractional ones, rounded."""
+    number = _number(value)
+    return int(number) if number.is_integer() else round(number, digits)
 
 
 def _number(value: Any) -> float:
@@ -243,7 +257,7 @@ async def distributions(
             lo_v, hi_v = _number(points[2 * i]), _number(points[2 * i + 1])
             frac = ((count - 1) * num % den) / den
             pct.append(lo_v + (hi_v - lo_v) * frac)
-        total_n = int(_number(total))
+        total_n = _total(total, 6)
         out[key] = Distribution(count, total_n, total_n / count, pct[0], pct[1])
     return out
 
@@ -268,7 +282,7 @@ async def _pg_distributions(
         count, total, median, p90 = row[len(gcols):]
         if not count:
             continue
-        total_n = int(_number(total))
+        total_n = _total(total, 6)
         out[key] = Distribution(
             int(count), total_n, total_n / int(count), _number(median), _number(p90)
         )

@@ -9,6 +9,7 @@ tiles, the rest of the timeouts being the `timeout` outcome.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,12 +17,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.stats.metrics import summary
-from carebot.stats.outcomes import outcome_counts
 from carebot.stats.period import Period, previous_period
-from carebot.stats.scope import Scope, StatsQuery, period_dict
+from carebot.stats.scope import StatsQuery, period_dict
 from carebot.stats.sql import ratio
 
-Figures = dict[str, Any]  # a summary with the outcome counts under "outcomes"
+Figures = dict[str, Any]  # a summary (the outcome counts are under "outcomes")
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,8 @@ def _change(value: Any, previous: Any) -> float | None:
 
 
 async def _figures(session: AsyncSession, query: StatsQuery) -> Figures:
-    figures = await summary(session, query)
-    figures["outcomes"] = await outcome_counts(session, await Scope.build(session, query))
-    return figures
+    # The outcome counts are part of the summary; handle time and queue waits are not tiles.
+    return await summary(session, query, segments=False)
 
 
 def _period_bounds(period: Period) -> dict[str, str]:
@@ -116,7 +115,15 @@ def _period_bounds(period: Period) -> dict[str, str]:
 async def tiles(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     """The headline tiles of the period against the previous period of equal length."""
     before = replace(query, period=previous_period(query.period))
-    now, then = await _figures(session, query), await _figures(session, before)
+    if session.get_bind().dialect.name == "sqlite":  # one file: nothing to gain in parallel
+        now, then = await _figures(session, query), await _figures(session, before)
+    else:
+        # The two periods are independent: the previous one on a connection of its own.
+        async def previous_figures() -> Figures:
+            async with AsyncSession(session.bind) as other:
+                return await _figures(other, before)
+
+        now, then = await asyncio.gather(_figures(session, query), previous_figures())
     items = []
     for tile in TILES:
         value, previous = tile.value(now), tile.value(then)

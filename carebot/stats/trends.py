@@ -83,7 +83,7 @@ async def trends(session: AsyncSession, query: StatsQuery, requested: str) -> di
         select(literal("first_response").label("g"), bucket_of(scope, C.opened_at, unit),
                C.first_human_response_ms.label("v")).where(*scope.opened()),
         select(literal("resolution_time"), bucket_of(scope, C.resolved_at, unit),
-               scope.sql.ms_between(C.opened_at, C.resolved_at)).where(*scope.resolved()),
+               scope.resolution_ms()).where(*scope.resolved()),
     )
     dists = await distributions(session, values, ["g", "b"])
 

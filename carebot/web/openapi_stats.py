@@ -21,7 +21,10 @@ PERIOD_RULES = (
     "offset they are read in `tz`). Defaults: `to` today, `from` 30 days before. At most "
     "5 years. `tz` is an IANA name (default UTC); days and weeks (Monday first) are local to it."
     "\n\n**Filters** select conversations, and every metric is computed over the selected "
-    "ones: `channel`; `agent` — the conversation's assigned agent (kept after resolution); "
+    "ones: `channel`; `agent` — conversations whose current (or, once resolved, last) "
+    "holder is the agent: `assigned_agent_id`, kept after resolution; a transferred "
+    "conversation belongs to the agent it was transferred to, one closed from the queue to "
+    "nobody; it is not 'conversations the agent touched' (see /stats/agents for that); "
     "`faq` — conversations the bot answered with that FAQ; `tag` — conversations answered "
     "with an FAQ carrying that tag."
 )
@@ -36,19 +39,29 @@ METRICS = (
     "time, first contact resolution, reopen rate, transfers and effort per conversation, "
     "`agents.resolved`;\n"
     "- *events* (touchpoints in the period): `volume.reopened` (distinct conversations), "
-    "handoffs by reason, queue waits, SLA breaches;\n"
+    "handoffs by reason, queue waits; SLA breaches when they happened (queue entry + SLA);\n"
     "- *surveys sent in the period*: CSAT and CES.\n\n"
     "**Definitions.**\n"
     "- bot involvement: opened conversations where the bot answered or offered suggestions; "
     "answered by FAQ: where it gave at least one FAQ answer.\n"
     "- confirmed bot resolution: the customer said Yes to \"Did this help?\" "
-    "(`resolved_by` bot); assumed: the customer went silent with the bot and the timer "
-    "resolved it (`resolved_by` timeout).\n"
+    "(`resolved_by` bot); assumed: the bot answered and the customer went silent (the timer "
+    "closed it and the last step before was an FAQ answer). A timeout without any answer "
+    "(/start, a greeting or suggestions only) is *abandoned* (`bot.abandoned`), any other "
+    "timeout neither; `outcomes` has all five.\n"
     "- handoff rate: opened conversations handed to a person at least once / opened.\n"
-    "- containment rate: resolved conversations without any handoff / resolved.\n"
-    "- first response, bot: the customer's message to the bot's first answer or suggestion; "
-    "human: the handoff to the first agent reply (bot time never counts).\n"
-    "- resolution time: opened → resolved (including any reopened stretch).\n"
+    "- containment rate: resolved by the bot (confirmed + assumed) / resolved. Closures by a "
+    "person (from the queue, as spam, ...), abandoned conversations and other timeouts are "
+    "not contained; abandonment rate = abandoned / resolved.\n"
+    "- first response, bot: the customer's message reaching carebot → the end of the "
+    "transaction that writes the bot's first reply (matching, deciding and writing; only "
+    "the commit itself is left out), measured in microseconds and reported in ms with 3 "
+    "decimals (conversations from before migration 0010 have none); human: the first "
+    "handoff → the first agent reply, whoever sends it (transfers and requeues do not "
+    "restart it; bot time never counts).\n"
+    "- resolution time: opened → resolved (including any reopened stretch); for a timeout, "
+    "opened → when the customer went silent (the later of the bot's last answer and the "
+    "customer's last message), not when the timer fired.\n"
     "- agent handle time: each assignment runs from `assigned` to the next transfer, "
     "handback, resolution or re-assignment; summed per conversation.\n"
     "- queue wait: entering the queue (handoff, or transfer to the queue) → assignment, for "
@@ -64,8 +77,11 @@ METRICS = (
     "- CSAT: of answered CSAT surveys, the share scoring 4–5 and the mean; response rate = "
     "answered / sent (unanswered and expired surveys count as sent). CES: the mean and the "
     "share scoring 5–7, and its response rate.\n"
-    "- SLA breaches: queue stays longer than `CAREBOT_QUEUE_SLA_SECONDS`, recorded by the "
-    "timer (one per stay).\n"
+    "- SLA breaches: queue stays longer than `CAREBOT_QUEUE_SLA_SECONDS`, computed from the "
+    "touchpoints' timestamps: every stay (a handoff, a transfer or requeue back to the "
+    "queue) counts, a stay still open counts once it is longer than the SLA at the "
+    "request's now, and a breach belongs to the period containing queue entry + SLA. The "
+    "timer only sends the alert; when it runs changes nothing here. Wall-clock time.\n"
     "- durations are milliseconds: count, total, mean, median and p90 (linear interpolation "
     "between the nearest ranks, like PostgreSQL's percentile_cont). Rates are fractions "
     "0–1 rounded to 4 places, `null` when the denominator is 0."
@@ -130,7 +146,8 @@ SUMMARY = _obj(
              answered_by_faq_rate=RATE, handed_off=INT, handoff_rate=RATE,
              handoffs_by_reason={"type": "object", "additionalProperties": INT},
              confirmed_resolutions=INT, assumed_resolutions=INT, contained=INT,
-             containment_rate=RATE),
+             containment_rate=RATE, abandoned=INT, abandonment_rate=RATE),
+    outcomes=_obj(bot_confirmed=INT, bot_assumed=INT, agent=INT, timeout=INT, abandoned=INT),
     agents=_obj(resolved=INT),
     first_response_ms=_obj(bot=DIST, human=DIST),
     resolution_time_ms=DIST,
@@ -146,7 +163,8 @@ SUMMARY = _obj(
 )
 
 AGENT_ROW = _obj(
-    agent_id=INT, name={"type": "string"}, resolved=INT, first_response_ms=DIST,
+    agent_id={"type": ["integer", "null"]}, name={"type": "string"},
+    unassigned={"type": "boolean"}, resolved=INT, first_response_ms=DIST,
     handle_time_ms=DIST, csat=SURVEY, handled=INT, resolution_time_ms=DIST, transfers=INT,
     reopen=_obj(resolutions=INT, reopened=INT, rate=RATE))
 CONFUSION_RULES = (
@@ -210,9 +228,14 @@ STATS_PATHS: dict[str, Any] = {
     ),
     "/api/v1/stats/agents": _get(
         "Per agent: resolved, human first response, handle time, CSAT",
-        "- resolved: conversations of the resolved cohort whose assigned agent at resolution "
-        "is the agent;\n- first_response_ms: conversations of the opened cohort whose first "
-        "agent reply was the agent's (handoff → that reply);\n- handle_time_ms: the agent's own "
+        "- resolved: conversations of the resolved cohort the agent resolved; those closed "
+        "straight from the queue (nobody held them) or with no resolver on record are in a "
+        "last row with `agent_id` null, `name` \"unassigned\", `unassigned` true, so the "
+        "column adds up to the summary's `agents.resolved`;\n- first_response_ms: "
+        "conversations of the opened cohort whose first agent reply was the agent's, from the "
+        "agent's own (latest) assignment to that reply (a conversation transferred to them "
+        "unanswered counts from when they got it; one they replied to without holding it, "
+        "from the handoff);\n- handle_time_ms: the agent's own "
         "assignments in conversations of the resolved cohort, summed per conversation (a "
         "transferred conversation counts for each agent who held it);\n- csat: CSAT surveys sent "
         "in the period that recorded the agent as the resolver;\n- handled: conversations of "
@@ -269,7 +292,8 @@ OUTCOME_RULES = (
     "closed it and the customer never got an answer (no FAQ answer, no agent reply: a "
     "greeting, suggestions or small talk only); `timeout` — any other timeout (the last step "
     "before the silence was not an FAQ answer, e.g. an agent handed it back). "
-    "`bot_assumed + abandoned + timeout` = the summary's `assumed_resolutions`."
+    "`bot_assumed` = the summary's `assumed_resolutions`, `abandoned` its `bot.abandoned`, "
+    "`bot_confirmed + bot_assumed` its `contained`."
 )
 TILE_RULES = (
     "Each tile is read from `/api/v1/stats/summary` for the same filters, for the period and "
@@ -321,8 +345,9 @@ LIVE_RULES = (
     "the queue: its handoff or a transfer back to the queue), `queue.over_sla` (waiting "
     "longer than `CAREBOT_QUEUE_SLA_SECONDS` now), `open` conversations by status, the agents "
     "online or away (not disabled) with `load` (open conversations assigned to them, any "
-    "channel) and `capacity`, and `sla_breaches_today`: `sla_breached` touchpoints since "
-    "local midnight in `tz`. Filters select conversations as elsewhere; `agent` also narrows "
+    "channel) and `capacity`, and `sla_breaches_today`: SLA breaches since local midnight in "
+    "`tz`, as the summary counts them (a conversation still waiting past the SLA "
+    "included). Filters select conversations as elsewhere; `agent` also narrows "
     "the agents listed. Poll it, or refresh it on the live events `queued`, `assigned`, "
     "`unassigned`, `resolved`, `availability` and `sla_breached` (`GET /api/v1/events`)."
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.db.availability import is_statement_timeout
 from carebot.stats import breakdowns, gap_marks
 from carebot.stats import journey as journey_module
 from carebot.stats import knowledge_gaps as gaps
@@ -75,10 +77,12 @@ def _with_filters(request: web.Request, period: Period) -> StatsQuery:
         filters,
         repeat_window=timedelta(days=settings.stats_repeat_window_days),
         sla_seconds=settings.queue_sla_seconds,
+        now=request.app[CLOCK](),  # an open queue stay is measured up to now
     )
 
 
 Work = Callable[[AsyncSession, StatsQuery], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _result(
@@ -365,27 +369,48 @@ async def _stream_csv(
     return response
 
 
+def _slow_is_504(handler: Handler) -> Handler:
+    """A statistics query the server cancelled for its statement timeout fails that request
+    with a 504 saying so; the database answered, so it is not marked unavailable (which
+    would put every request on 503)."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if not is_statement_timeout(exc):
+                raise
+            log.warning("statistics query cancelled by the statement timeout: %s %s",
+                        request.method, request.path_qs)
+            raise ApiError(504, "the statistics query took longer than the database's "
+                                "statement timeout; try a shorter period or fewer filters",
+                           reason="statement_timeout") from None
+
+    return run
+
+
 def add_routes(app: web.Application) -> None:
     """Register the stats endpoints."""
     r = app.router
-    r.add_get("/api/v1/stats/summary", summary)
-    r.add_get("/api/v1/stats/timeseries", timeseries)
-    r.add_get("/api/v1/stats/agents", agents)
-    r.add_get("/api/v1/stats/faqs", faqs)
-    r.add_get("/api/v1/stats/knowledge-gaps", knowledge_gaps)
-    r.add_get("/api/v1/stats/conversations.csv", conversations_csv)
+    r.add_get("/api/v1/stats/summary", _slow_is_504(summary))
+    r.add_get("/api/v1/stats/timeseries", _slow_is_504(timeseries))
+    r.add_get("/api/v1/stats/agents", _slow_is_504(agents))
+    r.add_get("/api/v1/stats/faqs", _slow_is_504(faqs))
+    r.add_get("/api/v1/stats/knowledge-gaps", _slow_is_504(knowledge_gaps))
+    r.add_get("/api/v1/stats/conversations.csv", _slow_is_504(conversations_csv))
     # The managers' dashboard.
-    r.add_get("/api/v1/stats/tiles", tiles)
-    r.add_get("/api/v1/stats/trends", trends)
-    r.add_get("/api/v1/stats/trends.csv", trends_csv)
-    r.add_get("/api/v1/stats/heatmap", heatmap)
-    r.add_get("/api/v1/stats/journey", journey)
-    r.add_get("/api/v1/stats/journey/conversations", journey_conversations)
-    r.add_get("/api/v1/stats/journey/conversations.csv", journey_conversations_csv)
-    r.add_get("/api/v1/stats/live", live)
-    r.add_get("/api/v1/stats/agents.csv", agents_csv)
-    r.add_get("/api/v1/stats/faqs.csv", faqs_csv)
-    r.add_get("/api/v1/stats/knowledge-gaps.csv", knowledge_gaps_csv)
-    r.add_get("/api/v1/stats/knowledge-gaps/done", gap_marks_list)
-    r.add_post("/api/v1/stats/knowledge-gaps/done", gap_mark_add)
-    r.add_delete("/api/v1/stats/knowledge-gaps/done/{mark_id}", gap_mark_remove)
+    r.add_get("/api/v1/stats/tiles", _slow_is_504(tiles))
+    r.add_get("/api/v1/stats/trends", _slow_is_504(trends))
+    r.add_get("/api/v1/stats/trends.csv", _slow_is_504(trends_csv))
+    r.add_get("/api/v1/stats/heatmap", _slow_is_504(heatmap))
+    r.add_get("/api/v1/stats/journey", _slow_is_504(journey))
+    r.add_get("/api/v1/stats/journey/conversations", _slow_is_504(journey_conversations))
+    r.add_get("/api/v1/stats/journey/conversations.csv", _slow_is_504(journey_conversations_csv))
+    r.add_get("/api/v1/stats/live", _slow_is_504(live))
+    r.add_get("/api/v1/stats/agents.csv", _slow_is_504(agents_csv))
+    r.add_get("/api/v1/stats/faqs.csv", _slow_is_504(faqs_csv))
+    r.add_get("/api/v1/stats/knowledge-gaps.csv", _slow_is_504(knowledge_gaps_csv))
+    r.add_get("/api/v1/stats/knowledge-gaps/done", _slow_is_504(gap_marks_list))
+    r.add_post("/api/v1/stats/knowledge-gaps/done", _slow_is_504(gap_mark_add))
+    r.add_delete("/api/v1/stats/knowledge-gaps/done/{mark_id}", _slow_is_504(gap_mark_remove))
