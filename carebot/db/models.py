@@ -46,6 +46,9 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime]
+    # The language the customer was last spoken to in (detected, or the channel's hint):
+    # a new conversation starts in it. None: never known (the default language).
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class Contact(Base):
@@ -164,6 +167,10 @@ class Conversation(Base):
     effort_score: Mapped[int] = mapped_column(Integer, default=0)
     first_bot_response_ms: Mapped[int | None]
     first_human_response_ms: Mapped[int | None]
+    # The language the bot speaks in this conversation (see carebot.domain.language), and
+    # the one an agent set by hand, which wins over detection until cleared.
+    language: Mapped[str | None] = mapped_column(String(16))
+    language_override: Mapped[str | None] = mapped_column(String(16))
 
 
 class ResolutionCode(Base):
@@ -244,6 +251,8 @@ class FaqEntry(Base):
     phrasings: Mapped[list[Any]]
     tags: Mapped[list[Any]]
     source: Mapped[str] = mapped_column(String(255), default="")
+    # {"de": {"question": …, "phrasings": […], "answer": …}, …}; None: only the default language.
+    translations: Mapped[dict[str, Any] | None]
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
