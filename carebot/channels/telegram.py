@@ -67,6 +67,7 @@ from carebot.delivery.outbox import (
 )
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects
+from carebot.domain.language import language_tag
 from carebot.domain.messages import Button, InboundMessage, RouteResult
 from carebot.domain.redaction import CARDS_ONLY, Redactor
 from carebot.domain.text import scrub
@@ -150,6 +151,7 @@ def _press(query: CallbackQuery, redact: Redactor) -> Decision:
             message_id=f"cb:{query.id}",
             payload=scrub(query.data),
             display_name=redact(scrub(query.from_user.full_name)).text,
+            language=language_tag(query.from_user.language_code),
         ),
         callback_query_id=query.id,
     )
@@ -176,6 +178,9 @@ def _message(message: Message, bot_username: str, redact: Redactor) -> Decision:
             display_name=name.text,
             sent_at=message.date,
             redacted=masked.kinds | name.kinds,
+            # The user's app language: a hint, weaker than the language they write in.
+            language=language_tag(message.from_user.language_code) if message.from_user
+            else None,
         ))
     if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP) and _addressed_to_bot(
         message, bot_username

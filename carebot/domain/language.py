@@ -10,7 +10,17 @@ known to belong to one language ("hallo", `Detected.exact`) is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+
+# A language tag as channels send it: "de", "de-AT", "pt_BR", "zh-Hant-TW".
+_TAG = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}")
+
+
+def language_tag(value: Any) -> str | None:
+    """`value` when it is a language tag, else None."""
+    return value if isinstance(value, str) and _TAG.fullmatch(value) else None
 
 
 @dataclass(frozen=True)

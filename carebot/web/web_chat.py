@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,7 @@ from carebot.web.keys import (
     EVENT_HUB,
     INBOUND,
     OUTBOX_SENDERS,
+    POLICY,
     SESSIONS,
     SETTINGS,
     WRITES,
@@ -130,6 +131,8 @@ class VisitorSocket:
     ip: str
     name: str = ""
     user_id: str | None = None
+    # The page's language from `hello` (a hint to the language rule).
+    language: str | None = None
     contact_id: int | None = None
     noted: bool = False
     last_id: int = 0
@@ -677,7 +680,8 @@ async def _hello(
     since = hello.get("since")
     since = since if isinstance(since, int) and not isinstance(since, bool) and (
         0 < since < 2**62) and (user is not None or known) else 0
-    s = VisitorSocket(ws, site, origin, key, ip, name=name, user_id=user_id, last_id=since)
+    s = VisitorSocket(ws, site, origin, key, ip, name=name, user_id=user_id, last_id=since,
+                      language=web_channel.check_language(hello.get("language")))
     if not app[WEB_VISITORS].add(s):
         await _refuse(ws, "too_many_windows",
                       "This chat is open in too many windows. Close one and try again.",
@@ -691,6 +695,13 @@ async def _hello(
     return s
 
 
+def _gettext(app: web.Application, s: VisitorSocket) -> Callable[[str], str]:
+    """The catalog of the visitor's page language (the default language's without one)."""
+    policy = app[POLICY]
+    return policy.texts.gettext(
+        policy.languages.normalise(s.language) or policy.languages.default)
+
+
 async def _ready(app: web.Application, s: VisitorSocket, token: str | None, since: int) -> None:
     visitors = app[WEB_VISITORS]
     async with s.lock:
@@ -702,7 +713,8 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
                 lambda c: store.read_marks(c, contact_id))
         visitors.note(s)
         ready: dict[str, Any] = {
-            "type": "ready", "verified": s.user_id is not None, "site": s.site.public(),
+            "type": "ready", "verified": s.user_id is not None,
+            "site": s.site.public(_gettext(app, s)),
             "agents_online": await visitors.agents_online(),
             "max_text": app[SETTINGS].web_max_text_chars, "read_up_to": read_up_to,
         }
@@ -805,7 +817,7 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
     visitors.visitor_messages.hit(s.key, now)
     visitors.ip_messages.hit(s.ip, now)
     try:
-        msg = web_channel.inbound(s.key, said, s.name)
+        msg = web_channel.inbound(s.key, said, s.name, s.language)
         result, effects = await app[INBOUND].submit(msg)
     except ChannelInputError as exc:
         await _error(s, "bad_request", exc.message, said.cid)
