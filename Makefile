@@ -41,9 +41,9 @@ LOCALE := carebot/locale
 catalogs: setup
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output \
 	  --project carebot --copyright-holder carebot -o $(LOCALE)/carebot.pot .
-	$(BIN)/pybabel update --quiet -D carebot -i $(LOCALE)/carebot.pot -d $(LOCALE) \
+	$(BIN)/pybabel update -D carebot -i $(LOCALE)/carebot.pot -d $(LOCALE) \
 	  --no-fuzzy-matching --ignore-obsolete
-	$(BIN)/pybabel compile --quiet -D carebot -d $(LOCALE) --statistics
+	$(BIN)/pybabel compile -D carebot -d $(LOCALE) --statistics
 
 format: setup
 	$(BIN)/ruff check --fix carebot tests benchmarks migrations
