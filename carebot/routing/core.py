@@ -673,6 +673,20 @@ def hand_back(conv: ConvState, agent: AgentFacts, now: datetime) -> Decision:
     return d
 
 
+def set_language(conv: ConvState, agent: AgentFacts, language: str | None) -> Decision:
+    """The agent says which language the customer speaks (None: let the rule decide again).
+    The override wins over detection until cleared; the bot's next words use it at once.
+    `language` is one the installation serves (the caller checks it against the policy)."""
+    d = Decision(conv.copy())
+    c = d.conv
+    c.language_override = language
+    if language is not None:
+        c.language = language
+    d.emit("language", agents=(c.assigned_agent_id,), queue=c.status == Status.QUEUED,
+           language=c.language, override=language, agent_id=agent.id)
+    return d
+
+
 def resolve_by_agent(
     conv: ConvState, agent: AgentFacts, code: ResolutionCode, now: datetime, facts: Facts,
     policy: Policy,
