@@ -228,3 +228,41 @@ def test_kb_import_names_each_problem_of_a_translation(tmp_path: Path) -> None:
     assert "'translations.es': 'answer' is required and must be non-empty text" in message
     assert "'translations.fr' must be a mapping with question, answer and phrasings" in message
     assert "translations.de" not in message
+
+
+# --- asking for a person and answering "Did this help?" in each language ---------------------
+
+
+@pytest.mark.parametrize(("text", "person"), [
+    ("Ich möchte mit einem Menschen sprechen", True),
+    ("Kann ich bitte mit einem Mitarbeiter reden?", True),
+    ("Je veux parler à un conseiller", True),
+    ("Puis-je parler à une personne ?", True),
+    ("Quiero hablar con una persona", True),
+    ("pásame con un agente por favor", True),
+    ("Wo ist meine Bestellung?", False),
+    ("personne ne répond à mes e-mails", False),  # "personne": nobody
+    ("hablar de mi pedido", False),
+    ("Comment contacter le service client ?", False),  # an FAQ, as in English
+])
+def test_a_request_for_a_person_in_each_language(text: str, person: bool) -> None:
+    from carebot.routing.intents import wants_human
+
+    assert wants_human(text) is person
+
+
+def test_no_translated_question_of_the_knowledge_base_reads_as_a_request_for_a_person() -> None:
+    from carebot.routing.intents import wants_human
+
+    texts = [t for d in load_knowledge(ROOT / "knowledge") for t in d.doc.texts()]
+    assert [t for t in texts if wants_human(t)] == []
+
+
+@pytest.mark.parametrize(("text", "helped"), [
+    ("Ja", True), ("oui merci", True), ("Sí, gracias", True), ("Nein", False),
+    ("pas vraiment", False), ("no realmente", False), ("vielleicht", None),
+])
+def test_typed_feedback_in_each_language(text: str, helped: bool | None) -> None:
+    from carebot.routing.intents import typed_feedback
+
+    assert typed_feedback(text) is helped

@@ -192,13 +192,15 @@ SCHEMAS: dict[str, Any] = {
                        "first, at most 50).",
         **_obj(
             [*ITEM_PROPERTIES, "contact", "customer", "messages", "touchpoints",
-             "other_conversations"],
+             "other_conversations", "languages"],
             **ITEM_PROPERTIES,
             contact=nullable(ref("Contact")),
             customer=ref("Customer"),
             messages={"type": "array", "items": ref("Message")},
             touchpoints={"type": "array", "items": ref("Touchpoint")},
             other_conversations={"type": "array", "items": ref("ConversationSummary")},
+            languages={"type": "array", "items": TEXT,
+                       "description": "the languages it may be set to (CAREBOT_LANGUAGES)"},
         ),
     },
     "Message": _obj(
