@@ -21,6 +21,8 @@ from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.fixtures import load_update
 from tests.helpers import Customer, agent, button_payloads, create_app
 from tests.telegram_support import eventually, telegram_settings
+from tests.browser import eventually as browser_eventually
+from tests.test_console_browser import log_in, service  # noqa: F401 (service: a fixture)
 from tests.test_http_delivery import Bridge
 
 Client = TestClient[Any, Any]
@@ -256,3 +258,32 @@ async def test_telegram_customer_hears_the_bot_in_their_language(
     async with sessions() as session:
         conv = await session.scalar(select(Conversation).order_by(Conversation.id.desc()))
     assert conv is not None and (conv.status, conv.language) == ("queued", lang)
+
+
+# --- the console --------------------------------------------------------------------------
+
+
+async def test_the_console_sets_the_language_and_the_customer_reads_it(
+    browser: Any, service: Any
+) -> None:
+    """An agent sees which language the bot detected and picks another in the console; the
+    survey after resolving comes in that one."""
+    alex = await service.person("Alex")
+    await service.say("lena", "Hallo!")  # German small talk: the conversation speaks German
+    cid = (await service.say("lena", "/human"))["conversation_id"]
+    await service.api(alex, "POST", f"/api/v1/conversations/{cid}/claim")
+    page = await log_in(browser, service, "Alex")
+    await page.goto(f"{service.url}/console#/c/{cid}")
+    await page.wait_for_selector("#language")
+    assert await page.inner_text("#language option >> nth=0") == "detect (de)"
+    await page.select_option("#language", "fr")
+    await page.wait_for_selector('#flash:has-text("The bot now speaks fr here")')
+    await page.select_option("#resolve-code", "answered")
+    await page.click("#resolve")
+
+    async def surveyed() -> bool:
+        return "Êtes-vous satisfait de l'aide reçue ?" in service.bridge.texts()
+
+    await browser_eventually(surveyed)
+    assert "Alex ist dem Gespräch beigetreten." in service.bridge.texts()
+    assert page.errors == []
