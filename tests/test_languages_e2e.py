@@ -15,14 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.db.models import Conversation
 from carebot.db.models import Customer as CustomerRow
-from carebot.domain.clock import ManualClock
+from carebot.domain.clock import ManualClock, system_clock
 from carebot.settings import Settings
+from tests.browser import eventually as browser_eventually
 from tests.fakes.bot_api import FakeBotAPI
 from tests.fakes.fixtures import load_update
 from tests.helpers import Customer, agent, button_payloads, create_app
 from tests.telegram_support import eventually, telegram_settings
-from tests.browser import eventually as browser_eventually
-from tests.test_console_browser import log_in, service  # noqa: F401 (service: a fixture)
+from tests.test_console_browser import SECRET as CONSOLE_SECRET
+from tests.test_console_browser import Bridge as ConsoleBridge
+from tests.test_console_browser import Service, log_in
 from tests.test_http_delivery import Bridge
 
 Client = TestClient[Any, Any]
@@ -263,11 +265,28 @@ async def test_telegram_customer_hears_the_bot_in_their_language(
 # --- the console --------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def console(
+    aiohttp_server: Any, settings: Settings, starter_kb: None,
+    sessions: async_sessionmaker[AsyncSession],
+) -> Service:
+    """carebot on 127.0.0.1 for the browser, its bridge and a customer (as the console's
+    browser tests have them)."""
+    bridge = ConsoleBridge()
+    bridge_server = await aiohttp_server(bridge.app())
+    app = create_app(replace(
+        settings, http_channel_secret=CONSOLE_SECRET, outbox_poll_seconds=0.05,
+        http_channel_callback_url=str(bridge_server.make_url("/carebot")),
+    ), system_clock)
+    return Service(await aiohttp_server(app), bridge, sessions)
+
+
 async def test_the_console_sets_the_language_and_the_customer_reads_it(
-    browser: Any, service: Any
+    browser: Any, console: Service
 ) -> None:
     """An agent sees which language the bot detected and picks another in the console; the
     survey after resolving comes in that one."""
+    service = console
     alex = await service.person("Alex")
     await service.say("lena", "Hallo!")  # German small talk: the conversation speaks German
     cid = (await service.say("lena", "/human"))["conversation_id"]
