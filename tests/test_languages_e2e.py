@@ -26,6 +26,7 @@ from tests.test_console_browser import SECRET as CONSOLE_SECRET
 from tests.test_console_browser import Bridge as ConsoleBridge
 from tests.test_console_browser import Service, log_in
 from tests.test_http_delivery import Bridge
+from tests.web_chat_support import ORIGIN, SOCKET, Widget, make_site
 
 Client = TestClient[Any, Any]
 SECRET = {"X-Carebot-Secret": "bridge-secret"}
@@ -306,3 +307,27 @@ async def test_the_console_sets_the_language_and_the_customer_reads_it(
     await browser_eventually(surveyed)
     assert "Alex ist dem Gespräch beigetreten." in service.bridge.texts()
     assert page.errors == []
+
+
+# --- the web chat -------------------------------------------------------------------------
+
+
+async def test_web_visitor_gets_the_page_language_until_they_write_another(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    site = await make_site(sessions)  # the default greeting and offline text
+    ws = await client.ws_connect(f"{SOCKET}?site={site.key}", headers={"Origin": ORIGIN})
+    widget = Widget(ws)
+    await ws.send_json({"type": "hello", "since": 0, "language": "es-ES"})
+    ready = await widget.expect("ready")
+    assert ready["site"]["greeting"] == "¡Hola! ¿En qué podemos ayudarte?"
+    assert ready["site"]["offline_text"] == (
+        "Ahora no estamos disponibles. Deja un mensaje y te responderemos aquí.")
+    # "ok" says nothing about a language: the page's Spanish answers it.
+    await widget.say("ok")
+    await widget.until(lambda w: w.has("¿Puedo ayudarte en algo más?", "bot"))
+    # A question written in French switches the conversation to French.
+    await widget.say("Combien coûte la livraison chez moi ?")
+    await widget.until(lambda w: w.has("Cela vous a-t-il aidé ?", "bot"))
+    assert widget.has("La livraison standard coûte 4,95 €", "bot")
+    await ws.close()
