@@ -323,6 +323,10 @@ async def test_web_visitor_gets_the_page_language_until_they_write_another(
     assert ready["site"]["greeting"] == "¡Hola! ¿En qué podemos ayudarte?"
     assert ready["site"]["offline_text"] == (
         "Ahora no estamos disponibles. Deja un mensaje y te responderemos aquí.")
+    # The widget's errors are in the page's language too.
+    await widget.say("x" * 2001)
+    error = await widget.expect("error")
+    assert error["message"] == "Tu mensaje es demasiado largo: como máximo 2000 caracteres."
     # "ok" says nothing about a language: the page's Spanish answers it.
     await widget.say("ok")
     await widget.until(lambda w: w.has("¿Puedo ayudarte en algo más?", "bot"))
