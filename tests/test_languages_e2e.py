@@ -18,7 +18,7 @@ from carebot.db.models import Customer as CustomerRow
 from carebot.domain.clock import ManualClock, system_clock
 from carebot.settings import Settings
 from tests.browser import eventually as browser_eventually
-from tests.fakes.bot_api import FakeBotAPI
+from tests.fakes.bot_api import BOT_USERNAME, FakeBotAPI
 from tests.fakes.fixtures import load_update
 from tests.helpers import Customer, agent, button_payloads, create_app
 from tests.telegram_support import eventually, telegram_settings
@@ -335,3 +335,12 @@ async def test_web_visitor_gets_the_page_language_until_they_write_another(
     await widget.until(lambda w: w.has("Cela vous a-t-il aidé ?", "bot"))
     assert widget.has("La livraison standard coûte 4,95 €", "bot")
     await ws.close()
+
+
+async def test_a_group_mention_gets_the_pointer_in_the_senders_language(
+    telegram: Client, api: FakeBotAPI
+) -> None:
+    api.push_update(load_update("group_text", update_id=None, from__language_code="fr-CA"))
+    [sent] = await api.wait_for_sent(1)
+    assert sent["text"].startswith("Bonjour ! Je ne peux aider qu'en conversation privée")
+    assert sent["text"].endswith(f"https://t.me/{BOT_USERNAME}")
