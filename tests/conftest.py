@@ -11,8 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.migrate import upgrade, wipe_postgres_schema
@@ -53,6 +58,7 @@ def pg_url() -> str | None:
     if not url:
         return None
     try:
+        url = _worker_database(url)
         wipe_postgres_schema(url)
         upgrade(url)
     except Exception as exc:
@@ -79,6 +85,30 @@ def database_url(
     url = request.getfixturevalue("pg_url")
     _truncate_pg(url)
     yield url
+
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets its own database next to the configured one
+    (`test` -> `test_gw0`), so workers never truncate each other's tables."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+
+    async def create() -> None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                found = await conn.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+                if not found:
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _seed_codes() -> list[dict[str, object]]:

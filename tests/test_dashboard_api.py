@@ -31,7 +31,10 @@ Client = TestClient[Any, Any]
 PERIOD = "from=2026-03-03&to=2026-03-04&tz=Europe/Berlin"
 MIN = 60_000  # milliseconds in a minute
 # What the starter knowledge base offers for the vague question (checked when it is asked):
-# probabilities about 0.48 and 0.13, both above the suggestion threshold of 0.1.
+# probabilities about 0.29 and 0.20 over the suggestion threshold of 0.15, the next FAQ about
+# 0.09. The int8 encoder's last digits differ between CPUs (AVX2 vs AVX-512 kernels), so the
+# phrase and the band leave a margin of 0.05 everywhere.
+VAGUE = "help with my user account"
 SUGGESTED = ("account-delete", "account-create")
 
 
@@ -116,7 +119,7 @@ async def build_dashboard(
     # cal: only suggestions at 08:20, then silent: the timer at 08:51 (abandoned).
     cal = Customer(client, "cal")
     to(at(3, 8, 20))
-    vague = await cal.say("I have a question about my account")
+    vague = await cal.say(VAGUE)
     conv["cal"] = vague["conversation_id"]
     assert button_payloads(vague["replies"][-1]) == [f"faq:{f}" for f in SUGGESTED] + [
         "handoff"]
@@ -186,7 +189,7 @@ async def build_dashboard(
     # (confirmed), CSAT 5, CES 7.
     ivy = Customer(client, "ivy")
     to(at(4, 12, 0))
-    vague = await ivy.say("I have a question about my account")
+    vague = await ivy.say(VAGUE)
     conv["ivy"] = vague["conversation_id"]
     assert button_payloads(vague["replies"][-1])[:2] == [f"faq:{f}" for f in SUGGESTED]
     to(at(4, 12, 1))
@@ -228,7 +231,7 @@ async def client(
     # agents set their status over the API without a console: presence is off (grace 0).
     app = create_app(
         replace(settings, run_timers=False, survey_ces=True, survey_comment=False,
-                answer_threshold=0.6, suggest_threshold=0.1, presence_grace_seconds=0),
+                answer_threshold=0.6, suggest_threshold=0.15, presence_grace_seconds=0),
         clock,
     )
     return await aiohttp_client(app)  # type: ignore[no-any-return]

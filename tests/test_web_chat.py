@@ -16,6 +16,7 @@ from carebot.channels import web
 from carebot.channels.web_delivery import recheck_after
 from carebot.db.models import Contact, Conversation, Message, OutboxMessage, WebVisitor
 from carebot.domain.clock import ManualClock
+from carebot.routing.linked import group_ids
 from carebot.settings import Settings
 from tests.helpers import bearer, create_app, make_agent, touchpoint_kinds
 from tests.web_chat_support import ORIGIN, SOCKET, Widget, make_site
@@ -252,6 +253,53 @@ async def test_a_signed_user_is_one_customer_on_every_device_and_a_forged_one_is
         assert widget.ready["type"] == "error" and widget.ready["code"] == "identity_refused"
         assert (await widget.next())["type"] == "closed"
         assert widget.ws.close_code == 4003
+
+
+async def test_signing_in_brings_the_browsers_anonymous_chat_to_the_account(
+    client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    site = await make_site(sessions)
+    user = {"id": "u-7", "hash": web.sign_user(site.secret, "u-7")}
+
+    async def people() -> set[frozenset[int]]:
+        """The customers of the web contacts, grouped by the person they are."""
+        async with sessions() as session:
+            ids = list(await session.scalars(select(Contact.customer_id)))
+            return {frozenset(await group_ids(session, i)) for i in ids}
+
+    # Anonymous first; then the same browser signs in and writes: one person, two chats.
+    guest = await Widget.open(client, site)
+    await guest.expect("history")
+    await guest.say("How long does a refund take?")
+    await guest.until(lambda w: len(w.shown) >= 2)
+    assert len(await people()) == 1
+    signed = await Widget.open(client, site, user=user, visitor=guest.visitor)
+    assert (await signed.expect("history"))["messages"] == []  # the account's own history
+    await signed.say("and where is my order")
+    await signed.until(lambda w: len(w.shown) >= 2)
+    await eventually(lambda: _one_person(people))
+    [person] = await people()
+    assert len(person) == 2
+
+    # A second browser that chatted anonymously, after the account already exists: joined
+    # at hello. Forged signatures bring nothing along (they are refused outright).
+    other = await Widget.open(client, site)
+    await other.expect("history")
+    await other.say("Do you ship abroad?")
+    await other.until(lambda w: len(w.shown) >= 2)
+    forged = await Widget.open(client, site, user={**user, "hash": "0" * 64},
+                               visitor=other.visitor)
+    assert forged.ready["code"] == "identity_refused"
+    assert len(await people()) == 2
+    again = await Widget.open(client, site, user=user, visitor=other.visitor)
+    await again.expect("history")
+    await eventually(lambda: _one_person(people))
+    [person] = await people()
+    assert len(person) == 3
+
+
+async def _one_person(people: Any) -> bool:
+    return len(await people()) == 1
 
 
 # --- agents, the outbox, catch-up -----------------------------------------------------------

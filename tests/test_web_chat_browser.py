@@ -358,6 +358,12 @@ async def test_the_agent_console_and_the_widget_see_each_other_typing(
     await console.type("#composer-text", "Let me check")
     await page.wait_for_selector(".sub:has-text('Alex is typing')")
 
+    # The visitor's open widget shows the agent's reply: the console marks it read.
+    await console.click("#send")
+    await page.wait_for_selector(".t:has-text('Let me check')")
+    await console.wait_for_selector("li.msg-agent:has-text('Let me check') .read-mark")
+    assert await console.locator(".read-mark").count() == 1
+
 
 async def test_an_admin_edits_a_site_in_the_console(
     browser: Any, service: Service, sessions: async_sessionmaker[AsyncSession]

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.agents import audit
 from carebot.channels import web
 from carebot.db.models import (
     Agent,
@@ -35,6 +36,8 @@ from carebot.db.models import (
     WebVisitor,
 )
 from carebot.domain.texts import N_
+from carebot.routing import people
+from carebot.routing.actions import ConsoleError
 
 
 class SiteError(ValueError):
@@ -196,6 +199,31 @@ def contact_of(conn: Connection, key: str) -> int | None:
     return conn.execute(
         select(Contact.id).where(Contact.channel == web.CHANNEL, Contact.external_id == key)
     ).scalar()
+
+
+# Who links an anonymous chat to the account its visitor then signed in to (audit log).
+SIGN_IN = audit.AuditActor("system", None, "web chat sign-in")
+
+
+async def bring_along(
+    session: AsyncSession, anonymous_key: str, signed_in_contact: int, now: datetime
+) -> bool:
+    """A visitor who chatted anonymously has signed in on the same browser: their anonymous
+    customer becomes the same person as the signed-in one, so the console shows both chats
+    together. Whether a link was made (not when there was nothing to bring, or when they are
+    one person already or one of them was erased)."""
+    anonymous = await session.scalar(
+        select(Contact.customer_id).where(Contact.channel == web.CHANNEL,
+                                          Contact.external_id == anonymous_key))
+    signed_in = await session.scalar(
+        select(Contact.customer_id).where(Contact.id == signed_in_contact))
+    if anonymous is None or signed_in is None or anonymous == signed_in:
+        return False
+    try:
+        await people.link(session, signed_in, anonymous, SIGN_IN, now)
+    except ConsoleError:
+        return False
+    return True
 
 
 async def note_visitor(

@@ -25,6 +25,7 @@ from carebot.db.models import (
     Message,
     Survey,
     Touchpoint,
+    WebVisitor,
 )
 from carebot.db.previews import Glance, glances
 from carebot.routing import core
@@ -210,8 +211,13 @@ async def conversation_detail(
     # (`core.can_see_customer`), so the panel needs no check of its own here.
     panel = await customer_panel(session, conv.customer_id)
     item = (await listed(session, [conv], now, policy))[0]
+    # How far a web chat visitor has read what was sent to them (the console's "Read").
+    read_up_to = await session.scalar(
+        select(WebVisitor.visitor_read_up_to).where(WebVisitor.contact_id == conv.contact_id)
+    )
     return {
         **item,
+        "customer_read_up_to": read_up_to,
         "contact": _contact_dict(contact) if contact is not None else None,
         "customer": panel,
         "messages": [message_dict(m) for m in messages],

@@ -189,11 +189,13 @@ SCHEMAS: dict[str, Any] = {
         "description": "One conversation: the list item's fields, its contact, messages "
                        "(private notes included, `direction` note), touchpoint timeline, the "
                        "customer panel and the customer's other conversations (newest "
-                       "first, at most 50).",
+                       "first, at most 50). `customer_read_up_to`: on web chat, the last "
+                       "message id the visitor's widget showed them (null elsewhere).",
         **_obj(
-            [*ITEM_PROPERTIES, "contact", "customer", "messages", "touchpoints",
-             "other_conversations", "languages"],
+            [*ITEM_PROPERTIES, "customer_read_up_to", "contact", "customer", "messages",
+             "touchpoints", "other_conversations", "languages"],
             **ITEM_PROPERTIES,
+            customer_read_up_to=nullable({"type": "integer"}),
             contact=nullable(ref("Contact")),
             customer=ref("Customer"),
             messages={"type": "array", "items": ref("Message")},

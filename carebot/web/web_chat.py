@@ -156,6 +156,8 @@ class VisitorSocket:
     wake_queued: bool = False
     typing_at: float = 0.0
     read_up_to: int = 0
+    # The browser's anonymous chat, to be joined to this signed-in visitor once both exist.
+    anonymous_key: str | None = None
     frames: SlidingWindow = field(default_factory=lambda: SlidingWindow(FRAMES_PER_MINUTE))
 
     def remember(self, message_id: int) -> None:
@@ -659,6 +661,7 @@ async def _hello(
         await _refuse(ws, "bad_request", "The chat must start with hello.", CLOSE_REFUSED)
         return None
     token: str | None = None
+    anonymous_key: str | None = None
     known = False
     user = hello.get("user")
     name = ""
@@ -683,6 +686,9 @@ async def _hello(
         if isinstance(raw_name, str) and text_problem(raw_name) is None:
             name = raw_name.strip()[: web_channel.MAX_NAME]
         key = web_channel.user_key(site.id, user_id)
+        anonymous_token = hello.get("visitor")
+        if web_channel.valid_token(anonymous_token) and isinstance(anonymous_token, str):
+            anonymous_key = web_channel.anonymous_key(site.id, anonymous_token)
     else:
         given_token = hello.get("visitor")
         known = web_channel.valid_token(given_token)
@@ -694,6 +700,7 @@ async def _hello(
     since = since if isinstance(since, int) and not isinstance(since, bool) and (
         0 < since < 2**62) and (user is not None or known) else 0
     s = VisitorSocket(ws, site, origin, key, ip, name=name, user_id=user_id, last_id=since,
+                      anonymous_key=anonymous_key,
                       language=web_channel.check_language(hello.get("language")))
     if not app[WEB_VISITORS].add(s):
         await _refuse(ws, "too_many_windows", _gettext(app, s)(TOO_MANY_WINDOWS),
@@ -757,6 +764,7 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
         # What arrived while the widget was away (and, after history, outbox rows waiting
         # for this visitor): delivered now.
         await visitors.catch_up(s)
+    await _bring_along(app, s)
 
 
 async def _serve(app: web.Application, s: VisitorSocket) -> None:
@@ -788,6 +796,8 @@ async def _serve(app: web.Application, s: VisitorSocket) -> None:
             continue
         try:
             if isinstance(frame, web_channel.Said):
+                # A sent message ends the draft: the next keystroke is news to the agent.
+                s.typing_at = 0.0
                 await _said(app, s, frame)
             elif isinstance(frame, web_channel.Typing):
                 await _typing(app, s)
@@ -854,9 +864,32 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
         return
     await publish_effects(app, effects)
     await _send(s, {"type": "ack", "cid": said.cid, "duplicate": result.duplicate})
+    if s.anonymous_key is not None and s.contact_id is None:
+        # The signed-in visitor's first message made their contact: now it can be linked.
+        key = s.key
+        s.contact_id = await visitors.reads.run(lambda c: store.contact_of(c, key))
+        await _bring_along(app, s)
     async with s.lock:
         await visitors.catch_up(s, outbox=False)
     await visitors.notify(s.key, up_to=s.last_id, besides=s, wait=False)
+
+
+async def _bring_along(app: web.Application, s: VisitorSocket) -> None:
+    """Join the browser's earlier anonymous chat to the signed-in visitor, once both have a
+    contact (a failure is logged and tried again on their next visit)."""
+    anonymous_key, contact_id = s.anonymous_key, s.contact_id
+    if anonymous_key is None or contact_id is None:
+        return
+    s.anonymous_key = None
+    try:
+        async with app[WRITES].begin() as session:
+            linked = await store.bring_along(session, anonymous_key, contact_id, app[CLOCK]())
+    except Exception as exc:
+        if not is_unavailable(exc):
+            log.exception("web chat: linking an anonymous chat to a signed-in visitor failed")
+        return
+    if linked:
+        log.info("web chat: a signed-in visitor's earlier anonymous chat joined their account")
 
 
 async def _typing(app: web.Application, s: VisitorSocket) -> None:

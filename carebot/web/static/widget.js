@@ -310,7 +310,9 @@
       var lang = document.documentElement.lang || navigator.language;
       if (lang) hello.language = String(lang).slice(0, 35);
       if (identity) hello.user = identity;
-      else if (load("visitor")) hello.visitor = load("visitor");
+      // Signed in: the anonymous token (if this browser chatted before) lets carebot join
+      // that earlier chat to the account.
+      if (load("visitor")) hello.visitor = load("visitor");
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = function (ev) {
@@ -433,6 +435,8 @@
     var text = input.value;
     if (!text.trim()) return;
     input.value = "";
+    // The next keystroke starts a new draft, and the agent should hear of it at once.
+    state.typingSent = 0;
     say(text);
   });
   input.addEventListener("keydown", function (ev) {

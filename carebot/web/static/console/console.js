@@ -6,7 +6,7 @@ import { h, replace, ago, duration, clock } from "../common/dom.js";
 import { Live } from "../common/live.js";
 import { loginForm, inviteForm } from "../common/login.js";
 import { renderAdmin } from "./admin.js";
-import { customerTyping, typingIndicator, agentTyping, markSeen } from "./webchat.js";
+import { customerTyping, typingIndicator, agentTyping, markSeen, showRead } from "./webchat.js";
 
 const root = document.getElementById("app");
 const api = new Api((message) => showLogin(message));
@@ -95,6 +95,11 @@ function onEvent(event) {
   if (event.kind === "hello") return;
   if (event.kind === "typing" || event.kind === "customer_read") {
     if (event.kind === "typing") customerTyping(event, state.openId);
+    else if (event.conversation_id === state.openId && state.detail) {
+      const upTo = Math.max(state.detail.customer_read_up_to ?? 0, event.data?.up_to ?? 0);
+      state.detail.customer_read_up_to = upTo;
+      showRead(document.getElementById("transcript"), upTo);
+    }
     return;
   }
   const cid = event.conversation_id;
@@ -342,6 +347,7 @@ function renderConversation() {
       header, transcript, timeline, h("div", { class: "composer-slot" }, composer(d, mineNow))));
   }
   transcript.scrollTop = transcript.scrollHeight;
+  showRead(transcript, d.customer_read_up_to);
   markSeen(api, d, mineNow);
 }
 

@@ -41,6 +41,17 @@ export function agentTyping(api, conv) {
   api.post(`/api/v1/conversations/${conv.id}/typing`, {}).catch(() => {});
 }
 
+// "Read" under the newest message to the visitor that their widget has shown them.
+export function showRead(transcript, upTo) {
+  if (!transcript) return;
+  for (const old of transcript.querySelectorAll(".read-mark")) old.remove();
+  if (!upTo) return;
+  const sent = [...transcript.querySelectorAll("li.msg-agent, li.msg-bot")]
+    .filter((li) => li.dataset.id && Number(li.dataset.id) <= upTo);
+  const last = sent[sent.length - 1];
+  if (last) last.querySelector(".meta").append(h("span", { class: "read-mark" }, "Read"));
+}
+
 // The agent who has the conversation sees it: the visitor's messages so far are read.
 export function markSeen(api, conv, mine) {
   if (conv.channel !== "web" || !mine) return;
