@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run db test lint format bench clean
+.PHONY: setup run db test lint format bench clean catalogs
 
 $(STAMP): pyproject.toml requirements-model.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carebot needs Python 3.11 or newer")'
@@ -33,6 +33,17 @@ lint: setup
 	$(BIN)/ruff check carebot tests benchmarks migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The bot's texts in other languages (docs/languages.md): extract the marked texts into the
+# template, merge it into each language's .po, compile the .mo files (committed, so `make run`
+# needs none of this).
+LOCALE := carebot/locale
+catalogs: setup
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output \
+	  --project carebot --copyright-holder carebot -o $(LOCALE)/carebot.pot .
+	$(BIN)/pybabel update -D carebot -i $(LOCALE)/carebot.pot -d $(LOCALE) \
+	  --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -D carebot -d $(LOCALE) --statistics
 
 format: setup
 	$(BIN)/ruff check --fix carebot tests benchmarks migrations

@@ -92,9 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("path", nargs="?", help="file or directory (default CAREBOT_KNOWLEDGE_DIR)")
     imp.set_defaults(func=_kb_import)
     ev = kb.add_parser("eval", help="measure the FAQ matcher on labelled questions")
-    ev.add_argument("--kb", required=True, metavar="DIR_OR_FILE", help="knowledge YAML")
+    ev.add_argument("--kb", metavar="DIR_OR_FILE",
+                    help="knowledge YAML (default CAREBOT_KNOWLEDGE_DIR)")
     ev.add_argument("--queries", required=True, metavar="FILE.csv",
                     help="CSV with columns text,expected (empty expected: should hand off)")
+    ev.add_argument("--language", metavar="CODE",
+                    help="the queries' language (e.g. de): the report is labelled with it and "
+                         "says how many the language rule would answer in it")
     ev.add_argument("--answer-threshold", type=float,
                     help="default CAREBOT_ANSWER_THRESHOLD")
     ev.add_argument("--suggest-threshold", type=float,
@@ -418,7 +422,7 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(f"need 0 <= suggest threshold ({suggest}) <= answer threshold ({answer})"
                        " <= 1")
     with _input_errors(KnowledgeError, ValueError):
-        docs = [loaded.doc for loaded in load_knowledge(Path(args.kb))]
+        docs = [loaded.doc for loaded in load_knowledge(Path(args.kb or settings.knowledge_dir))]
         queries = read_queries(args.queries)
     if not queries:
         raise CliError(f"{args.queries}: no queries")
@@ -432,14 +436,41 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     )
     matcher = build_matcher(docs, encoder=encoder)
     metrics = evaluate(matcher, queries, answer, suggest)
+    label = ""
+    if args.language:
+        metrics["language_detected"] = _language_detected(settings, args.language, queries)
+        label = f", language {args.language}"
     if args.json:
         # JSON has no NaN: a metric without data (e.g. no out-of-scope queries) is null.
-        out = {k: None if math.isnan(metrics[k]) else metrics[k] for k in METRIC_KEYS}
+        out: dict[str, object] = {
+            k: None if math.isnan(metrics[k]) else metrics[k]
+            for k in (*METRIC_KEYS, "language_detected") if k in metrics}
+        if args.language:
+            out["language"] = args.language
         print(json.dumps(out))
     else:
         print(format_report(metrics, f"FAQ matcher on {args.queries} "
-                                     f"(answer >= {answer}, hand off < {suggest})"))
+                                     f"(answer >= {answer}, hand off < {suggest}{label})"))
     return 0
+
+
+def _language_detected(
+    settings: Settings, language: str, queries: list[tuple[str, str | None]]
+) -> float:
+    """The share of the queries the language rule would answer in `language` for a customer
+    about whom nothing else is known (detection only: no hint, nothing remembered)."""
+    from carebot.domain.language import LanguagePolicy, choose
+    from carebot.matching.language_detect import LanguageDetector
+
+    policy = LanguagePolicy(settings.default_language, settings.language_list,
+                            settings.language_min_confidence, settings.language_min_chars)
+    if policy.normalise(language) is None:
+        raise CliError(f"--language {language}: not one of CAREBOT_LANGUAGES "
+                       f"({', '.join(policy.supported)})")
+    detect = LanguageDetector(policy.supported)
+    hits = sum(choose(policy, text=t, detected=detect(t)).language == policy.normalise(language)
+               for t, _ in queries)
+    return hits / len(queries)
 
 
 def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 PREFIX = "CAREBOT_"
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 SQLITE_SYNCHRONOUS = ("full", "normal")
 EMBEDDING_PRECISIONS = ("int8", "float32")
 # What CAREBOT_REDACT_EXTRA may name (carebot.domain.redaction masks them).
@@ -121,6 +122,15 @@ class Settings:
     survey_ces_text: str = "How easy was it to get your issue resolved?"
     survey_comment_text: str = "Anything we could do better? Just type it, or press Skip."
     survey_thanks_text: str = "Thank you for your feedback! If you need anything else, just write."
+    # Languages: the bot's texts and the knowledge base's answers are in the default language
+    # unless the customer's is one of CAREBOT_LANGUAGES (comma-separated codes, each with a
+    # catalog in carebot/locale/; see docs/languages.md).
+    default_language: str = "en"
+    languages: str = "en,de,fr,es"
+    # Detection must be this sure (0..1) before a message changes the conversation's language;
+    # texts shorter than CAREBOT_LANGUAGE_MIN_CHARS ("ok", "hi") never do.
+    language_min_confidence: float = 0.9
+    language_min_chars: int = 12
     # PostgreSQL: longest wait to connect, and for any one statement, before a request gets
     # 503 (the database is then treated as unreachable until it answers again).
     db_timeout_seconds: float = 10.0
@@ -216,6 +226,7 @@ class Settings:
                 f"{self.sqlite_synchronous!r}"
             )
         self._check_presence()
+        self._check_languages()
         if self.max_connections < 1 or self.max_connections_per_ip < 0:
             raise SettingsError(
                 "CAREBOT_MAX_CONNECTIONS must be 1 or more and CAREBOT_MAX_CONNECTIONS_PER_IP "
@@ -261,6 +272,29 @@ class Settings:
                 "CAREBOT_HTTP_CHANNEL_CALLBACK_URL must be an http:// or https:// URL, got "
                 f"{self.http_channel_callback_url!r}"
             )
+
+    def _check_languages(self) -> None:
+        if not _LANGUAGE.fullmatch(self.default_language):
+            raise SettingsError(
+                "CAREBOT_DEFAULT_LANGUAGE must be a language code like en or pt_BR, got "
+                f"{self.default_language!r}"
+            )
+        bad = [c for c in self.language_list if not _LANGUAGE.fullmatch(c)]
+        if bad:
+            raise SettingsError(
+                f"CAREBOT_LANGUAGES must be comma-separated language codes, got {bad[0]!r}"
+            )
+        if not 0 <= self.language_min_confidence <= 1 or self.language_min_chars < 1:
+            raise SettingsError(
+                "CAREBOT_LANGUAGE_MIN_CONFIDENCE must be within 0..1 and "
+                "CAREBOT_LANGUAGE_MIN_CHARS 1 or more"
+            )
+
+    @property
+    def language_list(self) -> tuple[str, ...]:
+        """The languages customers are served in: the default one first, then the others."""
+        listed = [c.strip() for c in self.languages.split(",") if c.strip()]
+        return tuple(dict.fromkeys([self.default_language, *listed]))
 
     def _check_presence(self) -> None:
         for name in ("presence_heartbeat_seconds", "unanswered_requeue_seconds",

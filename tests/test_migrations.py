@@ -135,3 +135,41 @@ def test_0010_backfills_handed_off_at_postgres(pg_url: str | None) -> None:
         # The session's other tests expect an empty database at head.
         wipe_postgres_schema(pg_url)
         upgrade(pg_url)
+
+
+def _columns(url: str, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    async def run() -> set[str]:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: {col["name"] for col in inspect(c).get_columns(table)})
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _languages_down_and_up(url: str) -> None:
+    upgrade(url)
+    downgrade(url, "0008")
+    assert "language" not in _columns(url, "customers")
+    assert not {"language", "language_override"} & _columns(url, "conversations")
+    assert "translations" not in _columns(url, "faq_entries")
+    upgrade(url)
+    assert {"language", "language_override"} <= _columns(url, "conversations")
+    assert _diff(url) == []
+
+
+def test_0009_languages_down_and_up_on_sqlite(tmp_path: Path) -> None:
+    _languages_down_and_up(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+
+
+def test_0009_languages_down_and_up_on_postgres(pg_url: str | None) -> None:
+    import pytest
+
+    if pg_url is None:
+        pytest.skip("PostgreSQL tests skipped: set CAREBOT_TEST_DATABASE_URL")
+    _languages_down_and_up(pg_url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from carebot.channels.errors import ChannelInputError, require_secret
+from carebot.domain.language import language_tag
 from carebot.domain.messages import InboundMessage
 from carebot.domain.redaction import CARDS_ONLY, Redactor
 from carebot.domain.text import is_blank, text_problem
@@ -55,6 +56,11 @@ def parse_message(
         raise ChannelInputError(
             400, f"'name' must be a string of at most {MAX_NAME} characters"
         )
+    language = body.get("language")
+    if language is not None and language_tag(language) is None:
+        raise ChannelInputError(
+            400, "'language' must be a language tag like de, fr or pt-BR (the customer's "
+            "language as the bridge knows it)")
     if text is not None and is_blank(text) and payload is None:
         raise ChannelInputError(400, "'text' is empty")
     for key, value in (("text", text), ("payload", payload), ("name", name)):
@@ -71,6 +77,7 @@ def parse_message(
         display_name=masked_name.text,
         reply_inline=True,
         redacted=masked.kinds | masked_name.kinds,
+        language=language,
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
@@ -67,7 +68,8 @@ from carebot.delivery.outbox import (
 )
 from carebot.domain.clock import Clock
 from carebot.domain.events import Effects
-from carebot.domain.messages import Button, InboundMessage, RouteResult
+from carebot.domain.language import language_tag
+from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
 from carebot.domain.redaction import CARDS_ONLY, Redactor
 from carebot.domain.text import scrub
 from carebot.routing import replies
@@ -150,6 +152,7 @@ def _press(query: CallbackQuery, redact: Redactor) -> Decision:
             message_id=f"cb:{query.id}",
             payload=scrub(query.data),
             display_name=redact(scrub(query.from_user.full_name)).text,
+            language=language_tag(query.from_user.language_code),
         ),
         callback_query_id=query.id,
     )
@@ -176,6 +179,9 @@ def _message(message: Message, bot_username: str, redact: Redactor) -> Decision:
             display_name=name.text,
             sent_at=message.date,
             redacted=masked.kinds | name.kinds,
+            # The user's app language: a hint, weaker than the language they write in.
+            language=language_tag(message.from_user.language_code) if message.from_user
+            else None,
         ))
     if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP) and _addressed_to_bot(
         message, bot_username
@@ -189,6 +195,7 @@ def _message(message: Message, bot_username: str, redact: Redactor) -> Decision:
             details={"reason": "group_chat", "chat_type": str(chat.type), "replied": True},
             reply=replies.private_only(f"https://t.me/{bot_username}"),
             reply_to=str(chat.id),
+            language=language_tag(sender.language_code) if sender is not None else None,
         ))
     return Ignored(f"message in a {chat.type} chat not addressed to the bot")
 
@@ -338,6 +345,13 @@ def quiet_http_logs() -> None:
             logger.setLevel(logging.WARNING)
 
 
+Localize = Callable[[OutboundMessage, str | None], OutboundMessage]
+
+
+def _as_written(message: OutboundMessage, _language: str | None) -> OutboundMessage:
+    return message
+
+
 class TelegramChannel:
     """Connects the bot, feeds updates to the domain, and lends the outbox its sender.
 
@@ -355,9 +369,13 @@ class TelegramChannel:
         senders: MutableMapping[str, Sender],
         poll: bool,
         redact: Redactor = CARDS_ONLY,
+        localize: Localize = _as_written,
     ) -> None:
         self.application = application
         self.redact = redact
+        # Says a reply that does not pass the inbound writer (the group-chat pointer) in the
+        # sender's language.
+        self.localize = localize
         self.route = route
         self.publish = publish
         self.sessions = sessions
@@ -516,7 +534,10 @@ class TelegramChannel:
             if decision.callback_query_id is not None:
                 await self._answer(decision.callback_query_id)
         elif isinstance(decision, Noted):
-            _created, effects = await note_unrouted(self.sessions, decision.note, self.clock)
+            note = decision.note
+            if note.reply is not None:
+                note = dataclasses.replace(note, reply=self.localize(note.reply, note.language))
+            _created, effects = await note_unrouted(self.sessions, note, self.clock)
             await self.publish(effects)
         else:
             log.debug("Telegram update %d ignored: %s", update.update_id, decision.reason)

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from carebot.channels.errors import ChannelInputError
+from carebot.domain.language import language_tag
 from carebot.domain.messages import InboundMessage
 from carebot.domain.text import is_blank, text_problem
 
@@ -261,7 +262,15 @@ def _message_id(raw: dict[str, Any], key: str) -> int:
     return value
 
 
-def inbound(key: str, said: Said, display_name: str = "") -> InboundMessage:
+def check_language(value: Any) -> str | None:
+    """The page's language tag from `hello` ("de", "de-AT"), or None when absent or not a
+    tag (a hint: never a reason to refuse the chat)."""
+    return language_tag(value)
+
+
+def inbound(key: str, said: Said, display_name: str = "", language: str | None = None) -> (
+    InboundMessage
+):
     """The visitor's message for the inbound pipeline. Its id is the visitor's key and the
     widget's `cid`, so a resend after a lost connection is stored once, and no visitor can
     collide with another's ids. Replies count as delivered in the response: the socket that
@@ -277,6 +286,7 @@ def inbound(key: str, said: Said, display_name: str = "") -> InboundMessage:
         payload=said.payload,
         display_name=display_name,
         reply_inline=True,
+        language=language,
     )
 
 

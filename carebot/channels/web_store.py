@@ -14,7 +14,7 @@ widget places every message by its id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,7 @@ from carebot.db.models import (
     WebSite,
     WebVisitor,
 )
+from carebot.domain.texts import N_
 from carebot.routing import people
 from carebot.routing.actions import ConsoleError
 
@@ -50,6 +51,10 @@ class SiteError(ValueError):
 
 # --- sites ------------------------------------------------------------------------------------
 
+# A new site's texts: catalog texts, so each visitor reads them in their language as long as
+# the site keeps them (a site's own text is shown as written).
+DEFAULT_GREETING = N_("Hi! How can we help?")
+DEFAULT_OFFLINE_TEXT = N_("We're away right now. Leave a message and we'll reply here.")
 EDITABLE = ("name", "origins", "title", "greeting", "colour", "offline_text", "enabled")
 
 
@@ -76,10 +81,9 @@ async def create_site(
 ) -> WebSite:
     """Add a site (409 if the name is taken); its key and secret are made here."""
     values = {"name": name, "origins": origins, "title": settings.get("title") or name,
-              "greeting": settings.get("greeting") or "Hi! How can we help?",
+              "greeting": settings.get("greeting") or DEFAULT_GREETING,
               "colour": settings.get("colour") or web.DEFAULT_COLOUR,
-              "offline_text": settings.get("offline_text") or (
-                  "We're away right now. Leave a message and we'll reply here."),
+              "offline_text": settings.get("offline_text") or DEFAULT_OFFLINE_TEXT,
               "enabled": True}
     checked = {k: _checked(k, v) for k, v in values.items()}
     if await session.scalar(select(WebSite.id).where(WebSite.name == checked["name"])):
@@ -153,10 +157,11 @@ class SiteView:
     offline_text: str
     enabled: bool
 
-    def public(self) -> dict[str, Any]:
-        """What the widget may know: never the secret, nor the other origins."""
-        return {"title": self.title, "greeting": self.greeting, "colour": self.colour,
-                "offline_text": self.offline_text}
+    def public(self, gettext: Callable[[str], str] = str) -> dict[str, Any]:
+        """What the widget may know: never the secret, nor the other origins; its greeting
+        and offline text in the visitor's language (`gettext`) when they are the defaults."""
+        return {"title": self.title, "greeting": gettext(self.greeting),
+                "colour": self.colour, "offline_text": gettext(self.offline_text)}
 
 
 def site_view(site: WebSite) -> SiteView:

@@ -94,6 +94,8 @@ class Statements:
     stored: Executable
     stored_replies: Executable
     contacts: Executable
+    customer_languages: Executable
+    set_customer_language: Executable
     latest_convs: Executable
     # PostgreSQL: the newest conversation id per contact (no lock), and those rows locked
     # unless another transaction holds them (SKIP LOCKED), or waiting for them.
@@ -161,6 +163,13 @@ def statements(dialect: str) -> Statements:
         contacts=select(CONTACTS).where(
             CONTACTS.c.channel == bindparam("channel"),
             _in(CONTACTS.c.external_id, "users"),
+        ),
+        # The languages remembered for the batch's customers (one index lookup each).
+        customer_languages=select(CUSTOMERS.c.id, CUSTOMERS.c.language).where(
+            _in(CUSTOMERS.c.id, "ids")),
+        set_customer_language=(
+            update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("b_id"))
+            .values(language=bindparam("language"))
         ),
         # Locked (PostgreSQL) in id order so two processes never interleave one customer's
         # turns.

@@ -47,6 +47,9 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime]
+    # The language the customer was last spoken to in (detected, or the channel's hint):
+    # a new conversation starts in it. None: never known (the default language).
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class Contact(Base):
@@ -175,6 +178,10 @@ class Conversation(Base):
     # reply (microseconds, written by the inbound batch). first_bot_response_ms only says the
     # bot replied at all.
     first_bot_response_us: Mapped[int | None] = mapped_column(BigInteger)
+    # The language the bot speaks in this conversation (see carebot.domain.language), and
+    # the one an agent set by hand, which wins over detection until cleared.
+    language: Mapped[str | None] = mapped_column(String(16))
+    language_override: Mapped[str | None] = mapped_column(String(16))
 
 
 class ResolutionCode(Base):
@@ -258,6 +265,8 @@ class FaqEntry(Base):
     phrasings: Mapped[list[Any]]
     tags: Mapped[list[Any]]
     source: Mapped[str] = mapped_column(String(255), default="")
+    # {"de": {"question": …, "phrasings": […], "answer": …}, …}; None: only the default language.
+    translations: Mapped[dict[str, Any] | None]
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

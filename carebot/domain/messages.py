@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A catalog text not yet in the customer's language: its message id and the values of its
+    `{placeholders}` (which may be phrases themselves). Values are inserted as they are, so a
+    name with braces in it stays a name."""
+
+    msgid: str
+    values: tuple[tuple[str, str | Phrase], ...] = ()
+
+    def render(self, gettext: Callable[[str], str]) -> str:
+        """The text in the language `gettext` translates to."""
+        template = gettext(self.msgid)
+        if not self.values:
+            return template
+        return template.format_map({
+            k: v.render(gettext) if isinstance(v, Phrase) else v for k, v in self.values})
 
 
 @dataclass(frozen=True)
@@ -13,6 +32,8 @@ class Button:
 
     title: str
     payload: str
+    # The title is a catalog text, shown in the customer's language (carebot.domain.texts).
+    translate: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, str]:
         """JSON form, as the HTTP channel and the outbox store it."""
@@ -34,6 +55,9 @@ class InboundMessage:
     reply_inline: bool = False
     # What the channel masked in the text before handing it over ("card", "iban", …).
     redacted: frozenset[str] = frozenset()
+    # The customer's language as the channel knows it (Telegram's language_code, the web
+    # page's lang): a hint, weaker than what they write (carebot.domain.language).
+    language: str | None = None
 
     def __post_init__(self) -> None:
         # Channels validate their input; this keeps a value of the wrong type (a number as the
@@ -43,6 +67,8 @@ class InboundMessage:
                 raise TypeError(f"InboundMessage.{name} must be a string")
         if self.payload is not None and not isinstance(self.payload, str):
             raise TypeError("InboundMessage.payload must be a string or None")
+        if self.language is not None and not isinstance(self.language, str):
+            raise TypeError("InboundMessage.language must be a string or None")
 
 
 @dataclass(frozen=True)
@@ -51,6 +77,8 @@ class OutboundMessage:
 
     text: str
     buttons: tuple[Button, ...] = ()
+    # How to say `text` in another language (None: it is said as it is, e.g. an agent's reply).
+    phrase: Phrase | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form of the reply."""

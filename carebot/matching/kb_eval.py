@@ -150,7 +150,7 @@ def format_report(metrics: Mapping[str, float], title: str = "FAQ matcher evalua
             shown = f"{int(value)}"
         elif key.startswith("ms_"):
             shown = f"{value:.2f} ms"
-        elif key in METRIC_KEYS:
+        elif key in METRIC_KEYS or key == "language_detected":
             shown = f"{100.0 * value:.1f} %"
         else:
             shown = f"{value:.4g}"

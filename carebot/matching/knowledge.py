@@ -13,9 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carebot.db.models import FaqEntry
-from carebot.matching.faq import FaqDoc
+from carebot.matching.faq import FaqDoc, FaqTranslation
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+# A translation's key: a language code like de, es or pt_BR.
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 MAX_TEXT = 300
 MAX_ANSWER = 4000
 
@@ -98,7 +100,7 @@ def _validate_entry(raw: Any) -> tuple[FaqDoc | None, list[str]]:
     if not isinstance(raw, dict):
         return None, [f"expected a mapping, got {type(raw).__name__}"]
     errors: list[str] = []
-    unknown = set(raw) - {"id", "question", "phrasings", "answer", "tags"}
+    unknown = set(raw) - {"id", "question", "phrasings", "answer", "tags", "translations"}
     if unknown:
         errors.append(f"unknown keys: {', '.join(sorted(map(str, unknown)))}")
     faq_id = raw.get("id")
@@ -108,10 +110,40 @@ def _validate_entry(raw: Any) -> tuple[FaqDoc | None, list[str]]:
     answer = _text(raw.get("answer"), "answer", MAX_ANSWER, errors)
     phrasings = _text_list(raw.get("phrasings", []), "phrasings", errors)
     tags = _text_list(raw.get("tags", []), "tags", errors)
+    translations = _translations(raw.get("translations", {}), errors)
     if errors:
         return None, errors
     assert isinstance(faq_id, str)
-    return FaqDoc(faq_id, question, answer, tuple(phrasings), tuple(tags)), []
+    return FaqDoc(faq_id, question, answer, tuple(phrasings), tuple(tags), translations), []
+
+
+def _translations(value: Any, errors: list[str]) -> tuple[tuple[str, FaqTranslation], ...]:
+    """`translations: {de: {question, answer, phrasings}, …}`; every problem is reported with
+    the language it belongs to."""
+    if not isinstance(value, dict):
+        errors.append("'translations' must be a mapping of language code to "
+                      "{question, answer, phrasings}")
+        return ()
+    out: list[tuple[str, FaqTranslation]] = []
+    for code, tr in sorted(value.items(), key=lambda kv: str(kv[0])):
+        where = f"translations.{code}"
+        if not isinstance(code, str) or not LANGUAGE_PATTERN.match(code):
+            errors.append(f"'{where}': the key must be a language code like de or pt_BR")
+            continue
+        if not isinstance(tr, dict):
+            errors.append(f"'{where}' must be a mapping with question, answer and phrasings")
+            continue
+        unknown = set(tr) - {"question", "answer", "phrasings"}
+        if unknown:
+            errors.append(f"'{where}': unknown keys: {', '.join(sorted(map(str, unknown)))}")
+        mine: list[str] = []
+        question = _text(tr.get("question"), "question", MAX_TEXT, mine)
+        answer = _text(tr.get("answer"), "answer", MAX_ANSWER, mine)
+        phrasings = _text_list(tr.get("phrasings", []), "phrasings", mine)
+        errors.extend(f"'{where}': {e}" for e in mine)
+        if not mine:
+            out.append((code, FaqTranslation(question, answer, tuple(phrasings))))
+    return tuple(out)
 
 
 def _text(value: Any, key: str, limit: int, errors: list[str]) -> str:
@@ -151,6 +183,7 @@ async def import_knowledge(
             "answer": doc.answer,
             "phrasings": list(doc.phrasings),
             "tags": list(doc.tags),
+            "translations": doc.translations_dict(),
             "source": item.source,
             "enabled": True,
         }
@@ -179,7 +212,9 @@ async def enabled_docs(session: AsyncSession) -> list[FaqDoc]:
         select(FaqEntry).where(FaqEntry.enabled.is_(True)).order_by(FaqEntry.id)
     )
     return [
-        FaqDoc(e.id, e.question, e.answer, tuple(e.phrasings), tuple(e.tags)) for e in rows
+        FaqDoc(e.id, e.question, e.answer, tuple(e.phrasings), tuple(e.tags),
+               FaqDoc.translations_from(e.translations))
+        for e in rows
     ]
 
 

@@ -425,6 +425,23 @@ async def assign_waiting(
     return assigned
 
 
+async def set_language(
+    session: AsyncSession, agent: Agent, conversation_id: int, language: str | None,
+    effects: Effects, policy: Policy,
+) -> Conversation:
+    """Override the conversation's language (None: back to detection); 400 for a language
+    the installation does not serve."""
+    chosen = policy.languages.normalise(language) if language is not None else None
+    if language is not None and chosen is None:
+        raise ConsoleError(400, f"'language' must be one of "
+                                f"{', '.join(policy.languages.supported)} or null")
+    conv = await load_for(session, agent, conversation_id, lock=True)
+    actor = await _actor(session, agent)
+    d = _decide(lambda: core.set_language(_state(conv), actor, chosen))
+    await _commit(session, conv, d, policy, effects)
+    return conv
+
+
 def conversation_summary(conv: Conversation | ConvState) -> dict[str, Any]:
     """A conversation's summary fields as JSON."""
     return {
@@ -451,6 +468,8 @@ def conversation_summary(conv: Conversation | ConvState) -> dict[str, Any]:
         "effort_score": conv.effort_score,
         "first_bot_response_ms": conv.first_bot_response_ms,
         "first_human_response_ms": conv.first_human_response_ms,
+        "language": conv.language,
+        "language_override": conv.language_override,
     }
 
 

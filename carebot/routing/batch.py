@@ -35,6 +35,7 @@ from carebot.db.batch_sql import (
 )
 from carebot.domain.clock import Clock, ms_between
 from carebot.domain.events import Effects, preview
+from carebot.domain.language import Detected
 from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
 from carebot.domain.states import Kind, Status, SurveyStatus
 from carebot.matching.faq import Candidate
@@ -118,6 +119,9 @@ class BatchContext:
     # Matching in the writer's thread, for the rare turn that needs it and was not matched.
     match: Callable[[str, int], list[Candidate]]
     queue: QueueLength = field(default_factory=QueueLength)
+    # The language of a customer's text (carebot.matching.language_detect); tens of
+    # microseconds, so it runs here, per message.
+    detect: Callable[[str], Detected | None] = lambda _text: None
 
 
 @dataclass
@@ -125,6 +129,9 @@ class _Contact:
     row: dict[str, Any]
     new: bool = False
     renamed: bool = False
+    # The customer's remembered language, and whether this batch changed it.
+    language: str | None = None
+    language_changed: bool = False
 
 
 @dataclass
@@ -249,6 +256,13 @@ class Batch:
         by_id = {c.row["id"]: c for c in self.contacts.values()}
         if not by_id:
             return
+        by_customer: dict[int, list[_Contact]] = {}
+        for c in self.contacts.values():
+            by_customer.setdefault(c.row["customer_id"], []).append(c)
+        rows = self.conn.execute(self.sql.customer_languages, {"ids": sorted(by_customer)})
+        for cust_id, language in rows:
+            for c in by_customer[cust_id]:
+                c.language = language
         convs: dict[int, _Conv] = {}
         for locked in self._lock_latest(by_id):
             row = dict(locked)
@@ -294,7 +308,7 @@ class Batch:
             rows = self.conn.execute(self.sql.recent_surveys, {"ids": ids, "since": since})
             self.recently_surveyed = {r[0] for r in rows}
 
-    def _facts(self, conv: _Conv | None, needs: set[str]) -> Facts:
+    def _facts(self, conv: _Conv | None, needs: set[str], contact: _Contact) -> Facts:
         for need in needs:
             self._load(need, conv)
         state = conv.state if conv is not None else None
@@ -320,6 +334,7 @@ class Batch:
             queue_position=position,
             codes=self.codes or {},
             card_notice_given=noticed,
+            customer_language=contact.language,
         )
 
     def _card_noticed(self, conv: _Conv) -> bool:
@@ -369,10 +384,11 @@ class Batch:
             contact.renamed = not contact.new
         conv = self.latest.get(id(contact))
         received = self.ctx.clock()
-        turn = Turn(msg.channel, msg.text, msg.payload, received, p.candidates, msg.redacted)
+        turn = Turn(msg.channel, msg.text, msg.payload, received, p.candidates, msg.redacted,
+                    self._detect(msg), msg.language)
         needs: set[str] = set()
         while True:
-            facts = self._facts(conv, needs)
+            facts = self._facts(conv, needs, contact)
             decision = core.decide_message(
                 conv.state if conv else None, turn, facts, self.ctx.policy, self.kb
             )
@@ -391,11 +407,23 @@ class Batch:
             plan.arrived_ns = p.arrived_ns
         return plan
 
+    def _detect(self, msg: InboundMessage) -> Detected | None:
+        """The language of a typed text: a small-talk phrase of one language says it for
+        sure ("hallo"); else the detector guesses (the core decides whether to believe it)."""
+        text = msg.text.strip()
+        if not text or msg.payload:
+            return None
+        known = self.kb.small_talk.language_of(text)
+        return Detected(known, 1.0, exact=True) if known else self.ctx.detect(text)
+
     def _apply(
         self, i: int, d: Decision, contact: _Contact, conv: _Conv | None, msg: InboundMessage,
         received: datetime,
     ) -> _Plan:
         """Make the decision the batch's state, for the messages after it."""
+        if d.customer_language is not None and d.customer_language != contact.language:
+            contact.language = d.customer_language
+            contact.language_changed = not contact.new
         before = None if d.new_conversation or conv is None else conv.state
         if before is None:
             conv = _Conv(d.conv, contact, new=True)
@@ -453,7 +481,8 @@ class Batch:
             return
         new_contacts = [c for c in self.contacts.values() if c.new]
         ids = self._insert(CUSTOMERS, [
-            {"display_name": c.row["display_name"], "created_at": c.row["created_at"]}
+            {"display_name": c.row["display_name"], "created_at": c.row["created_at"],
+             "language": c.language}
             for c in new_contacts
         ])
         for contact, cid in zip(new_contacts, ids, strict=True):
@@ -501,6 +530,11 @@ class Batch:
                 changed.setdefault(columns, []).append(row)
         for columns, rows in changed.items():
             bulk.update_by_id(self.conn, CONVERSATIONS, columns, rows)
+        relearned = {c.row["customer_id"]: c.language for c in self.contacts.values()
+                     if c.language_changed}
+        if relearned:
+            self.conn.execute(self.sql.set_customer_language, [
+                {"b_id": cid, "language": lang} for cid, lang in sorted(relearned.items())])
         renamed = [c for c in self.contacts.values() if c.renamed]
         if renamed:
             self.conn.execute(
@@ -593,6 +627,8 @@ def write_replies_and_touches(
             if message is None:
                 assert reply.survey is not None
                 message = survey_rules.question(reply.survey, policy.surveys, reply.prompt)
+            # Said in the conversation's language (an agent's own words are kept as written).
+            message = policy.texts.localize(message, conv.language)
             buttons = [b.to_dict() for b in message.buttons] or None
             out_rows.append({
                 "conversation_id": conv.id, "channel": conv.channel,

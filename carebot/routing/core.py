@@ -26,7 +26,8 @@ from typing import Any
 
 from carebot.domain.clock import ms_between
 from carebot.domain.events import Event
-from carebot.domain.messages import OutboundMessage
+from carebot.domain.language import choose
+from carebot.domain.messages import OutboundMessage, Phrase
 from carebot.domain.redaction import CARD
 from carebot.domain.states import (
     OPEN_STATUSES,
@@ -36,6 +37,7 @@ from carebot.domain.states import (
     ResolvedBy,
     Status,
 )
+from carebot.domain.texts import say
 from carebot.matching.faq import Candidate
 from carebot.routing import intents, replies, survey_rules
 from carebot.routing.decision import (
@@ -93,7 +95,7 @@ def _masked(d: Decision, turn: Turn, facts: Facts) -> None:
             details={"kinds": sorted(turn.redacted)})
     if CARD in turn.redacted and not given:
         d.touch(Kind.REDACTION_NOTICE, Actor.BOT, now)
-        d.replies.insert(0, Reply(OutboundMessage(replies.CARD_NOTICE), now))
+        d.replies.insert(0, Reply(say(replies.CARD_NOTICE), now))
 
 
 def _decide_message(
@@ -104,6 +106,7 @@ def _decide_message(
     cmd = intents.command(text) if text else None
     if latest is not None and latest.status == Status.RESOLVED:
         d = Decision(latest.copy())
+        _speak(d, turn, facts, policy)
         answered = survey_rules.take_answer(
             d, facts.survey, turn, cmd, policy.surveys, policy.routing.reopen_window
         )
@@ -118,11 +121,14 @@ def _decide_message(
             d.touch(Kind.REOPENED, Actor.CUSTOMER, now, details=previous)
         else:
             d = _new(latest, now)
+            _speak(d, turn, facts, policy)
     elif latest is None:
         conv = ConvState.fresh(None, None, turn.channel, now)
         d = Decision(conv, new_conversation=True)
+        _speak(d, turn, facts, policy)
     else:
         d = Decision(latest.copy())
+        _speak(d, turn, facts, policy)
     conv = d.conv
     conv.customer_messages += 1
     conv.last_customer_message_at = now
@@ -142,6 +148,19 @@ def _decide_message(
         # earlier ones pressable (they are still on screen).
         conv.offered_payloads = offered
     return d
+
+
+def _speak(d: Decision, turn: Turn, facts: Facts, policy: Policy) -> None:
+    """The language of the bot's words from this message on (carebot.domain.language); a
+    button press carries no text to detect, so it keeps the conversation's."""
+    choice = choose(
+        policy.languages, text=turn.text, override=d.conv.language_override,
+        detected=turn.detected, remembered=facts.customer_language or d.conv.language,
+        hint=turn.language_hint,
+    )
+    d.conv.language = choice.language
+    if choice.remember is not None and choice.remember != facts.customer_language:
+        d.customer_language = choice.remember
 
 
 def _new(latest: ConvState, now: datetime) -> Decision:
@@ -178,7 +197,8 @@ def _closing_words(d: Decision, turn: Turn, cmd: str | None, kb: Knowledge) -> b
     if cmd in ("start", "help") or turn.payload in (replies.START, replies.HELP):
         d.say(_command_reply(cmd, turn.payload), now)
         return True
-    small = kb.small_talk.reply_for(turn.text.strip()) if not turn.payload else None
+    small = (kb.small_talk.reply_for(turn.text.strip(), d.conv.language)
+             if not turn.payload else None)
     if small is None:
         return False
     d.touch(Kind.SMALL_TALK, Actor.BOT, now, with_message=True, details={"id": small.id})
@@ -189,7 +209,7 @@ def _closing_words(d: Decision, turn: Turn, cmd: str | None, kb: Knowledge) -> b
 def _command_reply(cmd: str | None, payload: str | None) -> OutboundMessage:
     if cmd == "start" or payload == replies.START:
         return replies.greeting()
-    return OutboundMessage(replies.HELP_TEXT)
+    return say(replies.HELP_TEXT)
 
 
 def _with_a_person(
@@ -209,11 +229,10 @@ def _with_a_person(
             return
         conv.queue_ack_at = now
         if is_closed(policy, now):
-            d.say(OutboundMessage(replies.STILL_WAITING_AWAY.format(
-                position=facts.queue_position, when=_when_back(policy, now))), now)
+            d.say(say(replies.STILL_WAITING_AWAY, position=facts.queue_position,
+                      when=_when_back(policy, now)), now)
         else:
-            d.say(OutboundMessage(replies.STILL_WAITING.format(position=facts.queue_position)),
-                  now)
+            d.say(say(replies.STILL_WAITING, position=facts.queue_position), now)
     _message_event(d, turn)
 
 
@@ -231,7 +250,7 @@ def _bot_turn(
     payload = turn.payload or ""
     if not text and not payload:
         d.touch(Kind.UNSUPPORTED, Actor.CUSTOMER, now)
-        d.say(OutboundMessage(replies.UNSUPPORTED), now)
+        d.say(say(replies.UNSUPPORTED), now)
         return
     if payload in (replies.START, replies.HELP) or cmd in ("start", "help"):
         d.say(_command_reply(cmd, payload), now)
@@ -244,7 +263,7 @@ def _bot_turn(
         # nothing, so it is recorded and the message is handled as what was typed.
         d.touch(Kind.UNKNOWN_BUTTON, Actor.CUSTOMER, now, details={"payload": payload[:200]})
         if not text:
-            d.say(OutboundMessage(replies.STALE_BUTTON), now)
+            d.say(say(replies.STALE_BUTTON), now)
             return
         turn = Turn(turn.channel, text, None, now, turn.candidates)
         payload = ""
@@ -253,18 +272,18 @@ def _bot_turn(
     if payload.startswith(replies.PICK_PREFIX):
         doc = kb.docs.get(payload.removeprefix(replies.PICK_PREFIX))
         if doc is not None:
-            _answer(d, now, doc.id, None, kb, picked=True)
+            _answer(d, now, doc.id, None, kb, policy, picked=True)
             return
     if text and intents.wants_human(text):
         hand_off(d, now, "requested", facts, policy)
         return
-    small = kb.small_talk.reply_for(text)
+    small = kb.small_talk.reply_for(text, conv.language)
     if small is not None:
         d.touch(Kind.SMALL_TALK, Actor.BOT, now, details={"id": small.id})
         d.say(OutboundMessage(small.reply), now)
         return
     if not text:
-        d.say(OutboundMessage(replies.STALE_BUTTON), now)
+        d.say(say(replies.STALE_BUTTON), now)
         return
     if turn.candidates is None:
         d.needs.add("match")
@@ -289,7 +308,7 @@ def _feedback(d: Decision, turn: Turn, payload: str, facts: Facts, policy: Polic
     d.touch(Kind.FAQ_FEEDBACK, Actor.CUSTOMER, now, faq_id=faq_id, details={"helpful": helpful})
     if helpful:
         _resolve(d, now, by=ResolvedBy.BOT, actor=Actor.CUSTOMER)
-        d.say(OutboundMessage(replies.GLAD), now)
+        d.say(say(replies.GLAD), now)
         survey_rules.on_resolved(d, now, facts, policy.surveys, None)
     else:
         conv.failed_bot_turns += 1
@@ -299,7 +318,7 @@ def _feedback(d: Decision, turn: Turn, payload: str, facts: Facts, policy: Polic
 
 def _answer(
     d: Decision, now: datetime, faq_id: str, score: float | None, kb: Knowledge,
-    *, picked: bool = False,
+    policy: Policy, *, picked: bool = False,
 ) -> None:
     conv = d.conv
     conv.pending_faq_id = faq_id
@@ -308,7 +327,7 @@ def _answer(
     _bot_replied(conv, now)
     d.touch(Kind.FAQ_ANSWER, Actor.BOT, now, faq_id=faq_id, score=score, wait_ms=0,
             details={"picked_from_suggestions": True} if picked else None)
-    d.say(replies.answer(kb.docs[faq_id]), now)
+    d.say(replies.answer(kb.docs[faq_id], conv.language, policy.languages.default), now)
 
 
 def _bot_replied(conv: ConvState, now: datetime) -> None:
@@ -324,7 +343,7 @@ def _matched(
     rp = policy.routing
     top = candidates[0] if candidates else None
     if top is not None and top.score >= rp.answer_threshold and top.faq_id in kb.docs:
-        _answer(d, now, top.faq_id, top.score, kb)
+        _answer(d, now, top.faq_id, top.score, kb, policy)
         return
     offer = [c for c in candidates[: rp.max_suggestions]
              if c.score >= rp.suggest_threshold and c.faq_id in kb.docs]
@@ -335,7 +354,7 @@ def _matched(
         _bot_replied(conv, now)
         d.touch(Kind.FAQ_SUGGEST, Actor.BOT, now, faq_id=offer[0].faq_id, score=offer[0].score,
                 wait_ms=0, details={"candidates": [[c.faq_id, round(c.score, 4)] for c in offer]})
-        d.say(replies.suggestions([kb.docs[c.faq_id] for c in offer]), now)
+        d.say(replies.suggestions([kb.docs[c.faq_id] for c in offer], conv.language), now)
         return
     hand_off(d, now, "failed_turns" if offer else "no_match", facts, policy, {
         "text": text, "top_faq_id": top.faq_id if top else None,
@@ -379,7 +398,7 @@ def hand_off(
     if agent is not None:
         # Someone is working (even outside business hours): they take it.
         assign(d, agent, now)
-        d.say(OutboundMessage(replies.HANDOFF_ASSIGNED.format(agent=agent.name)), now)
+        d.say(say(replies.HANDOFF_ASSIGNED, agent=agent.name), now)
         return
     conv.queue_ack_at = now
     if is_closed(policy, now):
@@ -387,12 +406,11 @@ def hand_off(
         assert policy.hours is not None
         d.touches[-1].details = {**(d.touches[-1].details or {}), "outside_hours": True}
         d.emit("queued", queue=True, reason=reason, outside_hours=True)
-        d.say(OutboundMessage(replies.HANDOFF_AWAY.format(
-            position=facts.queue_position, when=_when_back(policy, now),
-            hours=policy.hours.describe())), now)
+        d.say(say(replies.HANDOFF_AWAY, position=facts.queue_position,
+                  when=_when_back(policy, now), hours=policy.hours.describe()), now)
         return
     d.emit("queued", queue=True, reason=reason)
-    d.say(OutboundMessage(replies.HANDOFF_QUEUED.format(position=facts.queue_position)), now)
+    d.say(say(replies.HANDOFF_QUEUED, position=facts.queue_position), now)
 
 
 def is_closed(policy: Policy, now: datetime) -> bool:
@@ -400,9 +418,9 @@ def is_closed(policy: Policy, now: datetime) -> bool:
     return policy.hours is not None and not policy.hours.is_open(now)
 
 
-def _when_back(policy: Policy, now: datetime) -> str:
+def _when_back(policy: Policy, now: datetime) -> str | Phrase:
     back = policy.hours.next_open(now) if policy.hours is not None else None
-    return replies.WHEN_BACK if back is None or policy.hours is None else (
+    return Phrase(replies.WHEN_BACK) if back is None or policy.hours is None else (
         policy.hours.when(back, now))
 
 
@@ -425,8 +443,7 @@ def assign(
             details={"by_agent_id": by_agent} if by_agent else None)
     d.emit("assigned", agents=(agent.id,), queue=left_queue, agent_id=agent.id)
     if announce:
-        d.say(OutboundMessage(replies.JOINED.format(agent=agent.name)), now,
-              sender=Actor.SYSTEM)
+        d.say(say(replies.JOINED, agent=agent.name), now, sender=Actor.SYSTEM)
 
 
 def assign_waiting(conv: ConvState, agents: Sequence[AgentFacts], now: datetime) -> Decision:
@@ -654,8 +671,22 @@ def hand_back(conv: ConvState, agent: AgentFacts, now: datetime) -> Decision:
     c.failed_bot_turns = 0
     c.updated_at = now
     d.touch(Kind.HANDBACK, Actor.AGENT, now, agent_id=agent.id)
-    d.say(OutboundMessage(replies.BACK_TO_BOT), now, sender=Actor.SYSTEM, agent_id=agent.id)
+    d.say(say(replies.BACK_TO_BOT), now, sender=Actor.SYSTEM, agent_id=agent.id)
     d.emit("handback", agents=(previous,), status=c.status, agent_id=agent.id)
+    return d
+
+
+def set_language(conv: ConvState, agent: AgentFacts, language: str | None) -> Decision:
+    """The agent says which language the customer speaks (None: let the rule decide again).
+    The override wins over detection until cleared; the bot's next words use it at once.
+    `language` is one the installation serves (the caller checks it against the policy)."""
+    d = Decision(conv.copy())
+    c = d.conv
+    c.language_override = language
+    if language is not None:
+        c.language = language
+    d.emit("language", agents=(c.assigned_agent_id,), queue=c.status == Status.QUEUED,
+           language=c.language, override=language, agent_id=agent.id)
     return d
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from carebot.domain.events import Event
+from carebot.domain.language import Detected
 from carebot.domain.messages import OutboundMessage
 from carebot.domain.states import EFFORT, Actor, Status, SurveyStatus
 from carebot.matching.faq import Candidate, FaqDoc
@@ -66,6 +67,9 @@ class ConvState:
     first_human_response_ms: int | None = None
     queue_ack_at: datetime | None = None
     released_by_agent_id: int | None = None
+    # The language the bot speaks here (carebot.domain.language), and an agent's override.
+    language: str | None = None
+    language_override: str | None = None
 
     @classmethod
     def fresh(
@@ -208,6 +212,10 @@ class Turn:
     candidates: Sequence[Candidate] | None = None
     # What the channel masked in it ("card", "iban", "email", "phone").
     redacted: frozenset[str] = frozenset()
+    # The detector's guess at the text's language (None: not detected, e.g. a button press).
+    detected: Detected | None = None
+    # The channel's idea of the customer's language (Telegram's language_code, the page's).
+    language_hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,8 @@ class Facts:
     codes: Mapping[str, ResolutionCode] = field(default_factory=dict)
     # The customer was already told in this conversation that card numbers are refused.
     card_notice_given: bool | None = None
+    # The language remembered for the customer (any channel, any earlier conversation).
+    customer_language: str | None = None
 
 
 @dataclass
@@ -281,6 +291,8 @@ class Decision:
     # "card_notice"): the
     # loader gets them and decides again; this decision is discarded.
     needs: set[str] = field(default_factory=set)
+    # A language to remember for the customer (None: keep the remembered one).
+    customer_language: str | None = None
     # The status before this step: whether the conversation was in everyone's queue view.
     initial_status: str = field(init=False)
 

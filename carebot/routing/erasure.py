@@ -132,8 +132,10 @@ async def erase(
         contact.external_id = f"{ERASED_PREFIX}{contact.id}:{secrets.token_hex(6)}"
         contact.display_name = ""
         report.contacts += 1
+    # The remembered language goes too: with the name gone, it is what is left about them.
     await _rowcount(session, update(Customer).where(
-        Customer.id.in_(ids), Customer.display_name != "").values(display_name=""))
+        Customer.id.in_(ids), (Customer.display_name != "") | Customer.language.is_not(None),
+    ).values(display_name="", language=None))
     for cid in ids:
         if cid not in done:
             session.add(CustomerErasure(customer_id=cid, erased_at=now))

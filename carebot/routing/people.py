@@ -174,7 +174,8 @@ async def _customers(session: AsyncSession, ids: Sequence[int]) -> list[dict[str
         .where(Customer.id.in_(ids)).order_by(Customer.id)
     )).all()
     return [{
-        "id": c.id, "display_name": c.display_name, "created_at": _iso(c.created_at),
+        "id": c.id, "display_name": c.display_name, "language": c.language,
+        "created_at": _iso(c.created_at),
         "linked_to": person, "linked_at": _iso(linked_at), "erased_at": _iso(erased_at),
     } for c, person, linked_at, erased_at in rows]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from carebot.domain.hours import BusinessHours, HoursError
+from carebot.domain.language import LanguagePolicy
+from carebot.domain.texts import N_, SOURCE_ONLY, Texts, load_texts
 from carebot.settings import Settings, SettingsError
 
 
@@ -53,8 +55,9 @@ class SurveyPolicy:
     ces_text: str
     comment_text: str
     thanks_text: str
-    stale_text: str = "Thanks! We already have your answer to that survey."
-    closed_text: str = "That survey has closed, thank you anyway. Write any time if you need help."
+    stale_text: str = N_("Thanks! We already have your answer to that survey.")
+    closed_text: str = N_(
+        "That survey has closed, thank you anyway. Write any time if you need help.")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SurveyPolicy:
@@ -109,6 +112,9 @@ class Policy:
     hours: BusinessHours | None = None
     # The queue SLA and the human first response time count business hours only.
     business_time: bool = False
+    # The languages served, and the catalogs the writer renders the bot's texts with.
+    languages: LanguagePolicy = field(default_factory=LanguagePolicy)
+    texts: Texts = SOURCE_ONLY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -126,6 +132,10 @@ class Policy:
             PresencePolicy.from_settings(settings),
             hours,
             settings.business_time_stats and hours is not None,
+            LanguagePolicy(settings.default_language, settings.language_list,
+                           settings.language_min_confidence, settings.language_min_chars),
+            # Read once here, at start: the core never loads anything.
+            load_texts(settings.language_list),
         )
 
     def elapsed_ms(self, start: datetime | None, end: datetime) -> int | None:

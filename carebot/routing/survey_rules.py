@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from carebot.domain.messages import Button, OutboundMessage
+from carebot.domain.messages import OutboundMessage
 from carebot.domain.states import Actor, Kind, ResolvedBy, Status, SurveyStatus
+from carebot.domain.texts import N_, button, say
 from carebot.routing import intents
 from carebot.routing.decision import ConvState, Decision, Facts, SurveyState, Turn
 from carebot.routing.policy import SurveyPolicy
@@ -26,19 +27,31 @@ SKIP = "skip"
 SCALES = {"csat": 5, "ces": 7}
 MAX_COMMENT = 2000
 _PAYLOAD = re.compile(r"([0-9]{1,18}):([0-9]{1,2}|skip)")
+SKIP_TITLE = N_("Skip")
+HARD_TITLE = N_("1 hard")
+EASY_TITLE = N_("7 easy")
+# The survey's texts are settings (CAREBOT_SURVEY_*_TEXT); their defaults are catalog texts,
+# so they reach customers in their language. A text an installation sets itself is sent as it
+# is, unless the catalogs translate it too.
+DEFAULT_TEXTS = (
+    N_("How satisfied are you with the help you got?"),
+    N_("How easy was it to get your issue resolved?"),
+    N_("Anything we could do better? Just type it, or press Skip."),
+    N_("Thank you for your feedback! If you need anything else, just write."),
+)
 
 
 def question(survey: SurveyState, policy: SurveyPolicy, prompt: str = "score") -> OutboundMessage:
     """The survey's score question, or its comment question, with buttons (needs its id)."""
     assert survey.id is not None
     if prompt == "comment":
-        return OutboundMessage(policy.comment_text, (
-            Button("Skip", f"{PAYLOAD_PREFIX}{survey.id}:{SKIP}"),))
+        return say(policy.comment_text, (
+            button(SKIP_TITLE, f"{PAYLOAD_PREFIX}{survey.id}:{SKIP}"),))
     text = policy.csat_text if survey.kind == "csat" else policy.ces_text
     labels = {1: "1 😞", 3: "3 😐", 5: "5 😀"} if survey.kind == "csat" else {
-        1: "1 hard", 7: "7 easy"}
-    return OutboundMessage(text, tuple(
-        Button(labels.get(n, str(n)), f"{PAYLOAD_PREFIX}{survey.id}:{n}")
+        1: HARD_TITLE, 7: EASY_TITLE}
+    return say(text, tuple(
+        button(labels.get(n, str(n)), f"{PAYLOAD_PREFIX}{survey.id}:{n}")
         for n in range(1, survey.scale + 1)
     ))
 
@@ -164,7 +177,7 @@ def take_answer(
     survey.comment = text[:MAX_COMMENT]
     survey.awaiting = None
     d.touch(Kind.SURVEY_COMMENT, Actor.CUSTOMER, now, with_message=True, survey=survey)
-    d.say(OutboundMessage(policy.thanks_text), now, sender=Actor.SYSTEM)
+    d.say(say(policy.thanks_text), now, sender=Actor.SYSTEM)
     return True
 
 
@@ -177,7 +190,7 @@ def _button(
     survey_id, value = int(parsed.group(1)), parsed.group(2)
     if survey_id != latest.id:
         if survey_id < latest.id:  # an earlier question of this conversation's surveys
-            d.say(OutboundMessage(policy.stale_text), now, sender=Actor.SYSTEM)
+            d.say(say(policy.stale_text), now, sender=Actor.SYSTEM)
             return True
         return False
     survey = latest.copy()
@@ -185,14 +198,14 @@ def _button(
     if _expired(survey, now):
         # A late press carries no question to route: say so instead of opening a case.
         _expire(d, survey, now)
-        d.say(OutboundMessage(policy.closed_text), now, sender=Actor.SYSTEM)
+        d.say(say(policy.closed_text), now, sender=Actor.SYSTEM)
         return True
     if value == SKIP and survey.awaiting == "comment":
         survey.awaiting = None
-        d.say(OutboundMessage(policy.thanks_text), now, sender=Actor.SYSTEM)
+        d.say(say(policy.thanks_text), now, sender=Actor.SYSTEM)
         return True
     if survey.awaiting != "score" or value == SKIP or not 1 <= int(value) <= survey.scale:
-        d.say(OutboundMessage(policy.stale_text), now, sender=Actor.SYSTEM)
+        d.say(say(policy.stale_text), now, sender=Actor.SYSTEM)
         return True
     _scored(d, survey, int(value), now, policy)
     return True
@@ -222,4 +235,4 @@ def _scored(
         survey.awaiting = "comment"
         d.say(None, now, sender=Actor.SYSTEM, survey=survey, prompt="comment")
     else:
-        d.say(OutboundMessage(policy.thanks_text), now, sender=Actor.SYSTEM)
+        d.say(say(policy.thanks_text), now, sender=Actor.SYSTEM)

@@ -42,6 +42,8 @@ class UnroutedMessage:
     # An optional reply and where to send it (a chat id on the channel).
     reply: OutboundMessage | None = None
     reply_to: str | None = None
+    # The sender's language as the channel knows it: the reply is said in it.
+    language: str | None = None
 
 
 async def note_unrouted(

@@ -224,6 +224,8 @@ async def conversation_detail(
         "touchpoints": [touchpoint_dict(t) for t in tps],
         "other_conversations": [c for c in panel["conversations"]
                                 if c["id"] != conv.id][:OTHER_CONVERSATIONS],
+        # What the console's language selector offers (PUT …/language).
+        "languages": list(policy.languages.supported),
     }
 
 

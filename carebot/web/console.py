@@ -222,6 +222,22 @@ async def transfer(request: web.Request) -> web.Response:
 
 
 @roles(*ALL_ROLES)
+async def set_language(request: web.Request) -> web.Response:
+    """PUT /api/v1/conversations/{id}/language: {"language": "de"} overrides the language the
+    bot speaks to this customer; null lets detection decide again."""
+    cid, agent, policy = _conversation_id(request), current_agent(request), request.app[POLICY]
+    body = await read_json_object(request)
+    if "language" not in body:
+        raise ApiError(400, "'language' is required (a language code, or null)")
+    language = body["language"]
+    if language is not None and not isinstance(language, str):
+        raise ApiError(400, "'language' must be a language code or null")
+    conv = await run_action(
+        request, lambda s, e: console.set_language(s, agent, cid, language, e, policy))
+    return web.json_response(console.conversation_summary(conv))
+
+
+@roles(*ALL_ROLES)
 async def hand_back(request: web.Request) -> web.Response:
     """POST /api/v1/conversations/{id}/handback: back to the bot."""
     cid, agent, now = _conversation_id(request), current_agent(request), request.app[CLOCK]()
@@ -273,6 +289,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/conversations/{conversation_id}/claim", claim)
     r.add_post("/api/v1/conversations/{conversation_id}/transfer", transfer)
     r.add_post("/api/v1/conversations/{conversation_id}/handback", hand_back)
+    r.add_put("/api/v1/conversations/{conversation_id}/language", set_language)
     r.add_post("/api/v1/conversations/{conversation_id}/resolve", resolve)
     r.add_get("/api/v1/conversations/{conversation_id}/assist", assist)
     r.add_get("/api/v1/customers/{customer_id}", get_customer)

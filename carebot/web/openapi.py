@@ -137,6 +137,10 @@ SUMMARY_PROPERTIES: dict[str, Any] = {
     "transfers": INT, "reopen_count": INT,
     "effort_score": {"type": "integer", "description": "effort points the customer spent"},
     "first_bot_response_ms": MAYBE_INT, "first_human_response_ms": MAYBE_INT,
+    "language": {"type": ["string", "null"],
+                 "description": "the language the bot speaks in it (docs/languages.md)"},
+    "language_override": {"type": ["string", "null"],
+                          "description": "the language an agent set by hand; null: detected"},
 }
 ITEM_PROPERTIES: dict[str, Any] = {
     **SUMMARY_PROPERTIES,
@@ -189,7 +193,7 @@ SCHEMAS: dict[str, Any] = {
                        "message id the visitor's widget showed them (null elsewhere).",
         **_obj(
             [*ITEM_PROPERTIES, "customer_read_up_to", "contact", "customer", "messages",
-             "touchpoints", "other_conversations"],
+             "touchpoints", "other_conversations", "languages"],
             **ITEM_PROPERTIES,
             customer_read_up_to=nullable({"type": "integer"}),
             contact=nullable(ref("Contact")),
@@ -197,6 +201,8 @@ SCHEMAS: dict[str, Any] = {
             messages={"type": "array", "items": ref("Message")},
             touchpoints={"type": "array", "items": ref("Touchpoint")},
             other_conversations={"type": "array", "items": ref("ConversationSummary")},
+            languages={"type": "array", "items": TEXT,
+                       "description": "the languages it may be set to (CAREBOT_LANGUAGES)"},
         ),
     },
     "Message": _obj(
@@ -378,6 +384,13 @@ PATHS: dict[str, Any] = {
     "/api/v1/conversations/{conversation_id}/handback": {"post": _op(
         "Hand the conversation back to the bot", ANY,
         {"200": _json(ref("ConversationSummary"))}, 403, 404, 409, parameters=CID,
+    )},
+    "/api/v1/conversations/{conversation_id}/language": {"put": _op(
+        "Set the language the bot speaks to this customer (one of CAREBOT_LANGUAGES, else "
+        "400); it wins over detection until set to null", ANY,
+        {"200": _json(ref("ConversationSummary"))}, 400, 403, 404, parameters=CID,
+        requestBody=_body({"language": {"type": ["string", "null"], "maxLength": 16}},
+                          ["language"]),
     )},
     "/api/v1/conversations/{conversation_id}/resolve": {"post": _op(
         "Resolve with a code from the managed list (GET /api/v1/resolution-codes; 400 for "

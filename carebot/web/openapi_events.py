@@ -55,6 +55,11 @@ KINDS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
              ["text", "agent_id", "status"]),
     "handback": ("The conversation went back to the bot; sent to the agent who had it.",
                  {"agent_id": INT, "status": STATUS}, ["agent_id", "status"]),
+    "language": ("An agent set (or cleared) the conversation's language; sent to its agent "
+                 "and, while it waits, to the queue.",
+                 {"language": {"type": ["string", "null"]},
+                  "override": {"type": ["string", "null"]}, "agent_id": INT},
+                 ["language", "override", "agent_id"]),
     "resolved": (
         "The conversation was resolved; sent to its agent and to the agent who resolved it.",
         {"resolved_by": {"enum": ["bot", "agent", "timeout"]}, "status": STATUS,

@@ -44,6 +44,7 @@ SCHEMAS: dict[str, Any] = {
         "customer_ids": {"type": "array", "items": {"type": "integer"}},
         "customers": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "display_name": {"type": "string"},
+            "language": {"type": ["string", "null"]},
             "created_at": _TIME, "linked_to": {"type": ["integer", "null"]},
             "linked_at": _TIME, "erased_at": _TIME}}},
         "contacts": {"type": "array", "items": {"type": "object", "properties": {

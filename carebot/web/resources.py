@@ -20,6 +20,7 @@ from carebot.db.engine import make_engine, make_sessionmaker, make_write_session
 from carebot.matching.embedding_model import load_encoder
 from carebot.matching.faq_index import FaqIndex
 from carebot.matching.knowledge import enabled_docs, knowledge_version
+from carebot.matching.language_detect import LanguageDetector
 from carebot.matching.matcher import build_matcher
 from carebot.routing.batch import BatchContext
 from carebot.routing.decision import Knowledge
@@ -166,6 +167,7 @@ async def inbound_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: Knowledge(index.docs_by_id, small_talk),
         app[CLOCK],
         index.match_sync,
+        detect=LanguageDetector(app[SETTINGS].language_list),
     )
     settings = app[SETTINGS]
     batcher = InboundBatcher(

@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +47,9 @@ from carebot.channels.web_delivery import WebSender
 from carebot.db.availability import is_unavailable
 from carebot.db.engine import QuickReads
 from carebot.domain.events import Event
+from carebot.domain.messages import Phrase
 from carebot.domain.text import text_problem
+from carebot.domain.texts import N_
 from carebot.routing.batch import DuplicateIdConflict
 from carebot.web.errors import ApiError
 from carebot.web.events import SOCKETS
@@ -57,6 +59,7 @@ from carebot.web.keys import (
     EVENT_HUB,
     INBOUND,
     OUTBOX_SENDERS,
+    POLICY,
     SESSIONS,
     SETTINGS,
     WRITES,
@@ -64,6 +67,18 @@ from carebot.web.keys import (
 from carebot.web.publish import publish_effects
 from carebot.web.web_chat_limits import SlidingWindow
 
+# What the widget shows a visitor when something goes wrong, in the page's language.
+IDENTITY_REFUSED = N_("We could not verify who you are. Reload the page, or log in again.")
+TOO_MANY_WINDOWS = N_("This chat is open in too many windows. Close one and try again.")
+TOO_LONG = N_("Your message is too long: at most {max} characters.")
+WENT_WRONG = N_("Something went wrong; we're on it.")
+NOT_TAKEN = N_("We couldn't take your message just now; retrying…")
+SLOW_DOWN_ONE = N_(
+    "You're sending messages faster than we can read them. Please wait 1 second and send it "
+    "again.")
+SLOW_DOWN = N_(
+    "You're sending messages faster than we can read them. Please wait {seconds} seconds and "
+    "send it again.")
 log = logging.getLogger(__name__)
 
 WIDGET = Path(__file__).parent / "static" / "widget.js"
@@ -130,6 +145,8 @@ class VisitorSocket:
     ip: str
     name: str = ""
     user_id: str | None = None
+    # The page's language from `hello` (a hint to the language rule).
+    language: str | None = None
     contact_id: int | None = None
     noted: bool = False
     last_id: int = 0
@@ -662,8 +679,7 @@ async def _hello(
         ):
             log.warning("web chat: refused a user id with a wrong signature on site %s from %s",
                         site.name, ip)
-            await _refuse(ws, "identity_refused",
-                          "We could not verify who you are. Reload the page, or log in again.",
+            await _refuse(ws, "identity_refused", _gettext_for(app, hello)(IDENTITY_REFUSED),
                           CLOSE_REFUSED)
             return None
         raw_name = user.get("name") if isinstance(user, dict) else None
@@ -684,10 +700,10 @@ async def _hello(
     since = since if isinstance(since, int) and not isinstance(since, bool) and (
         0 < since < 2**62) and (user is not None or known) else 0
     s = VisitorSocket(ws, site, origin, key, ip, name=name, user_id=user_id, last_id=since,
-                      anonymous_key=anonymous_key)
+                      anonymous_key=anonymous_key,
+                      language=web_channel.check_language(hello.get("language")))
     if not app[WEB_VISITORS].add(s):
-        await _refuse(ws, "too_many_windows",
-                      "This chat is open in too many windows. Close one and try again.",
+        await _refuse(ws, "too_many_windows", _gettext(app, s)(TOO_MANY_WINDOWS),
                       CLOSE_TOO_MANY)
         return None
     try:
@@ -696,6 +712,21 @@ async def _hello(
         app[WEB_VISITORS].remove(s)
         raise
     return s
+
+
+def _gettext(app: web.Application, s: VisitorSocket) -> Callable[[str], str]:
+    """The catalog of the visitor's page language (the default language's without one): what
+    the widget shows before the bot knows better, and its error messages."""
+    policy = app[POLICY]
+    return policy.texts.gettext(
+        policy.languages.normalise(s.language) or policy.languages.default)
+
+
+def _gettext_for(app: web.Application, hello: dict[str, Any]) -> Callable[[str], str]:
+    """`_gettext` before the socket is set up: from the `hello` frame's language."""
+    policy = app[POLICY]
+    language = policy.languages.normalise(web_channel.check_language(hello.get("language")))
+    return policy.texts.gettext(language or policy.languages.default)
 
 
 async def _ready(app: web.Application, s: VisitorSocket, token: str | None, since: int) -> None:
@@ -709,7 +740,8 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
                 lambda c: store.read_marks(c, contact_id))
         visitors.note(s)
         ready: dict[str, Any] = {
-            "type": "ready", "verified": s.user_id is not None, "site": s.site.public(),
+            "type": "ready", "verified": s.user_id is not None,
+            "site": s.site.public(_gettext(app, s)),
             "agents_online": await visitors.agents_online(),
             "max_text": app[SETTINGS].web_max_text_chars, "read_up_to": read_up_to,
         }
@@ -756,7 +788,10 @@ async def _serve(app: web.Application, s: VisitorSocket) -> None:
         try:
             frame = web_channel.parse_frame(_json(msg.data), app[SETTINGS].web_max_text_chars)
         except ChannelInputError as exc:
-            await _error(s, "too_long" if exc.status == 413 else "bad_request", exc.message,
+            message = exc.message if exc.status != 413 else Phrase(
+                TOO_LONG, (("max", str(app[SETTINGS].web_max_text_chars)),)
+            ).render(_gettext(app, s))
+            await _error(s, "too_long" if exc.status == 413 else "bad_request", message,
                          _cid(msg.data))
             continue
         try:
@@ -776,8 +811,7 @@ async def _serve(app: web.Application, s: VisitorSocket) -> None:
             # The socket stays: what could not be shown now comes with the next catch-up.
             if not is_unavailable(exc):
                 log.exception("web chat: a visitor's frame failed")
-            await _error(s, "unavailable", "Something went wrong; we're on it.",
-                         retry_after=5)
+            await _error(s, "unavailable", _gettext(app, s)(WENT_WRONG), retry_after=5)
 
 
 def _json(data: str) -> Any:
@@ -807,15 +841,15 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
     wait = max(visitors.visitor_messages.retry_after(s.key, now),
                visitors.ip_messages.retry_after(s.ip, now))
     if wait:
-        await _error(s, "rate_limited",
-                     f"You're sending messages faster than we can read them. Please wait "
-                     f"{wait} second{'s' if wait != 1 else ''} and send it again.",
-                     said.cid, retry_after=wait)
+        slow_down = Phrase(SLOW_DOWN_ONE) if wait == 1 else Phrase(
+            SLOW_DOWN, (("seconds", str(wait)),))
+        await _error(s, "rate_limited", slow_down.render(_gettext(app, s)), said.cid,
+                     retry_after=wait)
         return
     visitors.visitor_messages.hit(s.key, now)
     visitors.ip_messages.hit(s.ip, now)
     try:
-        msg = web_channel.inbound(s.key, said, s.name)
+        msg = web_channel.inbound(s.key, said, s.name, s.language)
         result, effects = await app[INBOUND].submit(msg)
     except ChannelInputError as exc:
         await _error(s, "bad_request", exc.message, said.cid)
@@ -826,8 +860,7 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
     except Exception as exc:
         if not is_unavailable(exc):
             log.exception("web chat: routing a visitor's message failed")
-        await _error(s, "unavailable", "We couldn't take your message just now; retrying…",
-                     said.cid, retry_after=5)
+        await _error(s, "unavailable", _gettext(app, s)(NOT_TAKEN), said.cid, retry_after=5)
         return
     await publish_effects(app, effects)
     await _send(s, {"type": "ack", "cid": said.cid, "duplicate": result.duplicate})

@@ -19,7 +19,10 @@ from carebot.channels.http import CHANNEL as HTTP_CHANNEL
 from carebot.channels.http_delivery import HttpCallbackSender
 from carebot.channels.telegram import TelegramChannel, build_application
 from carebot.delivery.outbox import DeliveryPolicy, OutboxWorker, Sender
+from carebot.domain.language import LanguagePolicy
+from carebot.domain.messages import OutboundMessage
 from carebot.domain.redaction import Redactor
+from carebot.domain.texts import load_texts
 from carebot.settings import Settings
 from carebot.web.keys import (
     CLOCK,
@@ -88,11 +91,23 @@ async def telegram_ctx(app: web.Application) -> AsyncIterator[None]:
         senders=outbox_senders(app),
         poll=poll,
         redact=Redactor.parse(settings.redact_extra),
+        localize=_localizer(settings),
     )
     app[TELEGRAM] = channel
     await channel.start()
     yield
     await channel.stop(grace=WORKER_GRACE_SECONDS)
+
+
+def _localizer(settings: Settings) -> Callable[[OutboundMessage, str | None], OutboundMessage]:
+    """Render a bot message in a language as the channel names it ("de-AT"), else the
+    default language."""
+    policy = LanguagePolicy(settings.default_language, settings.language_list)
+    texts = load_texts(settings.language_list)
+
+    def localize(message: OutboundMessage, language: str | None) -> OutboundMessage:
+        return texts.localize(message, policy.normalise(language) or policy.default)
+    return localize
 
 
 async def http_callback_ctx(app: web.Application) -> AsyncIterator[None]:

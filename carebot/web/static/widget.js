@@ -305,6 +305,10 @@
     state.ws = ws;
     ws.onopen = function () {
       var hello = { type: "hello", since: state.maxId };
+      // The page's language (or the browser's): the bot answers in it until the visitor
+      // writes in another.
+      var lang = document.documentElement.lang || navigator.language;
+      if (lang) hello.language = String(lang).slice(0, 35);
       if (identity) hello.user = identity;
       // Signed in: the anonymous token (if this browser chatted before) lets carebot join
       // that earlier chat to the account.

@@ -397,7 +397,28 @@ function actionButtons(d, mineNow) {
     } }, h("button", { type: "submit", id: "resolve" }, "Resolve as"), code));
     buttons.push(h("button", { id: "handback", onclick: () => act(`/api/v1/conversations/${d.id}/handback`, {}, "Handed back to the bot") }, "Hand back to bot"));
   }
+  if (d.status === "queued" || mineNow || state.me.role !== "agent") {
+    buttons.push(languageSelector(d));
+  }
   return buttons;
+}
+
+// The language the bot speaks to the customer: detected from what they write unless set here.
+function languageSelector(d) {
+  const detected = d.language_override ? "detect" : `detect (${d.language || "default"})`;
+  const select = h("select", { id: "language", "aria-label": "Customer's language", onchange: async () => {
+    try {
+      await api.put(`/api/v1/conversations/${d.id}/language`, { language: select.value || null });
+      flash(select.value ? `The bot now speaks ${select.value} here` : "Language detected again");
+      refreshOpen(0);
+    } catch (err) {
+      flash(err.message, true);
+    }
+  } },
+    h("option", { value: "" }, detected),
+    (d.languages || []).map((code) => h("option", { value: code }, code)));
+  select.value = d.language_override || "";
+  return h("label", { class: "inline" }, "Language ", select);
 }
 
 async function act(path, body, done) {

@@ -1,0 +1,47 @@
+"""The language of a customer's text: py3langid, restricted to the languages carebot serves.
+
+Chosen by `benchmarks/language_detection.py` (short chat texts in en/de/fr/es): py3langid and
+lingua are about as accurate on them, and py3langid costs a fraction per message and ships its
+model inside the package (no download). Restricting it to the served languages turns "which of
+~100 languages" into "which of four", which is both more accurate and what the rule needs.
+Whether to believe a guess is the language rule's business (carebot.domain.language): this
+module only reports the guess and its normalised probability.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from carebot.domain.language import Detected
+
+# Longer texts say nothing more about their language and cost time in proportion.
+MAX_CHARS = 500
+
+
+class LanguageDetector:
+    """Guesses the language of a text among `languages`; the model loads on first use."""
+
+    def __init__(self, languages: Sequence[str]) -> None:
+        # py3langid knows base languages ("pt"), carebot may serve regional ones ("pt_BR").
+        self.languages = sorted({lang.split("_")[0] for lang in languages})
+        self._identifier: object | None = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> object:
+        with self._lock:
+            if self._identifier is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+                identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                identifier.set_languages(self.languages)
+                self._identifier = identifier
+            return self._identifier
+
+    def __call__(self, text: str) -> Detected | None:
+        """The likeliest served language of `text` (None: nothing to detect or one language)."""
+        text = text.strip()[:MAX_CHARS]
+        if not text or len(self.languages) < 2:
+            return None
+        language, probability = self._model().classify(text)  # type: ignore[attr-defined]
+        return Detected(str(language), float(probability))
