@@ -31,6 +31,7 @@ from carebot.matching.ranking import (
     CANDIDATES,
     N_FEATURES,
     build_index,
+    nearest_entries,
     score_queries,
     with_embedding_features,
 )
@@ -117,7 +118,11 @@ def cross_validate(
         index = build_index(
             prep.x, owner, prep.texts, train, prep.linear, prep.off_entry, emb
         )
-        scored = score_queries(index, prep.x[queries], [prep.texts[i] for i in queries], CANDIDATES)
+        # As `Matcher.match_many` does: the encoder's nearest entries join the candidates.
+        extra = None if emb is None else nearest_entries(index, emb[queries])
+        scored = score_queries(
+            index, prep.x[queries], [prep.texts[i] for i in queries], CANDIDATES, extra
+        )
         global_cands = index.entry_of[scored.candidates]
         is_oos = np.zeros(len(queries), dtype=bool)
         is_oos[len(in_q) :] = True
