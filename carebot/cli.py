@@ -444,12 +444,20 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.matching.kb_eval import csv_to_knowledge
+    from carebot.matching.knowledge import MAX_TEXT
 
     if args.per_faq is not None and args.per_faq < 1:
         raise CliError("--per-faq must be at least 1")
     with _input_errors(ValueError):
-        count = csv_to_knowledge(args.csv, args.out, args.per_faq)
-    print(f"wrote {count} entries to {args.out}")
+        done = csv_to_knowledge(args.csv, args.out, args.per_faq)
+    print(f"wrote {done.entries} entries to {args.out}")
+    # The loader refuses longer texts; say what was left out so nobody wonders where it went.
+    if done.skipped:
+        print(f"warning: left out {done.skipped} texts over {MAX_TEXT} characters "
+              "(the knowledge base's limit)")
+    if done.truncated:
+        print(f"warning: cut {done.truncated} texts or category names to {MAX_TEXT} "
+              "characters")
     return 0
 
 
