@@ -405,7 +405,7 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     import json
     import math
 
-    from carebot.matching.embedding_model import load_encoder
+    from carebot.matching.embedding_model import load_encoder, load_multilingual_encoder
     from carebot.matching.kb_eval import METRIC_KEYS, evaluate, format_report, read_queries
     from carebot.matching.knowledge import KnowledgeError, load_knowledge
     from carebot.matching.matcher import build_matcher
@@ -430,7 +430,8 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     encoder = load_encoder(
         settings.embedding_model, settings.embedding_precision, settings.embedding_threads
     )
-    matcher = build_matcher(docs, encoder=encoder)
+    multilingual = load_multilingual_encoder(settings.multilingual_encoder)
+    matcher = build_matcher(docs, encoder=encoder, multilingual=multilingual)
     metrics = evaluate(matcher, queries, answer, suggest)
     if args.json:
         # JSON has no NaN: a metric without data (e.g. no out-of-scope queries) is null.
