@@ -83,6 +83,7 @@ from carebot.matching.ranking import (
     CANDIDATES,
     N_FEATURES,
     Index,
+    Scored,
     build_index,
     nearest_entries,
     score_queries,
@@ -230,13 +231,16 @@ class Matcher:
                 [texts[rows[r]] for r in embed] if self._raw_queries
                 else [_respell(normalized[r], index.vocabulary, self._spellings) for r in embed]
             )
-            # The entries the encoder finds nearest join the candidates (ranking.
-            # EMBEDDING_CANDIDATES), so a question sharing no words with the KB can still
-            # find its entry; the lexical features are recomputed for the new set.
-            sub = score_queries(
-                index, v[embed], [normalized[r] for r in embed], max(CANDIDATES, limit) + 1,
-                nearest_entries(index, q_emb),
-            )
+            if self._raw_queries:
+                # A foreign question shares no words with the KB, so its entry is rarely among
+                # the lexical candidates: the entries the encoder finds nearest join them
+                # (ranking.EMBEDDING_CANDIDATES), with lexical features for the new set.
+                sub = score_queries(
+                    index, v[embed], [normalized[r] for r in embed],
+                    max(CANDIDATES, limit) + 1, nearest_entries(index, q_emb),
+                )
+            else:
+                sub = Scored(scored.candidates[embed], scored.features[embed])
             feats = with_embedding_features(index, sub, q_emb)
             for j, r in enumerate(embed):
                 entries[r] = index.entry_of[sub.candidates[j]]
@@ -345,7 +349,7 @@ def _build(
         return Matcher(
             ids, prep.featurizer, index, PRIOR_COEF, PRIOR_INTERCEPT, mode_name, foreign=foreign
         )
-    feats, labels, weights, meta = cross_validate(prep, emb)
+    feats, labels, weights, meta = cross_validate(prep, emb, inject=raw_queries)
     coef, intercept = fit_calibrator(feats, labels, weights)
     lexical = None
     if emb is not None:

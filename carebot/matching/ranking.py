@@ -30,9 +30,9 @@ from sklearn.svm import LinearSVC
 from carebot.matching.lexical import STOP_WORDS, F64Array, FloatArray, IntArray, l2_rows
 
 CANDIDATES = 10  # entries re-scored by the calibrator per query
-# With a sentence encoder, the entries whose phrasings it finds nearest join the candidates
-# (in place of the lexically weakest): a question in another language shares no words with the
-# KB, so its right entry is rarely among the lexical ten.
+# For the foreign matcher (questions in another language, `matcher`), the entries whose
+# phrasings the encoder finds nearest join the candidates in place of the lexically weakest:
+# such a question shares no words with the KB, so its entry is rarely among the lexical ten.
 EMBEDDING_CANDIDATES = 3
 _FUZZY_PHRASINGS = 20  # per candidate, the closest phrasings compared with rapidfuzz
 _KNN_WEIGHT = 0.3  # similarity mode: nearest phrasing vs centroid
