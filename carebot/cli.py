@@ -409,7 +409,7 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     import json
     import math
 
-    from carebot.matching.embedding_model import load_encoder
+    from carebot.matching.embedding_model import load_encoder, load_multilingual_encoder
     from carebot.matching.kb_eval import METRIC_KEYS, evaluate, format_report, read_queries
     from carebot.matching.knowledge import KnowledgeError, load_knowledge
     from carebot.matching.matcher import build_matcher
@@ -434,7 +434,8 @@ def _kb_eval(settings: Settings, args: argparse.Namespace) -> int:
     encoder = load_encoder(
         settings.embedding_model, settings.embedding_precision, settings.embedding_threads
     )
-    matcher = build_matcher(docs, encoder=encoder)
+    multilingual = load_multilingual_encoder(settings.multilingual_encoder)
+    matcher = build_matcher(docs, encoder=encoder, multilingual=multilingual)
     metrics = evaluate(matcher, queries, answer, suggest)
     label = ""
     if args.language:
@@ -475,12 +476,20 @@ def _language_detected(
 
 def _kb_from_csv(settings: Settings, args: argparse.Namespace) -> int:
     from carebot.matching.kb_eval import csv_to_knowledge
+    from carebot.matching.knowledge import MAX_TEXT
 
     if args.per_faq is not None and args.per_faq < 1:
         raise CliError("--per-faq must be at least 1")
     with _input_errors(ValueError):
-        count = csv_to_knowledge(args.csv, args.out, args.per_faq)
-    print(f"wrote {count} entries to {args.out}")
+        done = csv_to_knowledge(args.csv, args.out, args.per_faq)
+    print(f"wrote {done.entries} entries to {args.out}")
+    # The loader refuses longer texts; say what was left out so nobody wonders where it went.
+    if done.skipped:
+        print(f"warning: left out {done.skipped} texts over {MAX_TEXT} characters "
+              "(the knowledge base's limit)")
+    if done.truncated:
+        print(f"warning: cut {done.truncated} texts or category names to {MAX_TEXT} "
+              "characters")
     return 0
 
 

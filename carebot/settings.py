@@ -14,6 +14,8 @@ _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 SQLITE_SYNCHRONOUS = ("full", "normal")
 EMBEDDING_PRECISIONS = ("int8", "float32")
+# What CAREBOT_MULTILINGUAL_ENCODER may name (carebot.matching.packaged_encoders); "" is off.
+MULTILINGUAL_ENCODERS = ("", "use", "e5")
 # What CAREBOT_REDACT_EXTRA may name (carebot.domain.redaction masks them).
 REDACTION_KINDS = ("iban", "email", "phone")
 
@@ -54,6 +56,11 @@ class Settings:
     # 2-core machine; the threads sleep rather than spin while waiting, so a busy machine
     # loses little.
     embedding_threads: int = 2
+    # A multilingual encoder for questions whose words the knowledge base mostly does not know
+    # (another language): "use" (universal-sentence-encoder-multilingual v3) or "e5"
+    # (multilingual-e5-small), from `make setup-multilingual`; "" (default) leaves them to the
+    # English model. When its package is missing the service logs why and carries on without.
+    multilingual_encoder: str = ""
     max_suggestions: int = 3
     # Consecutive bot turns that did not help before the bot gives up and hands off.
     max_failed_bot_turns: int = 2
@@ -211,6 +218,11 @@ class Settings:
             raise SettingsError(
                 "CAREBOT_EMBEDDING_PRECISION must be int8 or float32, got "
                 f"{self.embedding_precision!r}"
+            )
+        if self.multilingual_encoder not in MULTILINGUAL_ENCODERS:
+            raise SettingsError(
+                "CAREBOT_MULTILINGUAL_ENCODER must be empty (off), use or e5, got "
+                f"{self.multilingual_encoder!r}"
             )
         if self.embedding_threads < 1:
             raise SettingsError(

@@ -145,3 +145,51 @@ def test_kb_from_csv_names_an_unwritable_output(
     err = capsys.readouterr().err
     assert str(out) in err and "No such file or directory" in err
     assert not out.parent.exists()
+
+
+BANKING77_TRAIN = ROOT.parent / "shared/data/banking77/train.csv"
+
+
+def test_kb_from_csv_leaves_out_what_the_loader_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_question = "my card " + "still has not arrived and " * 15  # ~400 characters
+    only_long = "why " + "was my transfer declined again " * 12
+    category = "a " * 70 + "category"  # its slug is over the 100 characters an id may have
+    source = tmp_path / "labelled.csv"
+    source.write_text(
+        "text,category\n"
+        f"{long_question},card_arrival\n"
+        "where is my card,card_arrival\n"
+        f"{only_long},declined_transfer\n"
+        f"how do I top up,{category}\n"
+    )
+    out = tmp_path / "kb.yaml"
+    assert main(["kb", "from-csv", str(source), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 3 entries" in printed
+    assert "left out 1 texts over 300 characters" in printed
+    assert "cut 1 texts or category names to 300 characters" in printed
+    docs = {d.doc.id: d.doc for d in load_knowledge(out)}
+    assert docs["card-arrival"].question == "where is my card"
+    assert len(docs["declined-transfer"].question) <= 300
+    assert docs["declined-transfer"].question.startswith("why was my transfer declined")
+    # The id is the category's slug cut to the loader's 100 characters.
+    assert "a-" * 49 + "a" in docs
+
+
+@pytest.mark.skipif(
+    not BANKING77_TRAIN.is_file(),
+    reason=f"BANKING77 is not at {BANKING77_TRAIN} (the shared data folder beside the checkout)",
+)
+def test_kb_from_csv_converts_banking77_into_a_file_the_loader_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "banking77.yaml"
+    assert main(["kb", "from-csv", str(BANKING77_TRAIN), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 77 entries" in printed
+    assert "left out 20 texts over 300 characters" in printed
+    loaded = load_knowledge(out)
+    assert len(loaded) == 77
+    assert sum(len(d.doc.texts()) for d in loaded) == 10_003 - 20

@@ -286,7 +286,7 @@ def test_csv_to_knowledge_round_trip(tmp_path: Path) -> None:
         "Top up failed,Top Up Failed\n"
     )
     out = tmp_path / "kb.yaml"
-    assert csv_to_knowledge(src, out, per_faq=2) == 2
+    assert csv_to_knowledge(src, out, per_faq=2).entries == 2
     entries = yaml.safe_load(out.read_text())
     assert entries == [
         {

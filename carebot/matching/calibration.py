@@ -31,6 +31,7 @@ from carebot.matching.ranking import (
     CANDIDATES,
     N_FEATURES,
     build_index,
+    nearest_entries,
     score_queries,
     with_embedding_features,
 )
@@ -79,10 +80,13 @@ class _QueryMeta:
 
 
 def cross_validate(
-    prep: Prepared, emb: FloatArray | None
+    prep: Prepared, emb: FloatArray | None, *, inject: bool = False
 ) -> tuple[F64Array, F64Array, F64Array, _QueryMeta]:
     """Candidate features and labels of held-out texts; (queries, k) weights, 0 for the
-    hidden off-topic entry's rows, which the calibrator must not learn from."""
+    hidden off-topic entry's rows, which the calibrator must not learn from.
+
+    `inject`: the encoder's nearest entries join the candidates, as the foreign matcher's
+    `Matcher.match_many` does."""
     rng = np.random.default_rng(SEED + 1)
     owner, folds, oos_fold = prep.owner, prep.folds, prep.oos_fold
     n_folds = int(max(folds.max(), oos_fold.max())) + 1
@@ -117,7 +121,10 @@ def cross_validate(
         index = build_index(
             prep.x, owner, prep.texts, train, prep.linear, prep.off_entry, emb
         )
-        scored = score_queries(index, prep.x[queries], [prep.texts[i] for i in queries], CANDIDATES)
+        extra = nearest_entries(index, emb[queries]) if inject and emb is not None else None
+        scored = score_queries(
+            index, prep.x[queries], [prep.texts[i] for i in queries], CANDIDATES, extra
+        )
         global_cands = index.entry_of[scored.candidates]
         is_oos = np.zeros(len(queries), dtype=bool)
         is_oos[len(in_q) :] = True

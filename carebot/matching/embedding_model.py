@@ -1,4 +1,5 @@
-"""Finding and loading the sentence-embedding model named by `CAREBOT_EMBEDDING_MODEL`."""
+"""Finding and loading the sentence-embedding models named by `CAREBOT_EMBEDDING_MODEL` and
+`CAREBOT_MULTILINGUAL_ENCODER`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from carebot.matching import packaged_encoders
 from carebot.matching.embeddings import MiniLmEncoder
 from carebot.matching.matcher import TextEncoder
 from carebot.matching.onnx_encoder import load_int8_encoder
@@ -78,3 +80,21 @@ def load_encoder(setting: str, precision: str = "int8", threads: int = 1) -> Tex
     if precision == "int8":
         return load_int8_encoder(minilm, model_dir, threads)
     return minilm
+
+
+def load_multilingual_encoder(setting: str) -> TextEncoder | None:
+    """The encoder `CAREBOT_MULTILINGUAL_ENCODER` names ("use", "e5"), or None when it is off
+    or cannot be loaded; then questions in other languages go to the English model as before,
+    and the log says why."""
+    if not setting:
+        return None
+    encoder, why = packaged_encoders.load(setting)
+    if encoder is None:
+        log.warning(
+            "CAREBOT_MULTILINGUAL_ENCODER=%s: %s; questions in other languages are matched "
+            "with the English model only", setting, why,
+        )
+        return None
+    log.info("questions the knowledge base's words do not cover use %s",
+             packaged_encoders.MODELS[setting].description)
+    return encoder

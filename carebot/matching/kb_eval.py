@@ -10,6 +10,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ import numpy as np
 import yaml
 
 from carebot.matching.faq import Candidate, FaqDoc
+from carebot.matching.knowledge import MAX_ANSWER, MAX_TEXT
 
 METRIC_KEYS = (
     "top1",
@@ -227,12 +229,55 @@ def docs_from_entries(entries: Iterable[Mapping[str, Any]]) -> list[FaqDoc]:
     ]
 
 
-def csv_to_knowledge(csv_path: str | Path, out_path: str | Path, per_faq: int | None) -> int:
-    """Write a knowledge YAML list built from a `text,category` CSV; returns the entry count.
+@dataclass(frozen=True)
+class Conversion:
+    """What `csv_to_knowledge` wrote, and what it had to leave out or shorten."""
 
-    Each category becomes `{id, question, phrasings, answer, tags}` as in `knowledge_entries`.
+    entries: int
+    skipped: int  # texts over the loader's MAX_TEXT characters, left out
+    truncated: int  # texts and category names cut to fit (a category with only long texts)
+
+
+def csv_to_knowledge(
+    csv_path: str | Path, out_path: str | Path, per_faq: int | None
+) -> Conversion:
+    """Write a knowledge YAML list built from a `text,category` CSV.
+
+    Each category becomes `{id, question, phrasings, answer, tags}` as in `knowledge_entries`,
+    within the limits `knowledge.load_knowledge` enforces, so `carebot kb import` and
+    `kb eval` accept the file: texts over `MAX_TEXT` characters are left out (BANKING77's
+    training split has 20, up to 433 characters: messages, not phrasings), and the `per_faq`
+    first texts are counted among those kept. A category whose texts are all too long keeps
+    its first one cut at a word; a category name too long for a tag is cut too.
     """
-    entries = knowledge_entries(read_labelled_texts(csv_path), per_faq)
+    groups: dict[str, list[str]] = {}
+    skipped = truncated = 0
+    for category, texts in read_labelled_texts(csv_path).items():
+        kept = [t for t in texts if len(t) <= MAX_TEXT]
+        skipped += len(texts) - len(kept)
+        if not kept:
+            kept = [_cut(texts[0], MAX_TEXT)]
+            skipped -= 1
+            truncated += 1
+        if len(category) > MAX_TEXT:
+            truncated += 1
+        groups[category] = kept
+    entries = knowledge_entries(groups, per_faq)
+    for entry in entries:
+        entry["id"] = entry["id"][:_MAX_ID].rstrip("-") or "faq"
+        entry["tags"] = [_cut(t, MAX_TEXT) for t in entry["tags"]]
+        entry["answer"] = _cut(entry["answer"], MAX_ANSWER)
     with Path(out_path).open("w", encoding="utf-8") as fh:
         yaml.safe_dump(entries, fh, sort_keys=False, allow_unicode=True, width=100)
-    return len(entries)
+    return Conversion(len(entries), skipped, truncated)
+
+
+_MAX_ID = 100  # knowledge.ID_PATTERN
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` characters, at a space where there is one."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip()

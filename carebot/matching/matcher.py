@@ -26,6 +26,18 @@ lexical. An encoder with a `fit` method (`KbAdaptedEncoder`: the static encoder 
 `static_embeddings`, selected by CAREBOT_EMBEDDING_MODEL=static) is first adapted to the KB's
 texts, and the matcher keeps the adapted copy.
 
+Questions in another language
+-----------------------------
+all-MiniLM-L6-v2 and the lexical features know English only. With a multilingual encoder
+(`packaged_encoders`, CAREBOT_MULTILINGUAL_ENCODER), `build_matcher` also builds a second,
+*foreign* matcher over the same entries with that encoder, and a question most of whose content
+words (`FOREIGN_SHARE`) the KB has never seen is matched by it: a German question against an
+English KB, but also an off-topic English one, which the foreign matcher's own calibrator hands
+off as well. The foreign matcher embeds the customer's own text, not the normalised one: the
+normaliser's chat spellings are English ("wo" would become "without") and its respelling turns
+foreign words into English KB words one typo away ("oder" -> "order"). English questions keep
+the English encoder, so its accuracy on them does not change. docs/matching.md has the figures.
+
 Default thresholds
 ------------------
 The app compares the top candidate's score with two thresholds: at or above
@@ -66,13 +78,14 @@ from carebot.matching.calibration import (
     probabilities,
 )
 from carebot.matching.faq import Candidate, FaqDoc
-from carebot.matching.lexical import F64Array, Featurizer, FloatArray
+from carebot.matching.lexical import STOP_WORDS, F64Array, Featurizer, FloatArray
 from carebot.matching.ranking import (
     CANDIDATES,
     N_FEATURES,
     Index,
     Scored,
     build_index,
+    nearest_entries,
     score_queries,
     with_embedding_features,
 )
@@ -88,6 +101,11 @@ DEFAULT_SUGGEST_THRESHOLD: float = Settings.suggest_threshold
 # Embedding a KB text costs ~4 ms of CPU at build time: above this many texts (~2 minutes)
 # the matcher stays lexical, so a huge KB still rebuilds in reasonable time.
 _MAX_EMBEDDED_TEXTS = 30_000
+
+# A question whose content words are at least this share unknown to the KB goes to the foreign
+# matcher, when there is one. On the starter KB: 71-72 of 72 German, French and Spanish
+# questions each, and 29 of 258 English ones (mostly off-topic: "tell me a joke").
+FOREIGN_SHARE = 0.75
 
 
 class TextEncoder(Protocol):
@@ -117,8 +135,15 @@ class Matcher:
         calibration: Sequence[CalibrationSample] = (),
         encoder: TextEncoder | None = None,
         lexical: tuple[F64Array, float] | None = None,
+        *,
+        foreign: Matcher | None = None,
+        raw_queries: bool = False,
     ) -> None:
         self._ids = tuple(ids)
+        # Matches questions the KB's vocabulary does not cover (see "Questions in another
+        # language" above); `raw_queries`: the encoder sees the text as the customer wrote it.
+        self._foreign = foreign
+        self._raw_queries = raw_queries
         self._featurizer = featurizer
         self._index = index
         self._coef = coef
@@ -138,7 +163,14 @@ class Matcher:
     @property
     def uses_embeddings(self) -> bool:
         """True when scores include sentence-embedding features."""
-        return self._encoder is not None
+        return self._encoder is not None or (
+            self._foreign is not None and self._foreign.uses_embeddings
+        )
+
+    @property
+    def multilingual(self) -> bool:
+        """True when questions the KB's words do not cover go to a multilingual encoder."""
+        return self._foreign is not None and self._foreign.uses_embeddings
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -165,6 +197,18 @@ class Matcher:
             return results
         index = self._index
         queries = {i: q for i, q in ((i, normalize(t)) for i, t in enumerate(texts)) if q}
+        if self._foreign is not None:
+            foreign = [i for i, q in queries.items() if _unknown_share(q, index) >= FOREIGN_SHARE]
+            if foreign:
+                # Their lexical scores say nothing, so they take the encoder budget first.
+                found = self._foreign.match_many(
+                    [texts[i] for i in foreign], limit, embed_limit=embed_limit
+                )
+                for i, result in zip(foreign, found, strict=True):
+                    results[i] = result
+                    del queries[i]
+                if embed_limit is not None:
+                    embed_limit = max(0, embed_limit - len(foreign))
         if not queries:
             return results
         rows, normalized = list(queries), list(queries.values())
@@ -184,11 +228,23 @@ class Matcher:
         if embed:
             assert self._encoder is not None
             q_emb = self._encoder.encode(
-                [_respell(normalized[r], index.vocabulary, self._spellings) for r in embed]
+                [texts[rows[r]] for r in embed] if self._raw_queries
+                else [_respell(normalized[r], index.vocabulary, self._spellings) for r in embed]
             )
-            sub = Scored(scored.candidates[embed], scored.features[embed])
+            if self._raw_queries:
+                # A foreign question shares no words with the KB, so its entry is rarely among
+                # the lexical candidates: the entries the encoder finds nearest join them
+                # (ranking.EMBEDDING_CANDIDATES), with lexical features for the new set.
+                sub = score_queries(
+                    index, v[embed], [normalized[r] for r in embed],
+                    max(CANDIDATES, limit) + 1, nearest_entries(index, q_emb),
+                )
+            else:
+                sub = Scored(scored.candidates[embed], scored.features[embed])
             feats = with_embedding_features(index, sub, q_emb)
             for j, r in enumerate(embed):
+                entries[r] = index.entry_of[sub.candidates[j]]
+                valid[r] = entries[r] < len(self._ids)
                 probs[r] = probabilities(feats[j], self._coef, self._intercept, valid[r])
         embedded = set(embed)
         for r, i in enumerate(rows):
@@ -212,6 +268,13 @@ class MatchResult:
     complete: bool
 
 
+def _unknown_share(query: str, index: Index) -> float:
+    """The share of a normalised question's content words that no KB text uses."""
+    words = query.split()
+    content = [w for w in words if w not in STOP_WORDS] or words
+    return sum(w not in index.vocabulary for w in content) / len(content)
+
+
 def _respell(query: str, vocabulary: frozenset[str], spellings: Sequence[str]) -> str:
     """Replace words the KB never uses by a KB word one typo away (two for long words).
 
@@ -233,16 +296,36 @@ def _respell(query: str, vocabulary: frozenset[str], spellings: Sequence[str]) -
     return " ".join(words) if changed else query
 
 def build_matcher(
-    docs: Sequence[FaqDoc], *, mode: Mode = "auto", encoder: TextEncoder | None = None
+    docs: Sequence[FaqDoc],
+    *,
+    mode: Mode = "auto",
+    encoder: TextEncoder | None = None,
+    multilingual: TextEncoder | None = None,
 ) -> Matcher:
     """Build a matcher for the given entries (CPU-bound; run it in a worker thread).
 
     `mode` forces the ranking model ("linear" or "similarity"); "auto" picks by KB size.
     With an `encoder`, the calibrator also sees sentence-embedding similarities (KBs large
     enough to cross-validate, since the fixed small-KB calibrator has no coefficients for
-    them, and up to `_MAX_EMBEDDED_TEXTS` texts). Raises ValueError on duplicate ids.
+    them, and up to `_MAX_EMBEDDED_TEXTS` texts). With a `multilingual` encoder, questions
+    the KB's words do not cover are matched by a second matcher built with it (see
+    "Questions in another language"). Raises ValueError on duplicate ids.
     Entries whose texts normalise to nothing are counted by `len()` but can never match.
     """
+    foreign = None
+    if multilingual is not None:
+        foreign = _build(docs, mode, multilingual, raw_queries=True)
+    return _build(docs, mode, encoder, foreign=foreign)
+
+
+def _build(
+    docs: Sequence[FaqDoc],
+    mode: Mode,
+    encoder: TextEncoder | None,
+    *,
+    foreign: Matcher | None = None,
+    raw_queries: bool = False,
+) -> Matcher:
     # Cross-validation folds are drawn by position: order by id, so the same entries give the
     # same scores whether they come from the YAML files or the database.
     docs = sorted(docs, key=lambda d: d.id)
@@ -263,15 +346,18 @@ def build_matcher(
         prep.x, prep.owner, prep.texts, all_rows, prep.linear, prep.off_entry, emb
     )
     if not prep.can_cv:
-        return Matcher(ids, prep.featurizer, index, PRIOR_COEF, PRIOR_INTERCEPT, mode_name)
-    feats, labels, weights, meta = cross_validate(prep, emb)
+        return Matcher(
+            ids, prep.featurizer, index, PRIOR_COEF, PRIOR_INTERCEPT, mode_name, foreign=foreign
+        )
+    feats, labels, weights, meta = cross_validate(prep, emb, inject=raw_queries)
     coef, intercept = fit_calibrator(feats, labels, weights)
     lexical = None
     if emb is not None:
         lexical = fit_calibrator(feats[:, :, :N_FEATURES], labels, weights)
     calibration = calibration_samples(feats, meta, (coef, intercept), lexical)
     return Matcher(
-        ids, prep.featurizer, index, coef, intercept, mode_name, calibration, encoder, lexical
+        ids, prep.featurizer, index, coef, intercept, mode_name, calibration, encoder, lexical,
+        foreign=foreign, raw_queries=raw_queries,
     )
 
 

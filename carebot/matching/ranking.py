@@ -30,6 +30,10 @@ from sklearn.svm import LinearSVC
 from carebot.matching.lexical import STOP_WORDS, F64Array, FloatArray, IntArray, l2_rows
 
 CANDIDATES = 10  # entries re-scored by the calibrator per query
+# For the foreign matcher (questions in another language, `matcher`), the entries whose
+# phrasings the encoder finds nearest join the candidates in place of the lexically weakest:
+# such a question shares no words with the KB, so its entry is rarely among the lexical ten.
+EMBEDDING_CANDIDATES = 3
 _FUZZY_PHRASINGS = 20  # per candidate, the closest phrasings compared with rapidfuzz
 _KNN_WEIGHT = 0.3  # similarity mode: nearest phrasing vs centroid
 _SVC_C = 1.0
@@ -141,9 +145,20 @@ class Scored:
     features: F64Array  # (queries, k, N_FEATURES)
 
 
-def score_queries(index: Index, v: sp.csr_matrix, queries: Sequence[str], k: int) -> Scored:
+def score_queries(
+    index: Index,
+    v: sp.csr_matrix,
+    queries: Sequence[str],
+    k: int,
+    extra: IntArray | None = None,
+) -> Scored:
     """Primary scores, top-k candidates and lexical calibration features for a batch of
-    queries."""
+    queries.
+
+    `extra` (queries, m): local entries each query's candidates must include (see
+    `nearest_entries`); they replace the lowest-ranked ones, and the candidates stay in
+    primary-score order.
+    """
     n_q = v.shape[0]
     k = min(k, index.n_entries)
     n_rows = index.n_rows
@@ -176,11 +191,36 @@ def score_queries(index: Index, v: sp.csr_matrix, queries: Sequence[str], k: int
             else:
                 top = np.arange(index.n_entries)
             top = top[np.argsort(-primary[top], kind="stable")]
+            if extra is not None:
+                top = _with_forced(top, extra[lo + r], primary)
             cands[lo + r] = top
             feats[lo + r] = _candidate_features(
                 index, queries[lo + r], top, primary, knn_r, cent[r], sims_r
             )
     return Scored(candidates=cands, features=feats)
+
+
+def _with_forced(top: IntArray, forced: IntArray, primary: FloatArray) -> IntArray:
+    """`top` with the `forced` entries it lacks in place of its last ones, by primary score."""
+    missing = [int(e) for e in dict.fromkeys(forced.tolist()) if e not in set(top.tolist())]
+    if not missing:
+        return top
+    keep = top[: max(0, len(top) - len(missing))]
+    merged = np.concatenate([keep, np.array(missing[: len(top)], dtype=top.dtype)])
+    return merged[np.argsort(-primary[merged], kind="stable")]
+
+
+def nearest_entries(index: Index, q_emb: FloatArray, n: int = EMBEDDING_CANDIDATES) -> IntArray:
+    """(queries, n) local entries whose nearest phrasing is closest to each query embedding."""
+    assert index.emb_rows is not None
+    n = min(n, index.n_entries)
+    out = np.zeros((len(q_emb), n), dtype=np.int64)
+    step = max(1, _DENSE_BUDGET // index.n_rows)
+    for lo in range(0, len(q_emb), step):
+        hi = min(len(q_emb), lo + step)
+        knn = np.maximum.reduceat(q_emb[lo:hi] @ index.emb_rows.T, index.starts, axis=1)
+        out[lo:hi] = np.argpartition(-knn, n - 1, axis=1)[:, :n]
+    return out
 
 
 def _shortlist_knn(

@@ -122,6 +122,8 @@ async def healthz(request: web.Request) -> web.Response:
         "faq_entries": len(index.docs_by_id),
         # Operators see at a glance whether the embedding model loaded (else: lexical only).
         "sentence_embeddings": matcher is not None and matcher.uses_embeddings,
+        # And whether questions in other languages get the multilingual encoder.
+        "multilingual_matching": matcher is not None and matcher.multilingual,
         # Per process (with --workers N each has its own cache): the process id says which.
         "process": os.getpid(),
         "match_cache": {"hits": cache.hits, "misses": cache.misses, "size": cache.size,

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from carebot.db.availability import Availability
 from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
-from carebot.matching.embedding_model import load_encoder
+from carebot.matching.embedding_model import load_encoder, load_multilingual_encoder
 from carebot.matching.faq_index import FaqIndex
 from carebot.matching.knowledge import enabled_docs, knowledge_version
 from carebot.matching.language_detect import LanguageDetector
@@ -138,7 +138,10 @@ async def knowledge_ctx(app: web.Application) -> AsyncIterator[None]:
             load_encoder, settings.embedding_model, settings.embedding_precision,
             settings.embedding_threads,
         )
-        builder = functools.partial(build_matcher, encoder=encoder)
+        multilingual = await asyncio.to_thread(
+            load_multilingual_encoder, settings.multilingual_encoder
+        )
+        builder = functools.partial(build_matcher, encoder=encoder, multilingual=multilingual)
     index = FaqIndex(
         builder,
         cache_size=settings.match_cache_size,
