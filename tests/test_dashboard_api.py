@@ -31,10 +31,11 @@ Client = TestClient[Any, Any]
 PERIOD = "from=2026-03-03&to=2026-03-04&tz=Europe/Berlin"
 MIN = 60_000  # milliseconds in a minute
 # What the starter knowledge base offers for the vague question (checked when it is asked):
-# probabilities about 0.29 and 0.20 over the suggestion threshold of 0.15, the next FAQ about
-# 0.09. The int8 encoder's last digits differ between CPUs (AVX2 vs AVX-512 kernels), so the
-# phrase and the band leave a margin of 0.05 everywhere.
-VAGUE = "help with my user account"
+# probabilities about 0.52-0.56 and 0.17-0.20 inside the band [0.1, 0.7), the next FAQ about
+# 0.05; the off-topic questions below score under 0.05, so they are handed off. The int8
+# encoder's last digits differ between CPUs (AVX2 vs AVX-512 kernels), and the knowledge
+# base's translations move the calibration: the phrases keep a margin of 0.05 everywhere.
+VAGUE = "my customer account"
 SUGGESTED = ("account-delete", "account-create")
 
 
@@ -206,14 +207,14 @@ async def build_dashboard(
     # SLA breaches at 15:06 (gus) and 15:16 (hal).
     gus = Customer(client, "gus")
     to(at(4, 15, 0))
-    reply = await gus.say("my parrot sings opera all night")
+    reply = await gus.say("my cat plays chess all night")
     conv["gus"] = reply["conversation_id"]
     assert reply["status"] == "queued"
     to(at(4, 15, 6))
     assert await tick(app) == (0, 1)
     hal = Customer(client, "hal")
     to(at(4, 15, 10))
-    reply = await hal.say("my parrot sings opera every night")
+    reply = await hal.say("my cat plays chess every night")
     conv["hal"] = reply["conversation_id"]
     assert reply["status"] == "queued"
     to(at(4, 15, 16))
@@ -231,7 +232,7 @@ async def client(
     # agents set their status over the API without a console: presence is off (grace 0).
     app = create_app(
         replace(settings, run_timers=False, survey_ces=True, survey_comment=False,
-                answer_threshold=0.6, suggest_threshold=0.15, presence_grace_seconds=0),
+                answer_threshold=0.7, suggest_threshold=0.1, presence_grace_seconds=0),
         clock,
     )
     return await aiohttp_client(app)  # type: ignore[no-any-return]
@@ -636,16 +637,16 @@ async def test_live_panel(dash: Dashboard) -> None:
 async def test_knowledge_gaps_marked_done(dash: Dashboard) -> None:
     boss = dash.boss
     [group] = (await boss.stats("knowledge-gaps"))["clusters"]
-    # gus's and hal's parrots; equal counts: the newest wording represents the group.
+    # gus's and hal's cats; equal counts: the newest wording represents the group.
     assert (group["question"], group["count"], group["status"], group["done"]) == (
-        "my parrot sings opera every night", 2, "open", None)
+        "my cat plays chess every night", 2, "open", None)
     assert (group["first_seen"], group["last_seen"]) == (
         "2026-03-04T16:00:00+01:00", "2026-03-04T16:10:00+01:00")
     # Marked done at 16:00 with another wording of the group.
     mark = await boss.call("POST", "/api/v1/stats/knowledge-gaps/done",
-                           {"question": "My parrot sings opera all night!",
+                           {"question": "My cat plays chess all night!",
                             "note": "FAQ pet-noise added"}, expect=201)
-    assert mark == {"id": mark["id"], "question": "my parrot sings opera all night",
+    assert mark == {"id": mark["id"], "question": "my cat plays chess all night",
                     "note": "FAQ pet-noise added", "done_by": boss.id,
                     "done_at": "2026-03-04T16:00:00+00:00"}
     [group] = (await boss.stats("knowledge-gaps"))["clusters"]
@@ -654,13 +655,13 @@ async def test_knowledge_gaps_marked_done(dash: Dashboard) -> None:
     assert (await boss.stats("knowledge-gaps", f"{PERIOD}&status=open"))["clusters"] == []
     # A new question of the group after the mark opens it again.
     dash.clock.now = at(4, 16, 30)
-    kim = await Customer(dash.client, "kim").say("my parrot sings opera all night long")
+    kim = await Customer(dash.client, "kim").say("my cat plays chess all night long")
     assert kim["status"] == "queued"
     [group] = (await boss.stats("knowledge-gaps", f"{PERIOD}&status=open"))["clusters"]
     assert (group["count"], group["status"], group["new_since_done"]) == (3, "open", 1)
     # Marking again moves the mark (200, same id); removing it opens the whole group.
     again = await boss.call("POST", "/api/v1/stats/knowledge-gaps/done",
-                            {"question": "my parrot sings opera all night"})
+                            {"question": "my cat plays chess all night"})
     assert (again["id"], again["done_at"], again["note"]) == (
         mark["id"], "2026-03-04T16:30:00+00:00", None)
     listed = await boss.call("GET", "/api/v1/stats/knowledge-gaps/done")
@@ -681,7 +682,7 @@ async def test_knowledge_gaps_marked_done(dash: Dashboard) -> None:
                           expect=403)
     # Newest first: a second group asked later comes first.
     dash.clock.now = at(4, 16, 40)
-    lou = await Customer(dash.client, "lou").say("my goldfish composes symphonies at dawn")
+    lou = await Customer(dash.client, "lou").say("my dog paints portraits at dawn")
     assert lou["status"] == "queued"
     newest = await boss.stats("knowledge-gaps", f"{PERIOD}&sort=newest")
     assert [c["count"] for c in newest["clusters"]] == [1, 3]
@@ -716,7 +717,7 @@ async def test_csv_exports_match_the_json(dash: Dashboard) -> None:
         ("2026-03-03", "6", "2", "3.0", "420000.0"), ("2026-03-04", "4", "0", "5.0", "")]
     gaps = await csv_rows("knowledge-gaps.csv")
     assert [(r["question"], r["count"], r["reasons.no_match"], r["status"]) for r in gaps] == [
-        ("my parrot sings opera every night", "2", "2", "open")]
+        ("my cat plays chess every night", "2", "2", "open")]
     # Exactly what the filter selects.
     assert await csv_rows("agents.csv", f"{PERIOD}&channel=telegram") == []
 

@@ -323,6 +323,10 @@ async def test_web_visitor_gets_the_page_language_until_they_write_another(
     assert ready["site"]["greeting"] == "¡Hola! ¿En qué podemos ayudarte?"
     assert ready["site"]["offline_text"] == (
         "Ahora no estamos disponibles. Deja un mensaje y te responderemos aquí.")
+    # So are the widget's own words: its placeholder, button and marks.
+    assert {k: ready["labels"][k] for k in ("placeholder", "send", "sent", "typing")} == {
+        "placeholder": "Escribe un mensaje…", "send": "Enviar", "sent": "Enviado ✓",
+        "typing": "{name} está escribiendo…"}
     # The widget's errors are in the page's language too.
     await widget.say("x" * 2001)
     error = await widget.expect("error")

@@ -40,6 +40,7 @@ class Shop:
         self.carebot = carebot
         self.site = site
         self.user: dict[str, str] | None = None
+        self.lang = "en"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -53,7 +54,7 @@ class Shop:
         for name, value in user.items():
             attrs += f' data-user-{name}="{html.escape(value)}"'
         body = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Acme shop</title>"
+            f"<!doctype html><html lang='{self.lang}'><head><meta charset='utf-8'><title>Acme shop</title>"
             "<link rel='stylesheet' href='/shop.css'></head><body><h1>Acme shop</h1>"
             "<p>Everything for your home.</p>"
             f"<script src='{self.carebot}/widget.js' {attrs} async></script></body></html>"
@@ -403,3 +404,16 @@ async def test_an_admin_edits_a_site_in_the_console(
     page = await open_shop(browser, service)
     await page.click(".bubble")
     await page.wait_for_selector(".sub:has-text('Back tomorrow at 9.')", timeout=10_000)
+
+
+async def test_the_widget_speaks_the_pages_language(browser: Any, service: Service) -> None:
+    service.shop.lang = "de"
+    page = await open_shop(browser, service)
+    await page.click(".bubble")
+    await page.wait_for_selector("textarea[placeholder='Nachricht schreiben…']")
+    assert await page.inner_text("button.send") == "Senden"
+    await page.fill("textarea", "Wo ist meine Bestellung?")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("li.visitor .mark:has-text('Gesendet')")
+    await page.wait_for_selector("li.bot .t:has-text('Bestellung')")
+    assert page.errors == []

@@ -44,6 +44,7 @@ from carebot.channels import web as web_channel
 from carebot.channels import web_store as store
 from carebot.channels.errors import ChannelInputError
 from carebot.channels.web_delivery import WebSender
+from carebot.channels.web_labels import widget_labels
 from carebot.db.availability import is_unavailable
 from carebot.db.engine import QuickReads
 from carebot.domain.events import Event
@@ -744,6 +745,7 @@ async def _ready(app: web.Application, s: VisitorSocket, token: str | None, sinc
             "site": s.site.public(_gettext(app, s)),
             "agents_online": await visitors.agents_online(),
             "max_text": app[SETTINGS].web_max_text_chars, "read_up_to": read_up_to,
+            "labels": widget_labels(_gettext(app, s)),
         }
         if token is not None:
             ready["visitor"] = token

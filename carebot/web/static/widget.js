@@ -69,6 +69,13 @@
     return e;
   }
 
+  // The widget's own words: English until `ready` brings them in the visitor's language.
+  var L = {
+    open: "Open chat", close: "Close chat", earlier: "Earlier messages", message: "Message",
+    placeholder: "Write a message\u2026", send: "Send", online: "We're online",
+    sending: "Sending\u2026", sent: "Sent \u2713", read: "Read \u2713\u2713",
+    not_sent: "Not sent.", retry: "Retry", typing: "{name} is typing\u2026", someone: "Someone"
+  };
   var state = {
     site: null, ws: null, ready: false, open: load("open") === "1", delay: 500,
     maxId: 0, readSent: 0, agentRead: 0, unread: 0, pending: {}, nodes: {}, items: {},
@@ -90,7 +97,6 @@
   }
   var bubble = el("button", "bubble");
   bubble.type = "button";
-  bubble.setAttribute("aria-label", "Open chat");
   var SVG = "http://www.w3.org/2000/svg";
   var icon = document.createElementNS(SVG, "svg");
   icon.setAttribute("viewBox", "0 0 24 24");
@@ -113,13 +119,12 @@
   titles.appendChild(sub);
   var close = el("button", "x", "\u00d7");
   close.type = "button";
-  close.setAttribute("aria-label", "Close chat");
   head.appendChild(titles);
   head.appendChild(close);
   var list = el("ol");
   list.setAttribute("role", "log");
   list.setAttribute("aria-live", "polite");
-  var older = el("button", "older", "Earlier messages");
+  var older = el("button", "older");
   older.type = "button";
   older.hidden = true;
   var greeting = el("li", "bot");
@@ -128,9 +133,7 @@
   err.hidden = true;
   var form = el("form");
   var input = el("textarea");
-  input.setAttribute("aria-label", "Message");
-  input.placeholder = "Write a message\u2026";
-  var send = el("button", "send", "Send");
+  var send = el("button", "send");
   send.type = "submit";
   form.appendChild(input);
   form.appendChild(send);
@@ -141,6 +144,16 @@
   root.appendChild(panel);
   root.appendChild(bubble);
 
+  function label() {
+    bubble.setAttribute("aria-label", panel.hidden ? L.open : L.close);
+    close.setAttribute("aria-label", L.close);
+    older.textContent = L.earlier;
+    input.setAttribute("aria-label", L.message);
+    input.placeholder = L.placeholder;
+    send.textContent = L.send;
+  }
+  label();
+
   // ---- showing messages ------------------------------------------------------------------
   function showError(text) {
     err.textContent = text || "";
@@ -149,7 +162,7 @@
 
   function subtitle(typing) {
     if (typing) { sub.textContent = typing; return; }
-    sub.textContent = state.agentsOnline ? "We're online" : (state.site && state.site.offline_text) || "";
+    sub.textContent = state.agentsOnline ? L.online : (state.site && state.site.offline_text) || "";
   }
 
   function bubbleFor(m) {
@@ -210,7 +223,7 @@
       if (m.from !== "visitor") { if (!answered && m.from !== "system") answered = m.id; continue; }
       var read = m.id <= state.agentRead || (answered && answered > m.id);
       var mark = state.nodes[m.id].querySelector(".mark");
-      mark.textContent = read ? "Read \u2713\u2713" : "Sent \u2713";
+      mark.textContent = read ? L.read : L.sent;
     }
     // Buttons only under the latest message, until the visitor answers.
     var last = ids.length ? state.items[ids[ids.length - 1]] : null;
@@ -262,7 +275,7 @@
     if (!text && !payload) return;
     var cid = newCid();
     var li = bubbleFor({ from: "visitor", text: text });
-    li.querySelector(".mark").textContent = "Sending\u2026";
+    li.querySelector(".mark").textContent = L.sending;
     place(li, 0);
     list.scrollTop = list.scrollHeight;
     state.pending[cid] = { node: li, text: text, payload: payload || null };
@@ -285,11 +298,11 @@
     if (!p) return;
     p.node.classList.add("failed");
     var mark = p.node.querySelector(".mark");
-    mark.textContent = "Not sent. ";
-    var retry = el("button", "retry", "Retry");
+    mark.textContent = L.not_sent + " ";
+    var retry = el("button", "retry", L.retry);
     retry.type = "button";
     retry.addEventListener("click", function () {
-      mark.textContent = "Sending\u2026";
+      mark.textContent = L.sending;
       showError("");
       transmit(cid);
     });
@@ -343,6 +356,7 @@
         state.site = Object.assign({}, state.site, data.site, { max_text: data.max_text });
         state.agentsOnline = data.agents_online;
         if (data.read_up_to) state.agentRead = data.read_up_to;
+        if (data.labels) { Object.assign(L, data.labels); label(); }
         look();
         showError("");
         Object.keys(state.pending).forEach(transmit);
@@ -367,7 +381,7 @@
         showError("");
         break;
       case "typing":
-        subtitle((data.name || "Someone") + " is typing\u2026");
+        subtitle(L.typing.replace("{name}", data.name || L.someone));
         clearTimeout(state.typingTimer);
         state.typingTimer = setTimeout(function () { subtitle(); }, 6000);
         break;
@@ -409,7 +423,7 @@
     state.open = open;
     save("open", open ? "1" : "0");
     panel.hidden = !open;
-    bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    bubble.setAttribute("aria-label", open ? L.close : L.open);
     bubble.setAttribute("aria-expanded", open ? "true" : "false");
     if (open) {
       state.unread = 0;
