@@ -54,7 +54,8 @@ class Shop:
         for name, value in user.items():
             attrs += f' data-user-{name}="{html.escape(value)}"'
         body = (
-            f"<!doctype html><html lang='{self.lang}'><head><meta charset='utf-8'><title>Acme shop</title>"
+            f"<!doctype html><html lang='{self.lang}'><head><meta charset='utf-8'>"
+            "<title>Acme shop</title>"
             "<link rel='stylesheet' href='/shop.css'></head><body><h1>Acme shop</h1>"
             "<p>Everything for your home.</p>"
             f"<script src='{self.carebot}/widget.js' {attrs} async></script></body></html>"
