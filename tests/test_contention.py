@@ -46,9 +46,19 @@ async def test_transfers_while_customers_write_keep_every_count_exact(
             if resp.status == 200:
                 sent.append(mid)
 
+    writing = asyncio.Event()
+
+    async def customers() -> None:
+        await asyncio.gather(*(customer(n) for n in range(8)))
+        writing.set()
+
     async def agent(token: str) -> None:
+        # At least 25 rounds and for as long as the customers write: on a busy machine the
+        # rounds could otherwise all pass before the first customer was assigned.
         rng = random.Random(token)
-        for _ in range(25):
+        rounds = 0
+        while rounds < 25 or not writing.is_set():
+            rounds += 1
             page = await (await client.get("/api/v1/conversations?status=assigned",
                                            headers=bearer(token))).json()
             for item in page.get("items", [])[:3]:
@@ -58,7 +68,7 @@ async def test_transfers_while_customers_write_keep_every_count_exact(
                 statuses.append(resp.status)
             await asyncio.sleep(0)
 
-    await asyncio.gather(*(customer(n) for n in range(8)), *(agent(t) for _, t in agents))
+    await asyncio.gather(customers(), *(agent(t) for _, t in agents))
     assert not [s for s in statuses if s >= 500]
     async with sessions() as session:
         stored = dict((await session.execute(

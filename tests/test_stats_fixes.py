@@ -114,19 +114,18 @@ async def test_first_response_runs_from_the_handoff_and_per_agent_from_the_assig
     # bob's own first response runs from his assignment at 09:01:12.5: 7,400 ms.
     assert rows["bob"]["first_response_ms"]["median"] == 7_400.0
     assert rows["alice"]["first_response_ms"]["count"] == 0  # she never replied
-    # Resolved: kim's is bob's; lee's was closed from the queue (nobody held it): the
-    # unassigned row, last. 1 + 0 + 0 + 1 = the summary's 2. (boss is listed for the
-    # resolution he made, which the reopen column follows.)
+    # Resolved: kim's is bob's; lee's is boss's, who closed it straight from the queue (the
+    # one who resolved is credited). 1 + 0 + 1 = the summary's 2; no unassigned row, since
+    # every resolution has its resolver on record.
     assert [(i["agent_id"], i["name"], i["resolved"]) for i in items] == [
-        (bob.id, "bob", 1), (alice.id, "alice", 0), (boss.id, "boss", 0),
-        (None, "unassigned", 1)]
+        (bob.id, "bob", 1), (boss.id, "boss", 1), (alice.id, "alice", 0)]
     assert rows["boss"]["reopen"] == {"resolutions": 1, "reopened": 0, "rate": 0.0}
     assert sum(i["resolved"] for i in items) == summary["agents"]["resolved"]
     # The agents CSV has the same rows.
     resp = await client.get(f"/api/v1/stats/agents.csv?{DAY}", headers=boss.headers)
     table = list(csv.DictReader(io.StringIO(await resp.text())))
     assert [(r["name"], r["resolved"]) for r in table] == [
-        ("bob", "1"), ("alice", "0"), ("boss", "0"), ("unassigned", "1")]
+        ("bob", "1"), ("boss", "1"), ("alice", "0")]
 
 
 async def test_sla_breaches_are_a_property_of_the_wait(

@@ -17,7 +17,6 @@ from sqlalchemy import (
     case,
     func,
     literal,
-    or_,
     select,
     union_all,
 )
@@ -189,9 +188,9 @@ def _bucket_row(
 async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     """One row per agent who resolved, handled, first answered or was rated in the period.
 
-    * resolved — conversations of the resolved cohort the agent resolved (a supervisor
-      closing a colleague's conversation is credited); one closed straight from the queue
-      (nobody held it) or with no resolver on record is counted in a last `unassigned` row
+    * resolved — conversations of the resolved cohort the agent resolved: whoever closed it
+      is credited (a supervisor closing a colleague's conversation, or one straight from the
+      queue); one with no resolver on record is counted in a last `unassigned` row
       (`agent_id` null), so the column adds up to the summary's `agents.resolved`; bot,
       timeout and erasure resolutions are nobody's;
     * first response — conversations of the opened cohort whose first agent reply was the
@@ -216,17 +215,16 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     def row(agent_id: int) -> dict[str, Any]:
         return rows.setdefault(agent_id, {"agent_id": agent_id, "resolved": 0})
 
-    # Credited to the person who resolved it; closed straight from the queue (nobody held
-    # it) or with no resolver on record: the `unassigned` row. Together they add up to the
+    # Credited to the person who resolved it, also one closed straight from the queue;
+    # with no resolver on record: the `unassigned` row. Together they add up to the
     # summary's agents.resolved.
-    unassigned = or_(C.assigned_agent_id.is_(None), C.resolved_agent_id.is_(None))
     unassigned_resolved = 0
-    for agent_id, queue_closed, n in await session.execute(
-        select(C.resolved_agent_id, unassigned, func.count())
+    for agent_id, n in await session.execute(
+        select(C.resolved_agent_id, func.count())
         .where(*scope.resolved(), C.resolved_by == "agent")
-        .group_by(C.resolved_agent_id, unassigned)
+        .group_by(C.resolved_agent_id)
     ):
-        if queue_closed or agent_id is None:
+        if agent_id is None:
             unassigned_resolved += int(n)
         else:
             row(agent_id)["resolved"] += int(n)
@@ -320,8 +318,8 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
 
 
 def _unassigned_row(resolved: int) -> dict[str, Any]:
-    """Resolutions no agent is credited with (closed from the queue, or no resolver on
-    record), last in the table so the resolved column adds up to the summary."""
+    """Resolutions no agent is credited with (no resolver on record), last in the table so
+    the resolved column adds up to the summary."""
     empty = Distribution.empty().as_dict()
     return {
         "agent_id": None, "resolved": resolved, "name": "unassigned", "unassigned": True,

@@ -228,8 +228,8 @@ STATS_PATHS: dict[str, Any] = {
     ),
     "/api/v1/stats/agents": _get(
         "Per agent: resolved, human first response, handle time, CSAT",
-        "- resolved: conversations of the resolved cohort the agent resolved; those closed "
-        "straight from the queue (nobody held them) or with no resolver on record are in a "
+        "- resolved: conversations of the resolved cohort the agent resolved (also straight "
+        "from the queue); those with no resolver on record are in a "
         "last row with `agent_id` null, `name` \"unassigned\", `unassigned` true, so the "
         "column adds up to the summary's `agents.resolved`;\n- first_response_ms: "
         "conversations of the opened cohort whose first agent reply was the agent's, from the "

@@ -20,21 +20,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE (SQLite has ADD and DROP COLUMN): batch mode would copy and drop
+# `conversations`, which the foreign keys of the rows pointing at it forbid on a database with
+# data in it.
 def upgrade() -> None:
-    with op.batch_alter_table("customers", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("language", sa.String(length=16), nullable=True))
-    with op.batch_alter_table("conversations", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("language", sa.String(length=16), nullable=True))
-        batch_op.add_column(sa.Column("language_override", sa.String(length=16), nullable=True))
-    with op.batch_alter_table("faq_entries", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("translations", sa.JSON(), nullable=True))
+    op.add_column("customers", sa.Column("language", sa.String(length=16), nullable=True))
+    op.add_column("conversations", sa.Column("language", sa.String(length=16), nullable=True))
+    op.add_column("conversations",
+                  sa.Column("language_override", sa.String(length=16), nullable=True))
+    op.add_column("faq_entries", sa.Column("translations", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("faq_entries", schema=None) as batch_op:
-        batch_op.drop_column("translations")
-    with op.batch_alter_table("conversations", schema=None) as batch_op:
-        batch_op.drop_column("language_override")
-        batch_op.drop_column("language")
-    with op.batch_alter_table("customers", schema=None) as batch_op:
-        batch_op.drop_column("language")
+    op.drop_column("faq_entries", "translations")
+    op.drop_column("conversations", "language_override")
+    op.drop_column("conversations", "language")
+    op.drop_column("customers", "language")
