@@ -213,7 +213,7 @@ async def build_scenario(
     await bob.status("offline")
     hank = Customer(client, "hank")
     to(at(4, 16, 0))
-    vague = await hank.say("I have a question about my account")
+    vague = await hank.say("about my customer account")
     conv["hank"] = vague["conversation_id"]
     assert button_payloads(vague["replies"][-1])[0].startswith("faq:")  # a suggestion
     to(at(4, 16, 5))
