@@ -10,7 +10,7 @@ module only reports the guess and its normalised probability.
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Sequence
 
 from carebot.domain.language import Detected
@@ -19,24 +19,27 @@ from carebot.domain.language import Detected
 MAX_CHARS = 500
 
 
+@functools.lru_cache(maxsize=4)
+def _identifier(languages: tuple[str, ...]) -> object:
+    """The model restricted to `languages`, loaded once per process: it takes ~75 MB, and
+    every app built in one process (the test suite builds hundreds) would otherwise hold its
+    own copy. Classifying only reads it, so threads may share it."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(languages))
+    return identifier
+
+
 class LanguageDetector:
     """Guesses the language of a text among `languages`; the model loads on first use."""
 
     def __init__(self, languages: Sequence[str]) -> None:
         # py3langid knows base languages ("pt"), carebot may serve regional ones ("pt_BR").
         self.languages = sorted({lang.split("_")[0] for lang in languages})
-        self._identifier: object | None = None
-        self._lock = threading.Lock()
 
     def _model(self) -> object:
-        with self._lock:
-            if self._identifier is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-                identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-                identifier.set_languages(self.languages)
-                self._identifier = identifier
-            return self._identifier
+        return _identifier(tuple(self.languages))
 
     def __call__(self, text: str) -> Detected | None:
         """The likeliest served language of `text` (None: nothing to detect or one language)."""
