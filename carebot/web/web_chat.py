@@ -866,13 +866,11 @@ async def _said(app: web.Application, s: VisitorSocket, said: web_channel.Said) 
         return
     await publish_effects(app, effects)
     await _send(s, {"type": "ack", "cid": said.cid, "duplicate": result.duplicate})
-    if s.anonymous_key is not None and s.contact_id is None:
-        # The signed-in visitor's first message made their contact: now it can be linked.
-        key = s.key
-        s.contact_id = await visitors.reads.run(lambda c: store.contact_of(c, key))
-        await _bring_along(app, s)
     async with s.lock:
         await visitors.catch_up(s, outbox=False)
+    # A signed-in visitor's first message made their contact (catch_up looked it up): now
+    # their earlier anonymous chat can be linked.
+    await _bring_along(app, s)
     await visitors.notify(s.key, up_to=s.last_id, besides=s, wait=False)
 
 
