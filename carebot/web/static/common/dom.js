@@ -53,3 +53,16 @@ export function clock(iso) {
   const d = new Date(iso);
   return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
+
+// A page's flash message (the #flash box): shown for `ms`, then hidden; a newer one replaces it.
+export function flasher(ms) {
+  let timer = null;
+  return function flash(message, error = false) {
+    const box = document.getElementById("flash");
+    if (!box) return;
+    box.className = error ? "show error" : "show";
+    replace(box, message);
+    clearTimeout(timer);
+    timer = setTimeout(() => { box.className = ""; }, ms);
+  };
+}

@@ -2,11 +2,13 @@
 // Plain ES modules, no build step. All customer and agent text is rendered with textContent.
 
 import { Api, ApiError } from "../common/api.js";
-import { h, replace, ago, duration, clock } from "../common/dom.js";
+import { h, replace, ago, duration, clock, flasher } from "../common/dom.js";
 import { Live } from "../common/live.js";
 import { loginForm, inviteForm } from "../common/login.js";
 import { renderAdmin } from "./admin.js";
 import { customerTyping, typingIndicator, agentTyping, markSeen, showRead } from "./webchat.js";
+
+const flash = flasher(4000);
 
 const root = document.getElementById("app");
 const api = new Api((message) => showLogin(message));
@@ -571,16 +573,6 @@ async function loadCustomer(customerId) {
 }
 
 // ---- small things ----------------------------------------------------------------------
-
-let flashTimer = null;
-function flash(message, error = false) {
-  const box = document.getElementById("flash");
-  if (!box) return;
-  box.className = error ? "show error" : "show";
-  replace(box, message);
-  clearTimeout(flashTimer);
-  flashTimer = setTimeout(() => { box.className = ""; }, 4000);
-}
 
 // Keep waiting times fresh without a reload.
 setInterval(() => { if (state.me) renderLists(); }, 15000);

@@ -2,10 +2,12 @@
 // panel, all from /api/v1/stats/*. Filters live in the URL, so a view can be shared.
 
 import { Api, ApiError } from "../common/api.js";
-import { h, replace, duration } from "../common/dom.js";
+import { h, replace, duration, flasher } from "../common/dom.js";
 import { Live } from "../common/live.js";
 import { loginForm } from "../common/login.js";
 import { stackedBars, lines } from "./charts.js";
+
+const flash = flasher(5000);
 
 const root = document.getElementById("app");
 const api = new Api((message) => showLogin(message));
@@ -291,16 +293,6 @@ function onEvent(event) {
     clearTimeout(liveTimer);
     liveTimer = setTimeout(() => refreshLive().catch((err) => flash(err.message, true)), 150);
   }
-}
-
-let flashTimer = null;
-function flash(message, error = false) {
-  const box = document.getElementById("flash");
-  if (!box) return;
-  box.className = error ? "show error" : "show";
-  replace(box, message);
-  clearTimeout(flashTimer);
-  flashTimer = setTimeout(() => { box.className = ""; }, 5000);
 }
 
 async function boot() {
