@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._service import fresh_database
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Base
+from carebot.db import journey_marks
 from carebot.db.touchpoints import EFFORT
 from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
@@ -287,6 +288,9 @@ async def generate(url: str, conversations: int, touchpoints: int, seed: int) ->
             written += len(tps)
             batch = []
     async with engine.begin() as conn:
+        # The journey marks the service keeps as it writes, built from the log as the
+        # migration that added them does.
+        await conn.run_sync(journey_marks.backfill)
         if url.startswith("postgresql"):
             for table in ("customers", "contacts", "agents", "conversations"):
                 await conn.execute(text(

@@ -9,18 +9,21 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from carebot.db.types import BigId, UTCDateTime
+from carebot.domain.journey import MARKS
 
 # Stable constraint names so alembic batch mode on SQLite can alter tables.
 NAMING = {
@@ -182,6 +185,28 @@ class Conversation(Base):
     # the one an agent set by hand, which wins over detection until cleared.
     language: Mapped[str | None] = mapped_column(String(16))
     language_override: Mapped[str | None] = mapped_column(String(16))
+
+
+# One row per conversation: its journey's marks (carebot.domain.journey), kept up to date as
+# its touchpoints are written (carebot.db.journey_marks). For each mark: its place among the
+# conversation's marked touchpoints (`seq`, the log's order), when it happened and the effort
+# the customer had spent by then; NULL while the conversation has not reached it.
+journey_marks = Table(
+    "journey_marks",
+    Base.metadata,
+    Column("conversation_id", BigId, ForeignKey("conversations.id"), primary_key=True),
+    # How many of the conversation's touchpoints were marks so far.
+    Column("seq", Integer, nullable=False, default=0),
+    *(
+        column
+        for mark in MARKS
+        for column in (
+            Column(f"{mark}_seq", Integer),
+            Column(f"{mark}_at", UTCDateTime()),
+            Column(f"{mark}_effort", Integer),
+        )
+    ),
+)
 
 
 class ResolutionCode(Base):

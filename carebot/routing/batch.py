@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from carebot.db import bulk
+from carebot.db import bulk, journey_marks
 from carebot.db.batch_sql import (
     CONTACTS,
     CONVERSATIONS,
@@ -35,6 +35,7 @@ from carebot.db.batch_sql import (
 )
 from carebot.domain.clock import Clock, ms_between
 from carebot.domain.events import Effects, preview
+from carebot.domain.journey import mark_of
 from carebot.domain.language import Detected
 from carebot.domain.messages import Button, InboundMessage, OutboundMessage, RouteResult
 from carebot.domain.states import Kind, Status, SurveyStatus
@@ -504,6 +505,7 @@ class Batch:
         ])
         for conv, cid in zip(new_convs, ids, strict=True):
             conv.state.id = cid
+        journey_marks.start(self.conn, ids)
         self._write_surveys(plans)
         ids = self._insert(MESSAGES, [
             {"conversation_id": p.conv.state.id, "channel": p.msg.channel,
@@ -654,6 +656,7 @@ def write_replies_and_touches(
             boxed.append({**row, "message_id": mid})
     bulk.insert(conn, OUTBOX, boxed)
     tp_rows: list[dict[str, Any]] = []
+    marked: list[dict[str, Any]] = []
     at = 0
     for d, conv, _, inbound_id, _, _ in items:
         first_reply = out_ids[at] if d.replies else None
@@ -672,7 +675,12 @@ def write_replies_and_touches(
                 "effort": t.effort, "wait_ms": t.wait_ms, "outcome": str(t.outcome),
                 "details": details, "created_at": t.at,
             })
+            mark = mark_of(t.kind, details, t.score)
+            if mark is not None:
+                marked.append({"cid": conv.id, "mark": mark, "at": t.at,
+                               "effort": t.effort_total})
     bulk.insert(conn, TOUCHPOINTS, tp_rows)
+    journey_marks.advance(conn, marked)
     return out_ids
 
 

@@ -258,6 +258,8 @@ class Touch:
     with_message: bool = False
     # Its details get this survey's id and kind once the survey is written.
     survey: SurveyState | None = None
+    # The conversation's effort once this touchpoint is counted (the journey's marks).
+    effort_total: int = 0
 
 
 @dataclass
@@ -303,7 +305,8 @@ class Decision:
         """Record a touchpoint; its effort is added to the conversation's."""
         effort = EFFORT.get(kind, 0)
         self.conv.effort_score += effort
-        tp = Touch(kind, actor, at, self.conv.status, effort, **extra)
+        tp = Touch(kind, actor, at, self.conv.status, effort,
+                   effort_total=self.conv.effort_score, **extra)
         self.touches.append(tp)
         return tp
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from carebot.db.models import Agent, FaqEntry, Touchpoint
+from carebot.domain.journey import CSAT_POSITIVE
 from carebot.stats.confusions import confusions
 from carebot.stats.outcomes import outcome_of
 from carebot.stats.period import Bucket, Period, buckets
@@ -31,7 +32,6 @@ from carebot.stats.scope import C, S, Scope, StatsQuery, T, period_dict
 from carebot.stats.segments import handle_segments, sla_breaches
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import (
-    CSAT_POSITIVE,
     NO_SURVEYS,
     SurveyCounts,
     survey_aggregates,

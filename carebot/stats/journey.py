@@ -1,5 +1,6 @@
 """The customer journey: how far the conversations opened in the period got, step by step,
-read from the touchpoint log, with the wait before each step and the effort spent so far.
+with the wait before each step and the effort spent so far, read from each conversation's
+journey marks (carebot.db.journey_marks, kept as its touchpoints are written).
 
 Steps, in order (a conversation reaches some of them; each counts once per conversation):
 
@@ -26,19 +27,17 @@ is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
-from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, type_coerce, union_all
+from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.db.models import journey_marks
 from carebot.stats.period import StatsInputError
-from carebot.stats.scope import C, Scope, StatsQuery, T, period_dict
-from carebot.stats.sql import ratio
-from carebot.stats.survey_counts import CSAT_POSITIVE
+from carebot.stats.scope import C, Scope, StatsQuery, period_dict
+from carebot.stats.sql import distributions, ratio
 
 STAGES: tuple[tuple[str, ...], ...] = (
     ("first_message",),
@@ -66,235 +65,117 @@ LABELS = {
 # The columns of a conversation listed at a step (JSON and CSV).
 ITEM_COLUMNS = ("conversation_id", "customer_id", "channel", "status", "opened_at",
                 "reached_at", "wait_ms", "effort")
-# The touchpoints that mark a step.
-MARK_KINDS = ("message_in", "faq_answer", "faq_suggest", "faq_feedback", "handoff", "assigned",
-              "resolved", "survey_sent", "survey_answered")
-
-
-def _cohort(scope: Scope) -> Select[Any]:
-    return select(C.id).where(*scope.opened())
+J = journey_marks.c
 
 
 def _steps(scope: Scope) -> Any:
-    """A CTE: one row per conversation of the opened cohort, with the touchpoint id of each
-    step it reached (NULL for the others)."""
-    helpful = T.details["helpful"].as_boolean()
-    csat = T.details["kind"].as_string() == "csat"
+    """A CTE: one row per conversation of the opened cohort, with `<step>_seq`, `_at` and
+    `_effort` for each step it reached (NULL for the others), from its journey marks
+    (carebot.domain.journey; `seq` is the marks' order in the log)."""
 
-    def first(condition: Any) -> Any:
-        return func.min(case((condition, T.id)))
+    def seq(mark: str) -> Any:
+        return J[f"{mark}_seq"]
 
-    marks = (
-        select(
-            T.conversation_id.label("cid"),
-            first(T.kind == "message_in").label("msg"),
-            first(T.kind == "faq_answer").label("ans"),
-            first(T.kind == "faq_suggest").label("sug"),
-            first(and_(T.kind == "faq_feedback", helpful)).label("yes"),
-            first(and_(T.kind == "faq_feedback", ~helpful)).label("no"),
-            first(T.kind == "handoff").label("hand"),
-            first(T.kind == "assigned").label("asg"),
-            func.max(case((T.kind == "resolved", T.id))).label("res"),
-            first(and_(T.kind == "survey_sent", csat)).label("sent"),
-            first(and_(T.kind == "survey_answered", csat, T.score >= CSAT_POSITIVE)).label("sat"),
-        )
-        .where(T.kind.in_(MARK_KINDS), T.conversation_id.in_(_cohort(scope)))
-        .group_by(T.conversation_id)
-        .subquery("marks")
-    )
-    m = marks.c
+    def earliest(mark: str, other: str) -> Any:
+        """The mark exists, came before any handoff and before `other`."""
+        got, rival = seq(mark), seq(other)
+        return and_(got.is_not(None), or_(seq("hand").is_(None), got < seq("hand")),
+                    or_(rival.is_(None), got < rival))
 
-    def before_handoff(col: Any) -> Any:
-        return or_(m.hand.is_(None), col < m.hand)
-
-    def earliest(col: Any, other: Any) -> Any:
-        """`col` exists, came before any handoff and before `other`."""
-        return and_(col.is_not(None), before_handoff(col), or_(other.is_(None), col < other))
-
+    rules: dict[str, tuple[str, Any]] = {
+        "first_message": ("msg", None),
+        "bot_answered": ("ans", earliest("ans", "sug")),
+        "bot_suggested": ("sug", earliest("sug", "ans")),
+        "helpful_yes": ("yes", earliest("yes", "no")),
+        "helpful_no": ("no", earliest("no", "yes")),
+        "queued": ("hand", None),
+        "assigned": ("asg", None),
+        "resolved": ("res", C.status == "resolved"),
+        "surveyed": ("sent", None),
+        "satisfied": ("sat", None),
+    }
+    columns: list[Any] = [J.conversation_id.label("cid")]
+    for step, (mark, rule) in rules.items():
+        for suffix in ("seq", "at", "effort"):
+            value = J[f"{mark}_{suffix}"]
+            columns.append((value if rule is None else case((rule, value))).label(
+                f"{step}_{suffix}"))
     return (
-        select(
-            m.cid,
-            m.msg.label("first_message"),
-            case((earliest(m.ans, m.sug), m.ans)).label("bot_answered"),
-            case((earliest(m.sug, m.ans), m.sug)).label("bot_suggested"),
-            case((earliest(m.yes, m.no), m.yes)).label("helpful_yes"),
-            case((earliest(m.no, m.yes), m.no)).label("helpful_no"),
-            m.hand.label("queued"),
-            m.asg.label("assigned"),
-            case((C.status == "resolved", m.res)).label("resolved"),
-            m.sent.label("surveyed"),
-            m.sat.label("satisfied"),
-        )
-        .join(C, C.id == m.cid)
+        select(*columns)
+        .join(C, C.id == J.conversation_id)
+        .where(*scope.opened())
         .cte("journey_steps")
     )
 
 
 def _reached(scope: Scope) -> Any:
-    """A subquery: (step, cid, tid, reached_at, wait_ms, effort) for each step reached."""
+    """A subquery: (step, cid, seq, reached_at, wait_ms, effort) for each step reached; the
+    wait runs from the conversation's latest earlier step (by the log's order) to this one.
+    Times never decrease along the log, so that step's time is the latest of the earlier
+    steps' times, read from the same row: no window over the cohort's steps is needed."""
     steps = _steps(scope)
-    unpivot = union_all(*(
-        select(literal(step).label("step"), steps.c.cid, steps.c[step].label("tid"))
-        .where(steps.c[step].is_not(None))
+    c = steps.c
+
+    def wait(step: str) -> Any:
+        earlier = [case((c[f"{other}_seq"] < c[f"{step}_seq"], c[f"{other}_at"]))
+                   for other in STEPS if other != step]
+        return scope.sql.ms_between(scope.sql.latest_of(*earlier), c[f"{step}_at"])
+
+    return union_all(*(
+        select(literal(step).label("step"), c.cid, c[f"{step}_seq"].label("seq"),
+               c[f"{step}_at"].label("reached_at"), wait(step).label("wait_ms"),
+               c[f"{step}_effort"].label("effort"))
+        .where(c[f"{step}_seq"].is_not(None))
         for step in STEPS
-    )).subquery("unpivot")
-    log = (
-        select(
-            T.id,
-            T.created_at,
-            func.sum(T.effort)
-            .over(partition_by=T.conversation_id, order_by=T.id)
-            .label("effort"),
-        )
-        .where(T.conversation_id.in_(_cohort(scope)),
-               or_(T.effort != 0, T.kind.in_(MARK_KINDS)))
-        .subquery("log")
-    )
-    ordered = (
-        select(
-            unpivot.c.step,
-            unpivot.c.cid,
-            unpivot.c.tid,
-            log.c.created_at.label("reached_at"),
-            func.lag(log.c.created_at)
-            .over(partition_by=unpivot.c.cid, order_by=unpivot.c.tid)
-            .label("prev_at"),
-            log.c.effort,
-        )
-        .join(log, log.c.id == unpivot.c.tid)
-        .subquery("ordered")
-    )
+    )).subquery("reached")
+
+
+def _paths(scope: Scope) -> Select[Any]:
+    """How many conversations reached each combination of steps (a bit per step, in STEPS
+    order), with their effort at each step summed."""
+    steps = _steps(scope)
+    path = sum(
+        (case((steps.c[f"{step}_seq"].is_not(None), 1 << i), else_=0)
+         for i, step in enumerate(STEPS)),
+        start=literal(0),
+    ).label("path")
     return select(
-        ordered.c.step,
-        ordered.c.cid,
-        ordered.c.tid,
-        ordered.c.reached_at,
-        scope.sql.ms_between(ordered.c.prev_at, ordered.c.reached_at).label("wait_ms"),
-        ordered.c.effort,
-    ).subquery("reached")
-
-
-# The marks read in the one pass: (name, first or last) -> the step rules below.
-_MARKS = ("msg", "ans", "sug", "yes", "no", "hand", "asg", "res", "sent", "sat")
-
-
-def _one_pass(scope: Scope) -> Select[Any]:
-    """One row per conversation of the opened cohort: its status and, for each mark, the
-    touchpoint id, time and running effort of its first occurrence (the last for `res`),
-    from a single scan of the cohort's log. Time and running effort never decrease along
-    the log, so the minimum of each over a kind's touchpoints is the first one's."""
-    helpful = T.details["helpful"].as_boolean()
-    csat = T.details["kind"].as_string() == "csat"
-    log = (
-        select(
-            T.conversation_id, T.id, T.kind, T.created_at,
-            case((T.kind == "faq_feedback", helpful)).label("helpful"),
-            case((T.kind.in_(("survey_sent", "survey_answered")), csat)).label("csat"),
-            T.score,
-            func.sum(T.effort).over(partition_by=T.conversation_id, order_by=T.id)
-            .label("effort"),
-        )
-        .where(T.conversation_id.in_(_cohort(scope)),
-               *scope.id_range(T.conversation_id, _cohort(scope)),
-               or_(T.effort != 0, T.kind.in_(MARK_KINDS)))
-        .subquery("log")
-    )
-    g = log.c
-    conditions = {
-        "msg": g.kind == "message_in",
-        "ans": g.kind == "faq_answer",
-        "sug": g.kind == "faq_suggest",
-        "yes": and_(g.kind == "faq_feedback", g.helpful),
-        "no": and_(g.kind == "faq_feedback", ~g.helpful),
-        "hand": g.kind == "handoff",
-        "asg": g.kind == "assigned",
-        "res": g.kind == "resolved",
-        "sent": and_(g.kind == "survey_sent", g.csat),
-        "sat": and_(g.kind == "survey_answered", g.csat, g.score >= CSAT_POSITIVE),
-    }
-    columns: list[Any] = [g.conversation_id.label("cid")]
-    for name in _MARKS:
-        pick = func.max if name == "res" else func.min
-        for value in (g.id, g.created_at, g.effort):
-            columns.append(type_coerce(pick(case((conditions[name], value))), value.type))
-    marks = select(*columns).group_by(g.conversation_id).subquery("marks")
-    return select(marks, C.status).join(C, C.id == marks.c.cid).where(
-        *scope.id_range(C.id, _cohort(scope)))
-
-
-def _steps_of(row: Any) -> dict[str, tuple[int, datetime, int]]:
-    """step -> (touchpoint id, time, effort so far) of each step the conversation reached."""
-    m: dict[str, tuple[int, datetime, int] | None] = {}
-    for i, name in enumerate(_MARKS):
-        tid, at, effort = row[1 + 3 * i: 4 + 3 * i]
-        m[name] = None if tid is None else (int(tid), at, int(effort or 0))
-    hand = m["hand"]
-
-    def earliest(mark: str, other: str) -> tuple[int, datetime, int] | None:
-        """The mark, when it came before any handoff and before `other`."""
-        got, rival = m[mark], m[other]
-        if got is None or (hand is not None and got[0] >= hand[0]):
-            return None
-        return got if rival is None or got[0] < rival[0] else None
-
-    found = {
-        "first_message": m["msg"],
-        "bot_answered": earliest("ans", "sug"),
-        "bot_suggested": earliest("sug", "ans"),
-        "helpful_yes": earliest("yes", "no"),
-        "helpful_no": earliest("no", "yes"),
-        "queued": hand,
-        "assigned": m["asg"],
-        "resolved": m["res"] if row[-1] == "resolved" else None,
-        "surveyed": m["sent"],
-        "satisfied": m["sat"],
-    }
-    return {step: mark for step, mark in found.items() if mark is not None}
-
-
-def _percentile(ordered: list[float], q: float) -> float | None:
-    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont."""
-    if not ordered:
-        return None
-    pos = (len(ordered) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+        path, func.count(), *(func.coalesce(func.sum(steps.c[f"{step}_effort"]), 0)
+                              for step in STEPS),
+    ).group_by(path)
 
 
 async def journey(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
     """Steps (count, wait, effort, where conversations ended) and the flows between them.
 
-    One statement reads each conversation's steps (`_one_pass`); counting them, the flows
-    and the waits' percentiles over a period's conversations (one small row each) is then
-    cheaper here than a second and third pass over the touchpoint log in the database."""
+    Two statements over the cohort's journey marks (one row per conversation): the
+    combinations of steps reached, from which the counts, flows and ends follow, and the
+    waits' percentiles per step."""
     scope = await Scope.build(session, query)
     counts = dict.fromkeys(STEPS, 0)
     ended = dict.fromkeys(STEPS, 0)
+    effort_sums = dict.fromkeys(STEPS, 0)
     flows: dict[tuple[str, str], int] = {}
-    waits: dict[str, list[float]] = {step: [] for step in STEPS}
-    efforts: dict[str, list[int]] = {step: [] for step in STEPS}
-    for row in await session.execute(_one_pass(scope)):
-        reached = _steps_of(row)
-        if not reached:
+    for bits, n, *efforts in await session.execute(_paths(scope)):
+        path = [step for i, step in enumerate(STEPS) if int(bits) >> i & 1]
+        if not path:
             continue
-        path = [step for step in STEPS if step in reached]
+        n = int(n)
+        for step, effort in zip(STEPS, efforts, strict=True):
+            effort_sums[step] += int(effort)
         for step in path:
-            counts[step] += 1
-            efforts[step].append(reached[step][2])
+            counts[step] += n
         for a, b in pairwise(path):
-            flows[(a, b)] = flows.get((a, b), 0) + 1
-        ended[path[-1]] += 1
-        in_log_order = sorted(reached.items(), key=lambda item: item[1][0])
-        for (_before, (_, then, _e)), (step, (_, at, _f)) in pairwise(in_log_order):
-            # Whole milliseconds rounded half up, as the SQL of the conversation lists.
-            waits[step].append(math.floor((at - then).total_seconds() * 1000 + 0.5))
+            flows[(a, b)] = flows.get((a, b), 0) + n
+        ended[path[-1]] += n
+    reached = _reached(scope)
+    waits = await distributions(session, select(
+        reached.c.step.label("g"), reached.c.wait_ms.label("v")), ["g"])
     first = counts["first_message"]
     items = []
     for n_stage, stage in enumerate(STAGES, start=1):
         for step in stage:
-            wait = sorted(waits[step])
-            effort = efforts[step]
+            wait = waits.get((step,))
             items.append({
                 "key": step,
                 "label": LABELS[step],
@@ -302,10 +183,12 @@ async def journey(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
                 "count": counts[step],
                 "share_of_first": ratio(counts[step], first),
                 "ended_here": ended[step],
-                "wait_ms": {"median": _round(_percentile(wait, 0.5), 1),
-                            "p90": _round(_percentile(wait, 0.9), 1), "count": len(wait)},
-                "effort": {"mean": _round(sum(effort) / len(effort) if effort else None, 4),
-                           "count": len(effort)},
+                "wait_ms": {"median": None if wait is None else _round(wait.median, 1),
+                            "p90": None if wait is None else _round(wait.p90, 1),
+                            "count": 0 if wait is None else wait.count},
+                "effort": {"mean": _round(effort_sums[step] / counts[step]
+                                          if counts[step] else None, 4),
+                           "count": counts[step]},
             })
     order = {step: i for i, step in enumerate(STEPS)}
     return {

@@ -25,6 +25,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +66,17 @@ class Sql:
             # scalar max() is NULL when any argument is, hence the coalesces.
             return func.max(func.coalesce(a, b), func.coalesce(b, a))
         return func.greatest(a, b)
+
+    def latest_of(self, *values: Any) -> ColumnElement[Any]:
+        """The latest of several timestamps, ignoring NULL ones (NULL only when all are)."""
+        if len(values) == 1:
+            return values[0]  # type: ignore[no-any-return]
+        if self.sqlite:
+            # ISO text in one format sorts as time; '' sorts before any of it and stands in
+            # for NULL, which would make SQLite's scalar max() NULL.
+            blank: ColumnElement[Any] = literal_column("''")
+            return func.nullif(func.max(*(func.coalesce(v, blank) for v in values)), blank)
+        return func.greatest(*values)
 
     def within_ms(self, start: Any, end: Any, ms: int) -> ColumnElement[bool]:
         """`end` is no more than `ms` milliseconds after `start` (or before it)."""

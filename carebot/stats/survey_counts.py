@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carebot.domain.journey import CSAT_POSITIVE
 from carebot.stats.scope import S, Scope
 from carebot.stats.sql import count_if, ratio
 
-CSAT_POSITIVE = 4  # CSAT 4-5 counts as satisfied
 CES_EASY = 5  # CES 5-7 counts as easy
 
 
