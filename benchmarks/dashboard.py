@@ -50,8 +50,8 @@ from carebot.settings import Settings
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/carebot_dashboard"
 MANAGER, PASSWORD = "bench-manager", "dashboard benchmark password"
 # Bumped when the generated history changes (2: ids follow opening order, as in real data;
-# 3: with the journey marks).
-SEED_VERSION = 3
+# 3: with the journey marks; 4: and the last steps).
+SEED_VERSION = 4
 BROWSER_CONNECTIONS = 6  # what browsers open per host over HTTP/1.1
 
 

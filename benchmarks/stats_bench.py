@@ -36,9 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._service import fresh_database
+from carebot.db import journey_marks, last_steps
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Base
-from carebot.db import journey_marks
 from carebot.db.touchpoints import EFFORT
 from carebot.stats import breakdowns
 from carebot.stats import metrics as stats
@@ -288,9 +288,10 @@ async def generate(url: str, conversations: int, touchpoints: int, seed: int) ->
             written += len(tps)
             batch = []
     async with engine.begin() as conn:
-        # The journey marks the service keeps as it writes, built from the log as the
-        # migration that added them does.
+        # What the service keeps as it writes (journey marks, each conversation's last
+        # steps), built from the log as the migrations that added them do.
         await conn.run_sync(journey_marks.backfill)
+        await conn.run_sync(last_steps.backfill)
         if url.startswith("postgresql"):
             for table in ("customers", "contacts", "agents", "conversations"):
                 await conn.execute(text(

@@ -1,8 +1,8 @@
-"""The journey marks the service keeps as it writes touchpoints are the ones the migration
-builds from the touchpoint log: a small history written through the public paths (HTTP
-customers, the console API, the survey buttons) is read back, the marks are thrown away and
-rebuilt with `backfill`, and both must be the same. SQLite and, with
-CAREBOT_TEST_DATABASE_URL, PostgreSQL."""
+"""What the service keeps as it writes touchpoints (the journey marks, each conversation's
+last steps) is what the migrations build from the touchpoint log: a small history written
+through the public paths (HTTP customers, the console API, the survey buttons) is read back,
+thrown away and rebuilt with the `backfill` the migrations use, and both must be the same.
+SQLite and, with CAREBOT_TEST_DATABASE_URL, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.db import journey_marks as marks_module
+from carebot.db import last_steps
 from carebot.db.models import Conversation, journey_marks
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
+from carebot.web.timers import tick
 from tests.helpers import Customer, button_payloads, create_app, make_agent
 from tests.test_stats import Person, survey_buttons
 
@@ -52,8 +54,9 @@ async def test_marks_written_with_the_touchpoints_equal_those_rebuilt_from_the_l
     client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
 ) -> None:
     """ann is answered, says it helped and gives CSAT 5; ben asks for a person, alice takes
-    him, resolves, he asks for a person again (reopened) and she resolves again; cal gets suggestions
-    and asks for a person; dan is answered, says it did not help and is handed off."""
+    him, resolves, he asks for a person again (reopened) and she resolves again; cal gets
+    suggestions and asks for a person; dan is answered, says it did not help and is handed
+    off."""
     alice_id, alice_token = await make_agent(sessions, "alice", "agent")
     boss_id, boss_token = await make_agent(sessions, "boss", "manager")
     alice, boss = Person(client, alice_id, alice_token), Person(client, boss_id, boss_token)
@@ -117,3 +120,41 @@ async def test_marks_written_with_the_touchpoints_equal_those_rebuilt_from_the_l
         conn = await session.connection()
         assert await conn.run_sync(marks_module.backfill) == 4
     assert await _rows(sessions) == written
+
+
+async def test_last_steps_kept_with_the_steps_equal_those_rebuilt_from_the_log(
+    client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> None:
+    """eve is answered and goes silent (the timer closes her: the step before is the
+    answer); fin asks for a person, alice replies and resolves; gil only says /start."""
+    alice_id, alice_token = await make_agent(sessions, "alice", "agent")
+    alice = Person(client, alice_id, alice_token)
+    clock.now = at(8)
+    eve_id = (await Customer(client, "eve").say("where is my order"))["conversation_id"]
+    await alice.status("online")
+    fin_id = (await Customer(client, "fin").say("/human"))["conversation_id"]
+    clock.now = at(8, 1)
+    await alice.act(fin_id, "reply", {"text": "Hello"}, 201)
+    clock.now = at(8, 2)
+    await alice.act(fin_id, "resolve", {"code": "answered"})
+    gil_id = (await Customer(client, "gil").say("/start"))["conversation_id"]
+    clock.now = at(9)
+    await tick(client.server.app)
+
+    async def kinds() -> dict[int, tuple[str | None, str | None]]:
+        async with sessions() as session:
+            rows = await session.execute(select(
+                Conversation.id, Conversation.last_step_kind, Conversation.resolved_after_kind))
+            return {cid: (last, before) for cid, last, before in rows}
+
+    written = await kinds()
+    assert written[eve_id] == ("resolved", "faq_answer")
+    assert written[fin_id] == ("resolved", "agent_reply")
+    assert written[gil_id][1] == "message_in"  # /start, then the timer
+    async with sessions.begin() as session:
+        await session.execute(update(Conversation).values(last_step_kind=None,
+                                                          resolved_after_kind=None))
+        conn = await session.connection()
+        assert await conn.run_sync(last_steps.backfill) == 3
+    rebuilt = await kinds()
+    assert rebuilt == written, (rebuilt, written)

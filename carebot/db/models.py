@@ -185,6 +185,10 @@ class Conversation(Base):
     # the one an agent set by hand, which wins over detection until cleared.
     language: Mapped[str | None] = mapped_column(String(16))
     language_override: Mapped[str | None] = mapped_column(String(16))
+    # The kind of its latest step (carebot.domain.states.STEP_KINDS) and of the step just
+    # before its latest resolution, kept as touchpoints are written: a timeout's outcome.
+    last_step_kind: Mapped[str | None] = mapped_column(String(32))
+    resolved_after_kind: Mapped[str | None] = mapped_column(String(32))
 
 
 # One row per conversation: its journey's marks (carebot.domain.journey), kept up to date as

@@ -88,6 +88,16 @@ EFFORT: dict[str, int] = {
 }
 
 
+# The conversation's own steps: what the customer, the bot and the people did in it (not
+# surveys, SLA alerts, notes or delivery reports). How a timeout ended is read from the last
+# of them before the resolution (carebot.stats.outcomes).
+STEP_KINDS: frozenset[str] = frozenset({
+    Kind.MESSAGE_IN, Kind.FAQ_ANSWER, Kind.FAQ_SUGGEST, Kind.FAQ_FEEDBACK, Kind.SMALL_TALK,
+    Kind.UNSUPPORTED, Kind.UNKNOWN_BUTTON, Kind.HANDOFF, Kind.ASSIGNED, Kind.AGENT_REPLY,
+    Kind.TRANSFER, Kind.HANDBACK, Kind.REQUEUED, Kind.REOPENED, Kind.RESOLVED,
+})
+
+
 class SurveyStatus(StrEnum):
     """scheduled -> sent -> answered | expired; cancelled when the rules say no at send time."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from carebot.domain.events import Event
 from carebot.domain.language import Detected
 from carebot.domain.messages import OutboundMessage
-from carebot.domain.states import EFFORT, Actor, Status, SurveyStatus
+from carebot.domain.states import EFFORT, STEP_KINDS, Actor, Kind, Status, SurveyStatus
 from carebot.matching.faq import Candidate, FaqDoc
 from carebot.routing.policy import ResolutionCode
 from carebot.routing.smalltalk import NO_SMALL_TALK, SmallTalk
@@ -70,6 +70,10 @@ class ConvState:
     # The language the bot speaks here (carebot.domain.language), and an agent's override.
     language: str | None = None
     language_override: str | None = None
+    # The kind of its latest step (STEP_KINDS), and of the step just before its latest
+    # resolution: how a timeout ended (carebot.stats.outcomes).
+    last_step_kind: str | None = None
+    resolved_after_kind: str | None = None
 
     @classmethod
     def fresh(
@@ -305,6 +309,10 @@ class Decision:
         """Record a touchpoint; its effort is added to the conversation's."""
         effort = EFFORT.get(kind, 0)
         self.conv.effort_score += effort
+        if kind == Kind.RESOLVED:
+            self.conv.resolved_after_kind = self.conv.last_step_kind
+        if kind in STEP_KINDS:
+            self.conv.last_step_kind = str(kind)
         tp = Touch(kind, actor, at, self.conv.status, effort,
                    effort_total=self.conv.effort_score, **extra)
         self.touches.append(tp)

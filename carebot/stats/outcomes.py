@@ -1,7 +1,7 @@
 """How each resolved conversation ended: the five outcomes the dashboard charts.
 
 Every conversation of the resolved cohort has exactly one outcome, decided by SQL from its
-`resolved_by` and its touchpoint log:
+own row (`resolved_by`, the step before its resolution, its answer counts):
 
 * **bot_confirmed** — the customer said Yes to "Did this help?" (`resolved_by` bot);
 * **bot_assumed** — the timer closed it (`resolved_by` timeout) and the last step before the
@@ -17,9 +17,9 @@ Every conversation of the resolved cohort has exactly one outcome, decided by SQ
 `bot_assumed + abandoned + timeout` equals the summary's `assumed_resolutions` (every
 `resolved_by` timeout); `bot_confirmed` its `confirmed_resolutions`.
 
-The "last step" is the touchpoint just before the conversation's last `resolved`, among the
-steps of the conversation itself (STEP_KINDS): surveys, SLA alerts, notes and delivery
-reports are not steps.
+The "last step" is the conversation's step just before its last resolution (STEP_KINDS:
+surveys, SLA alerts, notes and delivery reports are not steps), kept on the conversation as
+its steps are recorded (`resolved_after_kind`).
 """
 
 from __future__ import annotations
@@ -28,40 +28,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from carebot.db.models import Touchpoint
-from carebot.stats.scope import C, Scope, T
+from carebot.domain.states import Kind
+from carebot.stats.scope import C, Scope
 
 OUTCOMES = ("bot_confirmed", "bot_assumed", "agent", "timeout", "abandoned")
-
-STEP_KINDS = (
-    "message_in", "faq_answer", "faq_suggest", "faq_feedback", "small_talk", "unsupported",
-    "unknown_button", "handoff", "assigned", "agent_reply", "transfer", "handback", "requeued",
-    "reopened", "resolved",
-)
-
-
-def last_step_kind() -> ColumnElement[str]:
-    """The kind of a conversation's last step before its last resolution (a correlated
-    subquery on `conversations`: a few index lookups per conversation, evaluated by the
-    CASE below for timeouts only)."""
-    resolution = aliased(Touchpoint)
-    last_resolved = (
-        select(func.max(resolution.id))
-        # Correlated with the step's own row (the SELECT just around it), not with
-        # `conversations`, which is two levels out.
-        .where(resolution.conversation_id == T.conversation_id, resolution.kind == "resolved")
-        .scalar_subquery()
-    )
-    kind: ColumnElement[str] = (
-        select(T.kind)
-        .where(T.conversation_id == C.id, T.kind.in_(STEP_KINDS), T.id < last_resolved)
-        .order_by(T.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return kind
 
 
 def outcome_of(scope: Scope, among: Select[Any] | None = None) -> ColumnElement[str]:
@@ -70,7 +41,7 @@ def outcome_of(scope: Scope, among: Select[Any] | None = None) -> ColumnElement[
     return case(
         (C.resolved_by == "bot", "bot_confirmed"),
         (C.resolved_by != "timeout", "agent"),
-        (last_step_kind() == "faq_answer", "bot_assumed"),
+        (C.resolved_after_kind == Kind.FAQ_ANSWER, "bot_assumed"),
         (and_(C.bot_answers == 0, C.agent_messages == 0), "abandoned"),
         else_="timeout",
     )
