@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -252,6 +253,12 @@ class Message(Base):
     created_at: Mapped[datetime]
 
 
+# The kinds carebot.stats.segments.QUEUE_KINDS, as SQL (the partial index below).
+QUEUE_STEPS_WHERE = (
+    "kind IN ('handoff', 'transfer', 'assigned', 'handback', 'requeued', 'resolved')"
+)
+
+
 class Touchpoint(Base):
     """The event log: one row per interaction; every statistic is computed from these."""
 
@@ -259,6 +266,11 @@ class Touchpoint(Base):
     __table_args__ = (
         Index("ix_touchpoints_kind_created_at", "kind", "created_at"),
         Index("ix_touchpoints_conversation_kind", "conversation_id", "kind"),
+        # The next queue step after a queue entry (carebot.stats.segments.queue_stays): one
+        # probe per entry, without reading the conversation's other touchpoints.
+        Index("ix_touchpoints_queue_steps", "conversation_id", "id",
+              postgresql_include=["created_at"],
+              postgresql_where=text(QUEUE_STEPS_WHERE), sqlite_where=text(QUEUE_STEPS_WHERE)),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

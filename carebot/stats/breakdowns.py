@@ -29,7 +29,7 @@ from carebot.stats.confusions import confusions
 from carebot.stats.outcomes import outcome_of
 from carebot.stats.period import Bucket, Period, buckets
 from carebot.stats.scope import C, S, Scope, StatsQuery, T, period_dict
-from carebot.stats.segments import handle_segments, sla_breaches
+from carebot.stats.segments import resolved_handle_segments, sla_breaches
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
 from carebot.stats.survey_counts import (
     NO_SURVEYS,
@@ -237,7 +237,9 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
             T.created_at,
             func.row_number().over(partition_by=T.conversation_id, order_by=T.id).label("rn"),
         )
-        .where(T.kind == "agent_reply",
+        # A conversation opened in the period has no touchpoint from before it: reading
+        # the log from the period's start is the same and much less.
+        .where(T.kind == "agent_reply", *scope.from_period_start(T.created_at),
                T.conversation_id.in_(select(C.id).where(*scope.opened())))
         .subquery("firsts")
     )
@@ -262,7 +264,7 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         .where(firsts.c.rn == 1)
         .subquery("first_values")
     )
-    segs = handle_segments(scope, select(C.id).where(*scope.resolved())).subquery("segs")
+    segs = resolved_handle_segments(scope).subquery("segs")
     handle_values = (
         select(segs.c.agent_id.label("a"), func.sum(segs.c.ms).label("v"))
         .group_by(segs.c.agent_id, segs.c.conversation_id)
@@ -344,7 +346,6 @@ async def _agent_events(
     ):
         if agent_id is not None:
             transfers[agent_id] = int(n)
-    resolved = aliased(Touchpoint)
     closes = (
         select(
             T.kind, T.agent_id, T.created_at,
@@ -352,9 +353,7 @@ async def _agent_events(
         )
         .where(
             T.kind.in_(("resolved", "reopened")),
-            T.conversation_id.in_(select(resolved.conversation_id).where(
-                resolved.kind == "resolved", resolved.agent_id.is_not(None),
-                scope.during(resolved.created_at))),
+            *scope.from_period_start(T.created_at),
             *scope.selected(T.conversation_id),
         )
         .subquery("closes")
@@ -395,7 +394,6 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
             "followed_by_handoff": 0,
         })
 
-    answer = aliased(Touchpoint)
     turns = (
         select(
             T.kind, T.faq_id, T.created_at,
@@ -403,8 +401,7 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         )
         .where(
             T.kind.in_(BOT_TURN_KINDS),
-            T.conversation_id.in_(select(answer.conversation_id).where(
-                answer.kind == "faq_answer", scope.during(answer.created_at))),
+            *scope.from_period_start(T.created_at),
             *scope.selected(T.conversation_id),
         )
         .subquery("turns")

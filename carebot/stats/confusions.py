@@ -15,9 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from carebot.db.models import Touchpoint
 from carebot.stats.scope import Scope, T
 
 MAX_CANDIDATES = 10
@@ -44,7 +42,6 @@ async def confusions(
     ):
         pairs.setdefault((faq, other), [0, 0])[0] = int(n)
 
-    answer = aliased(Touchpoint)
     answers = (
         select(
             T.faq_id,
@@ -55,10 +52,7 @@ async def confusions(
         )
         .where(
             T.kind == "faq_answer",
-            T.conversation_id.in_(
-                select(answer.conversation_id).where(answer.kind == "faq_answer",
-                                                     scope.during(answer.created_at))
-            ),
+            *scope.from_period_start(T.created_at),
             *scope.selected(T.conversation_id),
         )
         .subquery("answers")

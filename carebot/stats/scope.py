@@ -107,6 +107,13 @@ class Scope:
         """The timestamp is in the period."""
         return and_(column >= self.period.start, column < self.period.end)
 
+    def from_period_start(self, column: Any) -> list[ColumnElement[bool]]:
+        """The touchpoint (`column`: its time) is from the period's start on: all a LEAD over
+        a conversation's log needs for the rows in the period, as the log's times never
+        decrease along its ids. It lets the database read the log from the start of the
+        period instead of every conversation's whole history."""
+        return [column >= self.period.start]
+
     def opened(self) -> list[ColumnElement[bool]]:
         """Conversations of the opened cohort."""
         return [self.during(C.opened_at), *self.preds]

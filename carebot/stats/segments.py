@@ -17,14 +17,19 @@ from carebot.stats.scope import C, Scope, T
 # `requeued` ends the hold of an agent who was disabled or left their customer unanswered.
 SEGMENT_KINDS = ("assigned", "transfer", "handback", "requeued", "resolved")
 # Touchpoints that open or close a stay in the queue (queue waits).
+# The partial index ix_touchpoints_queue_steps (carebot.db.models) holds exactly these.
 QUEUE_KINDS = ("handoff", "transfer", "assigned", "handback", "requeued", "resolved")
 
 
-def handle_segments(scope: Scope, conversations: Select[Any]) -> Select[Any]:
+def handle_segments(
+    scope: Scope, conversations: Select[Any], since: Any | None = None
+) -> Select[Any]:
     """(conversation_id, agent_id, ms) for each closed assignment of the given conversations.
 
     An assignment runs from its `assigned` touchpoint to the next of assigned / transfer /
     handback / requeued / resolved in the same conversation (LEAD over the touchpoint log).
+    `since`: when the earliest of them opened (nothing in their log is older), so the
+    database reads the log from there instead of every touchpoint of these kinds.
     """
     bounds = (
         select(
@@ -36,7 +41,8 @@ def handle_segments(scope: Scope, conversations: Select[Any]) -> Select[Any]:
             .over(partition_by=T.conversation_id, order_by=T.id)
             .label("ended_at"),
         )
-        .where(T.kind.in_(SEGMENT_KINDS), T.conversation_id.in_(conversations))
+        .where(T.kind.in_(SEGMENT_KINDS), T.conversation_id.in_(conversations),
+               *([] if since is None else [T.created_at >= since]))
         .subquery("bounds")
     )
     return select(
@@ -46,9 +52,15 @@ def handle_segments(scope: Scope, conversations: Select[Any]) -> Select[Any]:
     ).where(bounds.c.kind == "assigned", bounds.c.ended_at.is_not(None))
 
 
+def resolved_handle_segments(scope: Scope) -> Select[Any]:
+    """`handle_segments` of the conversations of the resolved cohort."""
+    first_opened = select(func.min(C.opened_at)).where(*scope.resolved()).scalar_subquery()
+    return handle_segments(scope, select(C.id).where(*scope.resolved()), first_opened)
+
+
 def handle_per_conversation(scope: Scope) -> Select[Any]:
     """(conversation_id, v): handle time of each conversation of the resolved cohort."""
-    segs = handle_segments(scope, select(C.id).where(*scope.resolved())).subquery("segs")
+    segs = resolved_handle_segments(scope).subquery("segs")
     return select(segs.c.conversation_id, func.sum(segs.c.ms).label("v")).group_by(
         segs.c.conversation_id
     )
@@ -123,10 +135,14 @@ def queue_stays(
                   *scope.selected(entry.conversation_id)]
     else:
         where.append(entry.conversation_id.in_(conversations))
+    # The next queue step by the log's order (its time is the earliest of the later ones):
+    # one probe of the partial index ix_touchpoints_queue_steps.
     left_at = (
-        select(func.min(T.created_at))
+        select(T.created_at)
         .where(T.conversation_id == entry.conversation_id, T.id > entry.id,
                T.kind.in_(QUEUE_KINDS))
+        .order_by(T.id)
+        .limit(1)
         .scalar_subquery()
     )
     now = literal(scope.now, UTCDateTime())
