@@ -190,12 +190,3 @@ def test_0009_languages_down_and_up_on_postgres(pg_url: str | None) -> None:
         pytest.skip("PostgreSQL tests skipped: set CAREBOT_TEST_DATABASE_URL")
     _languages_down_and_up(pg_url)
 
-
-def test_the_queue_steps_index_holds_exactly_the_queue_kinds() -> None:
-    """The partial index the queue stays are looked up with lists the kinds they read."""
-    import re
-
-    from carebot.db.models import QUEUE_STEPS_WHERE
-    from carebot.stats.segments import QUEUE_KINDS
-
-    assert set(re.findall(r"'(\w+)'", QUEUE_STEPS_WHERE)) == set(QUEUE_KINDS)

@@ -19,7 +19,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -253,12 +252,6 @@ class Message(Base):
     created_at: Mapped[datetime]
 
 
-# The kinds carebot.stats.segments.QUEUE_KINDS, as SQL (the partial index below).
-QUEUE_STEPS_WHERE = (
-    "kind IN ('handoff', 'transfer', 'assigned', 'handback', 'requeued', 'resolved')"
-)
-
-
 class Touchpoint(Base):
     """The event log: one row per interaction; every statistic is computed from these."""
 
@@ -266,17 +259,16 @@ class Touchpoint(Base):
     __table_args__ = (
         Index("ix_touchpoints_kind_created_at", "kind", "created_at"),
         Index("ix_touchpoints_conversation_kind", "conversation_id", "kind"),
-        # The next queue step after a queue entry (carebot.stats.segments.queue_stays): one
-        # probe per entry, without reading the conversation's other touchpoints.
-        Index("ix_touchpoints_queue_steps", "conversation_id", "id",
-              postgresql_include=["created_at"],
-              postgresql_where=text(QUEUE_STEPS_WHERE), sqlite_where=text(QUEUE_STEPS_WHERE)),
+        # A conversation's log in order, with each step's kind and time: the next queue step
+        # after a queue entry (carebot.stats.segments.queue_stays) is one probe that reads
+        # no table rows.
+        Index("ix_touchpoints_conversation_log", "conversation_id", "id",
+              postgresql_include=["kind", "created_at"]),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id"), index=True
-    )
+    # Indexed by ix_touchpoints_conversation_log (with the id).
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(16))  # customer / bot / agent / system

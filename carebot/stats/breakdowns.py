@@ -50,7 +50,7 @@ BOT_TURN_KINDS = ("faq_answer", "faq_suggest", "handoff", "resolved")
 async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dict[str, Any]:
     """The main counts and rates per local day or week, every bucket present (zeros too)."""
     slots = buckets(query.period, unit)
-    scope = await Scope.build(session, query)
+    scope = await Scope.build(session, query, resolved_cohort=True)
     sql = scope.sql
     per: dict[str, dict[str, Any]] = {b.label: {} for b in slots}
 
@@ -75,7 +75,7 @@ async def timeseries(session: AsyncSession, query: StatsQuery, unit: str) -> dic
         case((outcome == "bot_assumed", 1), else_=0).label("assumed"),
         # Contained as in the summary: the bot resolved it, confirmed or assumed.
         case((outcome.in_(("bot_confirmed", "bot_assumed")), 1), else_=0).label("contained"),
-        case((scope.first_contact_resolution(), 1), else_=0).label("fcr"),
+        case((scope.first_contact_resolution(resolved_cohort=True), 1), else_=0).label("fcr"),
     ).where(*scope.resolved()).subquery("r")
     for b, n, confirmed, assumed, contained, fcr in await session.execute(
         select(resolved.c.b, func.count(), func.sum(resolved.c.confirmed),
@@ -209,7 +209,7 @@ async def agents(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
       of them the customer reopened afterwards (the conversation's next resolution or reopen
       is a reopen), as of now.
     """
-    scope = await Scope.build(session, query)
+    scope = await Scope.build(session, query, resolved_cohort=True)
     rows: dict[int, dict[str, Any]] = {}
 
     def row(agent_id: int) -> dict[str, Any]:

@@ -46,7 +46,7 @@ async def summary(
 
     `segments` False leaves out handle time and queue waits (reported as empty): the two
     window queries over the touchpoint log the dashboard's tiles do not show."""
-    scope = await Scope.build(session, query)
+    scope = await Scope.build(session, query, resolved_cohort=True)
 
     async def counts(s: AsyncSession) -> tuple[Any, Any, int, dict[tuple[Any, ...], Distribution]]:
         opened = (await s.execute(select(
@@ -64,7 +64,8 @@ async def summary(
             func.coalesce(func.sum(C.effort_score), 0),
         ).where(*scope.resolved()))).one()
         fcr = int(await s.scalar(
-            select(func.count()).where(*scope.resolved(), scope.first_contact_resolution())
+            select(func.count()).where(
+                *scope.resolved(), scope.first_contact_resolution(resolved_cohort=True))
         ) or 0)
         return opened, resolved, fcr, await distributions(s, _conversation_times(scope), ["g"])
 

@@ -58,10 +58,17 @@ class Scope:
         self.period = query.period
         self.sql = sql
         self.preds = preds
+        # When the earliest conversation of the resolved cohort opened (`build` with
+        # `resolved_cohort`): nothing of the cohort is older, in the log or the
+        # conversations, so the queries over the cohort need not read further back.
+        self.resolved_opened_from: datetime | None = None
 
     @classmethod
-    async def build(cls, session: AsyncSession, query: StatsQuery) -> Scope:
-        """Resolve the filters into predicates on `conversations`."""
+    async def build(
+        cls, session: AsyncSession, query: StatsQuery, *, resolved_cohort: bool = False
+    ) -> Scope:
+        """Resolve the filters into predicates on `conversations`; `resolved_cohort`: also
+        look up when the resolved cohort's earliest conversation opened."""
         sql = Sql.of(session)
         await prepare(session)
         f = query.filters
@@ -78,7 +85,15 @@ class Scope:
                 preds.append(C.id.in_(
                     select(T.conversation_id).where(T.kind == "faq_answer", T.faq_id.in_(faq_ids))
                 ))
-        return cls(query, sql, preds)
+        scope = cls(query, sql, preds)
+        if resolved_cohort:
+            # Through the resolved_at index (LIMIT/OFFSET keeps PostgreSQL from walking the
+            # opened_at index from the beginning for the minimum instead).
+            cohort = select(C.opened_at).where(scope.during(C.resolved_at)).limit(
+                10_000_000).subquery("cohort")
+            scope.resolved_opened_from = await session.scalar(
+                select(func.min(cohort.c.opened_at)))
+        return scope
 
     @property
     def now(self) -> datetime:
@@ -139,21 +154,33 @@ class Scope:
             return []
         return [column.in_(select(C.id).where(*self.preds))]
 
-    def repeat_contact(self) -> ColumnElement[bool]:
+    def repeat_contact(self, *, resolved_cohort: bool = False) -> ColumnElement[bool]:
         """The customer opened another conversation (any channel) after this one opened and
-        within the repeat window after its resolution."""
+        within the repeat window after its resolution.
+
+        `resolved_cohort`: the conversation is one of the period's resolved cohort (the
+        scope built with `resolved_cohort`), so the other one opened after the cohort's
+        earliest opening and before the period's end plus the window: stated, the database
+        reads those conversations only, not every conversation ever opened."""
         later = aliased(Conversation)
         window_ms = int(self.query.repeat_window.total_seconds() * 1000)
+        bounds: list[ColumnElement[bool]] = []
+        if resolved_cohort and self.resolved_opened_from is not None:
+            bounds = [later.opened_at > self.resolved_opened_from,
+                      later.opened_at <= self.period.end + self.query.repeat_window]
         return exists().where(
             later.customer_id == C.customer_id,
             later.id != C.id,
             later.opened_at > C.opened_at,
             self.sql.within_ms(C.resolved_at, later.opened_at, window_ms),
+            *bounds,
         )
 
-    def first_contact_resolution(self) -> ColumnElement[bool]:
-        """Resolved, never reopened and no repeat contact."""
-        return and_(C.reopen_count == 0, ~self.repeat_contact())
+    def first_contact_resolution(self, *, resolved_cohort: bool = False) -> ColumnElement[bool]:
+        """Resolved, never reopened and no repeat contact (`resolved_cohort`: as for
+        `repeat_contact`)."""
+        return and_(C.reopen_count == 0,
+                    ~self.repeat_contact(resolved_cohort=resolved_cohort))
 
 
 # PostgreSQL settings for the statistics' transactions (SET LOCAL: this transaction only).

@@ -17,7 +17,6 @@ from carebot.stats.scope import C, Scope, T
 # `requeued` ends the hold of an agent who was disabled or left their customer unanswered.
 SEGMENT_KINDS = ("assigned", "transfer", "handback", "requeued", "resolved")
 # Touchpoints that open or close a stay in the queue (queue waits).
-# The partial index ix_touchpoints_queue_steps (carebot.db.models) holds exactly these.
 QUEUE_KINDS = ("handoff", "transfer", "assigned", "handback", "requeued", "resolved")
 
 
@@ -53,9 +52,10 @@ def handle_segments(
 
 
 def resolved_handle_segments(scope: Scope) -> Select[Any]:
-    """`handle_segments` of the conversations of the resolved cohort."""
-    first_opened = select(func.min(C.opened_at)).where(*scope.resolved()).scalar_subquery()
-    return handle_segments(scope, select(C.id).where(*scope.resolved()), first_opened)
+    """`handle_segments` of the conversations of the resolved cohort (from when its earliest
+    one opened, when the scope was built with `resolved_cohort`)."""
+    return handle_segments(scope, select(C.id).where(*scope.resolved()),
+                           scope.resolved_opened_from)
 
 
 def handle_per_conversation(scope: Scope) -> Select[Any]:
@@ -136,7 +136,7 @@ def queue_stays(
     else:
         where.append(entry.conversation_id.in_(conversations))
     # The next queue step by the log's order (its time is the earliest of the later ones):
-    # one probe of the partial index ix_touchpoints_queue_steps.
+    # one probe of ix_touchpoints_conversation_log.
     left_at = (
         select(T.created_at)
         .where(T.conversation_id == entry.conversation_id, T.id > entry.id,
