@@ -3,10 +3,14 @@ pauses), and a periodic thaw reclaims the cycles that died frozen (no leak)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
+from typing import Any
 
-from carebot.web.heap import SurvivorFreezer
+from aiohttp import web
+
+from carebot.web.heap import SurvivorFreezer, release_socket
 
 
 class _Node:
@@ -44,3 +48,29 @@ async def test_stopped_it_freezes_nothing_more() -> None:
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
+
+
+async def test_a_closed_web_chat_socket_leaves_no_cycle_behind(aiohttp_client: Any) -> None:
+    # aiohttp's heartbeat callback kept response, request and protocol alive in a cycle
+    # (`release_socket`): with the collector off, nothing of a closed socket must remain.
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=25)
+        await ws.prepare(request)
+        async for _ in ws:
+            pass
+        release_socket(request)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    client = await aiohttp_client(app)
+    gc.collect()
+    gc.disable()
+    try:
+        ws = await client.ws_connect("/ws")
+        await ws.close()
+        await asyncio.sleep(0.1)  # the server side sees the close and its handler returns
+        alive = [o for o in gc.get_objects() if isinstance(o, web.WebSocketResponse)]
+        assert alive == []
+    finally:
+        gc.enable()
