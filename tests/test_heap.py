@@ -74,3 +74,20 @@ async def test_a_closed_web_chat_socket_leaves_no_cycle_behind(aiohttp_client: A
         assert alive == []
     finally:
         gc.enable()
+
+
+async def test_it_times_full_collections() -> None:
+    freezer = SurvivorFreezer(thaw_seconds=3600)
+    freezer.start()
+    try:
+        freezer.pauses()  # from here
+        gc.collect(0)  # a young collection is not counted
+        gc.collect()
+        gc.collect()
+        full, longest = freezer.pauses()
+        assert full == 2
+        assert longest > 0
+        assert freezer.pauses() == (0, 0.0)  # each call starts a new window
+    finally:
+        await freezer.stop()
+        gc.unfreeze()

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # How often the frozen objects are unfrozen and collected (see the module docstring).
 THAW_SECONDS = 900.0
+# A full collection this long is worth a warning (the web chat's target p99 is 100 ms).
+LONG_PAUSE_MS = 50.0
+REPORT_SECONDS = 60.0
 
 
 def freeze_startup_objects() -> None:
@@ -61,34 +64,64 @@ def release_socket(request: web.Request) -> None:
 class SurvivorFreezer:
     """Freezes the survivors of every full collection, and thaws them every `thaw_seconds`
     for one collection that reclaims the cycles among them. One per process (`start` in the
-    process's event loop, `stop` before it ends)."""
+    process's event loop, `stop` before it ends).
+
+    It also times the full collections: a pause of `LONG_PAUSE_MS` or more is logged (a
+    warning, at most once per `REPORT_SECONDS`), since it delays every request in flight and
+    is otherwise invisible."""
 
     def __init__(self, thaw_seconds: float = THAW_SECONDS) -> None:
         self.thaw_seconds = thaw_seconds
-        self._thawer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = 0.0
+        self._full = 0  # full collections since the last report
+        self._longest_ms = 0.0  # and the longest of them
 
     def start(self) -> None:
         """Begin: from now on each full collection's survivors are frozen."""
         if self._on_collection not in gc.callbacks:
             gc.callbacks.append(self._on_collection)
-        self._thawer = asyncio.create_task(self._thaw_loop(), name="gc-thaw")
+        self._tasks = [asyncio.create_task(self._thaw_loop(), name="gc-thaw"),
+                       asyncio.create_task(self._report_loop(), name="gc-report")]
 
     async def stop(self) -> None:
         """Stop freezing (what is frozen stays frozen: the process is ending)."""
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._on_collection)
-        if self._thawer is not None:
-            self._thawer.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._thawer
+                await task
 
-    @staticmethod
-    def _on_collection(phase: str, info: dict[str, Any]) -> None:
-        # Runs in whichever thread allocated when the collector ran, with the GIL held. Right
-        # after a full collection the younger generations are empty and the oldest holds only
-        # what was reachable: exactly what to freeze. Freezing just moves list heads.
-        if phase == "stop" and info["generation"] == 2:
-            gc.freeze()
+    def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
+        # Runs in whichever thread allocated when the collector ran, with the GIL held (so
+        # never two at once), on every collection: it must stay this cheap. Right after a
+        # full collection the younger generations are empty and the oldest holds only what
+        # was reachable: exactly what to freeze. Freezing just moves list heads.
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self._full += 1
+        self._longest_ms = max(self._longest_ms, (time.perf_counter() - self._started) * 1000)
+        gc.freeze()
+
+    def pauses(self) -> tuple[int, float]:
+        """Full collections since the last call, and the longest pause among them in ms."""
+        taken = self._full, self._longest_ms
+        self._full, self._longest_ms = 0, 0.0
+        return taken
+
+    async def _report_loop(self) -> None:
+        # Logged here, not in the callback: that may run inside any code, the logging
+        # module's own included.
+        while True:
+            await asyncio.sleep(REPORT_SECONDS)
+            full, longest = self.pauses()
+            if longest >= LONG_PAUSE_MS:
+                log.warning("garbage collection paused this process for up to %.0f ms "
+                            "(%d full collections in %.0f s)", longest, full, REPORT_SECONDS)
 
     async def _thaw_loop(self) -> None:
         while True:
