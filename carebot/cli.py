@@ -1075,6 +1075,7 @@ def _sites_rotate(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
+    from carebot.web.heap import SurvivorFreezer, freeze_startup_objects
     from carebot.web.keys import SETTINGS
     from carebot.web.worker_app import create_worker_app, running
     from carebot.web.workers import polls_telegram
@@ -1082,6 +1083,11 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         # Delivery only (no HTTP listener): see carebot.web.worker_app for what it starts.
         async with running(create_worker_app(settings)) as app:
+            # As `carebot serve` does (carebot.web.heap): a worker that polls Telegram holds
+            # the encoder and the FAQ index too, and full collections would walk them.
+            freeze_startup_objects()
+            freezer = SurvivorFreezer()
+            freezer.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1092,6 +1098,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
                 await stop.wait()
             finally:
                 log.info("carebot worker stopping")
+                await freezer.stop()
         return 0
 
     return run_async(run)

@@ -266,3 +266,19 @@ def test_typed_feedback_in_each_language(text: str, helped: bool | None) -> None
     from carebot.routing.intents import typed_feedback
 
     assert typed_feedback(text) is helped
+
+
+@pytest.mark.parametrize(("languages", "loads"), [
+    (("en", "de", "pt_BR"), [("de", "en", "pt")]),
+    (("en", "en_GB"), []),  # one base language: nothing to detect, no model
+])
+def test_the_detector_loads_its_model_at_startup_only_when_it_will_detect(
+    monkeypatch: pytest.MonkeyPatch, languages: tuple[str, ...], loads: list[tuple[str, ...]]
+) -> None:
+    # The service loads it before listening, so the first customers do not wait ~0.7 s.
+    from carebot.matching import language_detect
+
+    loaded: list[tuple[str, ...]] = []
+    monkeypatch.setattr(language_detect, "_identifier", lambda langs: loaded.append(langs))
+    language_detect.LanguageDetector(languages).load()
+    assert loaded == loads

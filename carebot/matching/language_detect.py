@@ -38,6 +38,13 @@ class LanguageDetector:
         # py3langid knows base languages ("pt"), carebot may serve regional ones ("pt_BR").
         self.languages = sorted({lang.split("_")[0] for lang in languages})
 
+    def load(self) -> None:
+        """Load the model now, if it will be needed: a service calls this at startup (off
+        the event loop), since loading takes ~0.7 s and the first customers' messages would
+        otherwise wait for it (the first 0.5 s of benchmarks/web_chat.py's chat did)."""
+        if len(self.languages) >= 2:
+            self._model()
+
     def _model(self) -> object:
         return _identifier(tuple(self.languages))
 

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from carebot.db.models import Agent
 from carebot.web import presence
 from carebot.web.auth import ALL_ROLES, current_agent, roles
+from carebot.web.heap import release_socket
 from carebot.web.hub import Subscriber
 from carebot.web.keys import EVENT_HUB, SESSIONS
 
@@ -84,6 +85,7 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
         # ends this feed, nothing more.
         with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
             await sender
+        release_socket(request)
     return ws
 
 

@@ -165,12 +165,14 @@ async def inbound_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[EVENT_HUB]
     index = app[FAQ_INDEX]
     small_talk = load_small_talk(app[SETTINGS].knowledge_path / "smalltalk")
+    detect = LanguageDetector(app[SETTINGS].language_list)
+    await asyncio.to_thread(detect.load)
     ctx = BatchContext(
         app[POLICY],
         lambda: Knowledge(index.docs_by_id, small_talk),
         app[CLOCK],
         index.match_sync,
-        detect=LanguageDetector(app[SETTINGS].language_list),
+        detect=detect,
     )
     settings = app[SETTINGS]
     batcher = InboundBatcher(

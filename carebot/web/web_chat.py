@@ -54,6 +54,7 @@ from carebot.domain.texts import N_
 from carebot.routing.batch import DuplicateIdConflict
 from carebot.web.errors import ApiError
 from carebot.web.events import SOCKETS
+from carebot.web.heap import release_socket
 from carebot.web.keys import (
     CLOCK,
     ENGINE,
@@ -620,6 +621,7 @@ async def visitor_socket(request: web.Request) -> web.StreamResponse:
             del visitors.per_ip[ip]
         if not ws.closed:
             await ws.close()
+        release_socket(request)
     return ws
 
 
