@@ -12,6 +12,7 @@ The period is 2026-03-03 .. 2026-03-04 in Europe/Berlin (UTC+1 in March), that i
 from __future__ import annotations
 
 import asyncio
+import copy
 import csv
 import io
 from dataclasses import dataclass, replace
@@ -40,6 +41,12 @@ class Person:
         self.client = client
         self.id = agent_id
         self.headers = bearer(token)
+
+    def on(self, client: Client) -> Person:
+        """The same person on another client (another service on a copy of the database)."""
+        moved = copy.copy(self)
+        moved.client = client
+        return moved
 
     async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
         resp = await self.client.request(method, path, json=body, headers=self.headers)
