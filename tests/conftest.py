@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import os
 import shutil
@@ -23,7 +24,7 @@ from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.migrate import upgrade, wipe_postgres_schema
 from carebot.db.models import Base
 from carebot.domain.clock import ManualClock
-from carebot.matching.knowledge import import_knowledge, load_knowledge
+from carebot.matching.knowledge import LoadedDoc, import_knowledge, load_knowledge
 from carebot.settings import Settings
 
 pytest_plugins = ["tests.fakes.network_guard", "tests.browser"]
@@ -163,11 +164,19 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
 
 
+@functools.cache
+def starter_knowledge() -> tuple[LoadedDoc, ...]:
+    """The shipped knowledge base's validated entries (immutable), read once per process:
+    parsing the YAML took ~0.1 s, and hundreds of tests import it (test_knowledge tests the
+    loader itself)."""
+    return tuple(load_knowledge(KNOWLEDGE))
+
+
 @pytest.fixture
 async def starter_kb(sessions: async_sessionmaker[AsyncSession], clock: ManualClock) -> None:
     """The shipped knowledge base, imported into the test database."""
     async with sessions.begin() as session:
-        await import_knowledge(session, load_knowledge(KNOWLEDGE), clock())
+        await import_knowledge(session, list(starter_knowledge()), clock())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -22,10 +22,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.domain.clock import ManualClock
-from carebot.matching.knowledge import import_knowledge, load_knowledge
+from carebot.matching.knowledge import import_knowledge
 from carebot.settings import Settings
 from carebot.web.timers import tick
-from tests.conftest import KNOWLEDGE
+from tests.conftest import starter_knowledge
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
 from tests.snapshots import Snapshot, restore_snapshot, take_snapshot
 from tests.test_stats import Person, survey_buttons
@@ -263,7 +263,7 @@ async def dash(
     kind = engine.dialect.name
     if kind not in built:
         async with sessions.begin() as session:  # the starter_kb fixture's import
-            await import_knowledge(session, load_knowledge(KNOWLEDGE), clock())
+            await import_knowledge(session, list(starter_knowledge()), clock())
         first = await build_dashboard(await start_client(aiohttp_client, settings, clock),
                                       sessions, clock)
         built[kind] = (await take_snapshot(engine), first, clock.now)

@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.cli import main
 from carebot.domain.clock import ManualClock
-from carebot.matching.knowledge import import_knowledge, load_knowledge
+from carebot.matching.knowledge import import_knowledge
 from carebot.settings import Settings
 from carebot.web.timers import tick
-from tests.conftest import KNOWLEDGE
+from tests.conftest import starter_knowledge
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
 from tests.snapshots import Snapshot, restore_snapshot, take_snapshot
 
@@ -283,7 +283,7 @@ async def scenario(
     kind = engine.dialect.name
     if kind not in built:
         async with sessions.begin() as session:  # the starter_kb fixture's import
-            await import_knowledge(session, load_knowledge(KNOWLEDGE), clock())
+            await import_knowledge(session, list(starter_knowledge()), clock())
         first = await build_scenario(await start_client(aiohttp_client, settings, clock),
                                      sessions, clock)
         built[kind] = (await take_snapshot(engine), first, clock.now)
