@@ -19,12 +19,15 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.domain.clock import ManualClock
+from carebot.matching.knowledge import import_knowledge
 from carebot.settings import Settings
 from carebot.web.timers import tick
+from tests.conftest import starter_knowledge
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
+from tests.snapshots import Snapshot, restore_snapshot, take_snapshot
 from tests.test_stats import Person, survey_buttons
 
 Client = TestClient[Any, Any]
@@ -223,10 +226,7 @@ async def build_dashboard(
     return Dashboard(client, alice, bob, boss, conv, clock)
 
 
-@pytest.fixture
-async def client(
-    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None
-) -> Client:
+async def start_client(aiohttp_client: Any, settings: Settings, clock: ManualClock) -> Client:
     # A wide suggestion band, so the scenario does not hinge on where the matcher's
     # calibration puts a vague question, and two suggestions for it (FAQ confusions). The
     # agents set their status over the API without a console: presence is off (grace 0).
@@ -239,10 +239,41 @@ async def client(
 
 
 @pytest.fixture
+async def client(
+    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None
+) -> Client:
+    return await start_client(aiohttp_client, settings, clock)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple[Snapshot, Dashboard, datetime]]:
+    """Per kind of database: the database the timeline left, its people and ids, its clock."""
+    return {}
+
+
+@pytest.fixture
 async def dash(
-    client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+    built: dict[str, tuple[Snapshot, Dashboard, datetime]], aiohttp_client: Any,
+    settings: Settings, clock: ManualClock, engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> Dashboard:
-    return await build_dashboard(client, sessions, clock)
+    """The timeline on a fresh database: built through the public paths by the module's first
+    test on each kind of database; every later test starts a new service on a copy of the
+    database that build left (the build takes most of a test's time)."""
+    kind = engine.dialect.name
+    if kind not in built:
+        async with sessions.begin() as session:  # the starter_kb fixture's import
+            await import_knowledge(session, list(starter_knowledge()), clock())
+        first = await build_dashboard(await start_client(aiohttp_client, settings, clock),
+                                      sessions, clock)
+        built[kind] = (await take_snapshot(engine), first, clock.now)
+        return first
+    snapshot, first, now = built[kind]
+    await restore_snapshot(engine, snapshot)
+    clock.now = now
+    client = await start_client(aiohttp_client, settings, clock)
+    return Dashboard(client, first.alice.on(client), first.bob.on(client),
+                     first.boss.on(client), dict(first.conv), clock)
 
 
 def tile_map(body: dict[str, Any]) -> dict[str, dict[str, Any]]:

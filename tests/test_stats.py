@@ -12,6 +12,7 @@ The period is 2026-03-03 .. 2026-03-04 in Europe/Berlin (UTC+1 in March), that i
 from __future__ import annotations
 
 import asyncio
+import copy
 import csv
 import io
 from dataclasses import dataclass, replace
@@ -20,13 +21,16 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.cli import main
 from carebot.domain.clock import ManualClock
+from carebot.matching.knowledge import import_knowledge
 from carebot.settings import Settings
 from carebot.web.timers import tick
+from tests.conftest import starter_knowledge
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
+from tests.snapshots import Snapshot, restore_snapshot, take_snapshot
 
 Client = TestClient[Any, Any]
 PERIOD = "from=2026-03-03&to=2026-03-04&tz=Europe/Berlin"
@@ -40,6 +44,12 @@ class Person:
         self.client = client
         self.id = agent_id
         self.headers = bearer(token)
+
+    def on(self, client: Client) -> Person:
+        """The same person on another client (another service on a copy of the database)."""
+        moved = copy.copy(self)
+        moved.client = client
+        return moved
 
     async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
         resp = await self.client.request(method, path, json=body, headers=self.headers)
@@ -237,10 +247,7 @@ async def build_scenario(
     return Scenario(client, alice, bob, boss, conv)
 
 
-@pytest.fixture
-async def client(
-    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None
-) -> Client:
+async def start_client(aiohttp_client: Any, settings: Settings, clock: ManualClock) -> Client:
     # Routing thresholds with a wide suggestion band: the scenario tests the statistics, and
     # must not hinge on where the matcher's calibration puts a vague question this month.
     app = create_app(
@@ -252,10 +259,41 @@ async def client(
 
 
 @pytest.fixture
+async def client(
+    aiohttp_client: Any, settings: Settings, clock: ManualClock, starter_kb: None
+) -> Client:
+    return await start_client(aiohttp_client, settings, clock)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple[Snapshot, Scenario, datetime]]:
+    """Per kind of database: the database the scenario left, its people and ids, its clock."""
+    return {}
+
+
+@pytest.fixture
 async def scenario(
-    client: Client, sessions: async_sessionmaker[AsyncSession], clock: ManualClock
+    built: dict[str, tuple[Snapshot, Scenario, datetime]], aiohttp_client: Any,
+    settings: Settings, clock: ManualClock, engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> Scenario:
-    return await build_scenario(client, sessions, clock)
+    """The scenario on a fresh database: built through the public paths by the module's first
+    test on each kind of database; every later test starts a new service on a copy of the
+    database that build left (the build takes most of a test's time)."""
+    kind = engine.dialect.name
+    if kind not in built:
+        async with sessions.begin() as session:  # the starter_kb fixture's import
+            await import_knowledge(session, list(starter_knowledge()), clock())
+        first = await build_scenario(await start_client(aiohttp_client, settings, clock),
+                                     sessions, clock)
+        built[kind] = (await take_snapshot(engine), first, clock.now)
+        return first
+    snapshot, first, now = built[kind]
+    await restore_snapshot(engine, snapshot)
+    clock.now = now
+    client = await start_client(aiohttp_client, settings, clock)
+    return Scenario(client, first.alice.on(client), first.bob.on(client),
+                    first.boss.on(client), dict(first.conv))
 
 
 def dist(count: int, total: int, mean: float | None, median: float | None,
