@@ -9,13 +9,20 @@ as a restarted service would see it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.db.models import Base
+from carebot.domain.clock import ManualClock
+from carebot.matching.knowledge import import_knowledge
+from tests.conftest import starter_knowledge
+
+Built = TypeVar("Built")
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,28 @@ class Snapshot:
 
     rows: dict[str, list[dict[str, Any]]]
     sequences: dict[str, int]
+
+
+async def built_once(
+    built: dict[str, tuple[Snapshot, Built, datetime]], engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession], clock: ManualClock,
+    build: Callable[[], Awaitable[Built]],
+) -> tuple[Built, bool]:
+    """(what `build` returned, whether it ran now). The first call per kind of database
+    imports the starter knowledge base, runs `build` (the scenario through the public paths)
+    and keeps a snapshot of the database and the clock in `built` (a module's cache); every
+    later call puts that snapshot into its fresh database and sets the clock back to it."""
+    kind = engine.dialect.name
+    if kind not in built:
+        async with sessions.begin() as session:  # the starter_kb fixture's import
+            await import_knowledge(session, list(starter_knowledge()), clock())
+        first = await build()
+        built[kind] = (await take_snapshot(engine), first, clock.now)
+        return first, True
+    snapshot, first, now = built[kind]
+    await restore_snapshot(engine, snapshot)
+    clock.now = now
+    return first, False
 
 
 async def take_snapshot(engine: AsyncEngine) -> Snapshot:

@@ -22,12 +22,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carebot.domain.clock import ManualClock
-from carebot.matching.knowledge import import_knowledge
 from carebot.settings import Settings
 from carebot.web.timers import tick
-from tests.conftest import starter_knowledge
 from tests.helpers import Customer, bearer, button_payloads, create_app, make_agent
-from tests.snapshots import Snapshot, restore_snapshot, take_snapshot
+from tests.snapshots import Snapshot, built_once
 from tests.test_stats import Person, survey_buttons
 
 Client = TestClient[Any, Any]
@@ -260,17 +258,14 @@ async def dash(
     """The timeline on a fresh database: built through the public paths by the module's first
     test on each kind of database; every later test starts a new service on a copy of the
     database that build left (the build takes most of a test's time)."""
-    kind = engine.dialect.name
-    if kind not in built:
-        async with sessions.begin() as session:  # the starter_kb fixture's import
-            await import_knowledge(session, list(starter_knowledge()), clock())
-        first = await build_dashboard(await start_client(aiohttp_client, settings, clock),
-                                      sessions, clock)
-        built[kind] = (await take_snapshot(engine), first, clock.now)
+
+    async def build() -> Dashboard:
+        return await build_dashboard(await start_client(aiohttp_client, settings, clock),
+                                     sessions, clock)
+
+    first, fresh = await built_once(built, engine, sessions, clock, build)
+    if fresh:
         return first
-    snapshot, first, now = built[kind]
-    await restore_snapshot(engine, snapshot)
-    clock.now = now
     client = await start_client(aiohttp_client, settings, clock)
     return Dashboard(client, first.alice.on(client), first.bob.on(client),
                      first.boss.on(client), dict(first.conv), clock)

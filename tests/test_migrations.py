@@ -95,36 +95,26 @@ def _backfill_round_trip(url: str) -> None:
         finally:
             await engine.dispose()
 
-    async def read() -> list[Any]:
+    async def read(sql: str, at_column: str) -> list[Any]:
         engine = make_engine(url)
         try:
             async with engine.connect() as conn:
-                rows = await conn.execute(sa.text(
-                    "SELECT id, handed_off_at, first_bot_response_us FROM conversations"
-                    " ORDER BY id").columns(handed_off_at=UTCDateTime()))
-                return [tuple(r) for r in rows]
-        finally:
-            await engine.dispose()
-
-    async def read_marks() -> list[Any]:
-        engine = make_engine(url)
-        try:
-            async with engine.connect() as conn:
-                rows = await conn.execute(sa.text(
-                    "SELECT conversation_id, seq, hand_seq, hand_at, hand_effort, msg_seq"
-                    " FROM journey_marks ORDER BY conversation_id").columns(
-                        hand_at=UTCDateTime()))
+                rows = await conn.execute(sa.text(sql).columns(**{at_column: UTCDateTime()}))
                 return [tuple(r) for r in rows]
         finally:
             await engine.dispose()
 
     asyncio.run(seed())
     upgrade(url)
-    assert asyncio.run(read()) == [(1, nine, None), (2, None, None)]
+    assert asyncio.run(read(
+        "SELECT id, handed_off_at, first_bot_response_us FROM conversations ORDER BY id",
+        "handed_off_at")) == [(1, nine, None), (2, None, None)]
     # 0011 built the journey marks from the log: 1's handoff is its first mark, with the
     # 2 effort points it cost; 2 has no touchpoints and an empty row.
-    assert asyncio.run(read_marks()) == [(1, 1, 1, nine, 2, None), (2, 0, None, None, None,
-                                                                     None)]
+    assert asyncio.run(read(
+        "SELECT conversation_id, seq, hand_seq, hand_at, hand_effort, msg_seq"
+        " FROM journey_marks ORDER BY conversation_id", "hand_at",
+    )) == [(1, 1, 1, nine, 2, None), (2, 0, None, None, None, None)]
     downgrade(url, "0008")
     upgrade(url)
     assert _diff(url) == []

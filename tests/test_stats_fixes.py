@@ -192,9 +192,8 @@ async def test_bot_first_response_is_measured_to_the_write_in_microseconds(
         ids.append(reply["conversation_id"])
     handed = (await Customer(client, "quinn").say("/human"))["conversation_id"]
     async with sessions() as session:
-        stored = dict((await session.execute(
-            select(Conversation.id, Conversation.first_bot_response_us)
-        )).tuples().all())
+        stored = {cid: us for cid, us in await session.execute(
+            select(Conversation.id, Conversation.first_bot_response_us))}
     assert stored[handed] is None
     for cid, whole in zip(ids, took_us, strict=True):
         # More than nothing (the old figure was always 0), less than the whole request.

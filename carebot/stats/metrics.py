@@ -44,8 +44,9 @@ async def summary(
 ) -> dict[str, Any]:
     """Every headline metric for the period and filters (see the module docstring).
 
-    `segments` False leaves out handle time and queue waits (reported as empty): the two
-    window queries over the touchpoint log the dashboard's tiles do not show."""
+    `segments` False leaves out what the dashboard's tiles do not show (reported as empty):
+    handle time and queue waits (two window queries over the touchpoint log), handoffs by
+    reason and reopened conversations."""
     scope = await Scope.build(session, query, resolved_cohort=True)
 
     async def counts(s: AsyncSession) -> tuple[Any, Any, int, dict[tuple[Any, ...], Distribution]]:
@@ -106,7 +107,7 @@ async def summary(
 
     reasons: dict[str, int] = {}
     reopened_convs = 0
-    for kind, reason, n, convs in await _event_counts(session, scope):
+    for kind, reason, n, convs in await _event_counts(session, scope) if segments else ():
         if kind == "handoff":
             reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + int(n)
         elif kind == "reopened":
