@@ -45,8 +45,8 @@ async def summary(
     """Every headline metric for the period and filters (see the module docstring).
 
     `segments` False leaves out what the dashboard's tiles do not show (reported as empty):
-    handle time and queue waits (two window queries over the touchpoint log), handoffs by
-    reason and reopened conversations."""
+    handle time and queue waits (two window queries over the touchpoint log), the bot's
+    first response, handoffs by reason and reopened conversations."""
     scope = await Scope.build(session, query, resolved_cohort=True)
 
     async def counts(s: AsyncSession) -> tuple[Any, Any, int, dict[tuple[Any, ...], Distribution]]:
@@ -68,7 +68,8 @@ async def summary(
             select(func.count()).where(
                 *scope.resolved(), scope.first_contact_resolution(resolved_cohort=True))
         ) or 0)
-        return opened, resolved, fcr, await distributions(s, _conversation_times(scope), ["g"])
+        times = _conversation_times(scope, bot=segments)
+        return opened, resolved, fcr, await distributions(s, times, ["g"])
 
     async def handle(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
         if not segments:
@@ -159,15 +160,18 @@ async def summary(
     }
 
 
-def _conversation_times(scope: Scope) -> CompoundSelect[Any]:
-    """(g, v) rows of the durations kept on the conversations, in one UNION ALL."""
+def _conversation_times(scope: Scope, *, bot: bool = True) -> CompoundSelect[Any]:
+    """(g, v) rows of the durations kept on the conversations, in one UNION ALL (`bot`
+    False: without the bot's first response, which no tile shows)."""
+    bot_first = [
+        select(literal("bot_first_response").label("g"),
+               scope.bot_first_response_ms().label("v")).where(*scope.opened()),
+    ] if bot else []
     return union_all(
-        select(literal("bot_first_response").label("g"), scope.bot_first_response_ms().label("v"))
-        .where(*scope.opened()),
-        select(literal("human_first_response"), C.first_human_response_ms)
-        .where(*scope.opened()),
-        select(literal("resolution_time"), scope.resolution_ms())
-        .where(*scope.resolved()),
+        *bot_first,
+        select(literal("human_first_response").label("g"),
+               C.first_human_response_ms.label("v")).where(*scope.opened()),
+        select(literal("resolution_time"), scope.resolution_ms()).where(*scope.resolved()),
     )
 
 
