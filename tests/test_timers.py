@@ -77,3 +77,23 @@ async def test_queue_sla_breach_is_flagged_once_and_managers_hear_of_it(
         kinds = list(await session.scalars(
             select(Touchpoint.kind).where(Touchpoint.conversation_id == cid)))
     assert kinds.count("sla_breached") == 1
+
+
+async def test_what_fell_due_while_the_service_was_down_is_handled_when_it_starts(
+    client: Client, aiohttp_client: Any, settings: Settings, clock: ManualClock,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A customer goes silent after an answer; the service is restarted 31 minutes later
+    with timers on and an hour between passes: the conversation times out at start, not an
+    hour later."""
+    cid = (await Customer(client, "quiet").say("where is my order"))["conversation_id"]
+    clock.advance(minutes=31)
+    restarted = create_app(
+        replace(settings, run_timers=True, timer_interval_seconds=3600, bot_timeout_minutes=30),
+        clock,
+    )
+    await aiohttp_client(restarted)
+    async with sessions() as session:
+        conv = await session.get(Conversation, cid)
+        assert conv is not None
+        assert (conv.status, conv.resolved_by) == ("resolved", "timeout")

@@ -42,7 +42,7 @@ from carebot.web.keys import (
     SETTINGS,
     WRITES,
 )
-from carebot.web.timers import run_timers
+from carebot.web.timers import run_timers, timer_pass
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,11 @@ async def timers_ctx(app: web.Application) -> AsyncIterator[None]:
     if not app[SETTINGS].run_timers:
         yield
         return
+    # The first pass before the service listens: a cold process spends a few hundred ms on
+    # it (its statements are compiled on first use) holding the write transaction, which
+    # answers waited behind; and what fell due while the service was down is handled now,
+    # not an interval later.
+    await timer_pass(app, retention=False)
     task = asyncio.create_task(run_timers(app))
     yield
     task.cancel()

@@ -65,15 +65,23 @@ async def retain(app: web.Application, budget: float | None = RETENTION_BUDGET_S
     return await retention.run_pass(app[WRITES], app[CLOCK](), days, budget_seconds=budget)
 
 
+async def timer_pass(app: web.Application, *, retention: bool = True) -> None:
+    """One tick and (`retention`) one retention pass; a failure is logged, not raised (the
+    next pass retries)."""
+    try:
+        await tick(app)
+    except Exception:
+        log.exception("timer pass failed; retrying next interval")
+    if not retention:
+        return
+    try:
+        await retain(app)
+    except Exception:
+        log.exception("retention pass failed; retrying next interval")
+
+
 async def run_timers(app: web.Application) -> None:
-    """Tick forever; a failed pass is logged and retried on the next one."""
+    """A timer pass every interval, forever."""
     while True:
         await asyncio.sleep(app[SETTINGS].timer_interval_seconds)
-        try:
-            await tick(app)
-        except Exception:
-            log.exception("timer pass failed; retrying next interval")
-        try:
-            await retain(app)
-        except Exception:
-            log.exception("retention pass failed; retrying next interval")
+        await timer_pass(app)
