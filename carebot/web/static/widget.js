@@ -377,7 +377,7 @@
         break;
       case "ack":
         var p = state.pending[data.cid];
-        if (p) p.node.querySelector(".mark").textContent = "Sent \u2713";
+        if (p) p.node.querySelector(".mark").textContent = L.sent;
         showError("");
         break;
       case "typing":
