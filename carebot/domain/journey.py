@@ -19,11 +19,7 @@ CSAT_POSITIVE = 4  # CSAT 4-5 counts as satisfied
 MARKS: tuple[str, ...] = ("msg", "ans", "sug", "yes", "no", "hand", "asg", "res", "sent", "sat")
 # The mark that follows the latest occurrence; every other one keeps the first.
 LAST_MARK = "res"
-# The touchpoint kinds that can be a mark.
-MARK_KINDS: tuple[str, ...] = (
-    Kind.MESSAGE_IN, Kind.FAQ_ANSWER, Kind.FAQ_SUGGEST, Kind.FAQ_FEEDBACK, Kind.HANDOFF,
-    Kind.ASSIGNED, Kind.RESOLVED, Kind.SURVEY_SENT, Kind.SURVEY_ANSWERED,
-)
+# The kinds that are a mark whatever their details.
 _PLAIN: dict[str, str] = {
     Kind.MESSAGE_IN: "msg",
     Kind.FAQ_ANSWER: "ans",

@@ -137,17 +137,6 @@ class Scope:
         """Conversations of the resolved cohort."""
         return [self.during(C.resolved_at), *self.preds]
 
-    def id_range(self, column: Any, conversations: Any) -> list[ColumnElement[bool]]:
-        """`column` (a conversation id) between the least and greatest id of
-        `conversations` (a select of ids): implied by `column IN conversations`, but stated
-        it lets PostgreSQL read just that stretch of an index on conversation ids (ids
-        follow opening order, so a period's conversations are one stretch) instead of the
-        whole log."""
-        ids = conversations.subquery("id_bounds")
-        first = select(func.min(ids.c[0])).scalar_subquery()
-        last = select(func.max(ids.c[0])).scalar_subquery()
-        return [column >= first, column <= last]
-
     def selected(self, column: Any) -> list[ColumnElement[bool]]:
         """`column` (a conversation id) belongs to a selected conversation."""
         if not self.preds:
