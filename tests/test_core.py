@@ -313,6 +313,33 @@ def test_replies_go_through_an_assignment_only() -> None:
         core.reply(conv(status="assigned", assigned_agent_id=BEA.id), ALEX, "hi", NOW, None)
 
 
+# How a timeout ended is read from the step before its resolution, kept as steps are
+# recorded: (name, the conversation before, what happens, last step, the step before the
+# resolution, the conversation's effort after each touchpoint).
+STEP_ROWS: list[tuple[str, ConvState, Callable[[ConvState], Decision], str, str | None,
+                      list[int]]] = [
+    ("an answered question: the answer is the last step", conv(effort_score=2),
+     lambda c: core.decide_message(c, say("where is it", None, ("order-status", 0.95)), FACTS,
+                                   POLICY, KB), "faq_answer", None, [3, 3]),
+    ("a timeout after an answer: the answer comes before the resolution",
+     conv(last_step_kind="faq_answer"), lambda c: core.time_out(c, NOW), "resolved",
+     "faq_answer", [0]),
+    ("a timeout after suggestions only", conv(last_step_kind="faq_suggest"),
+     lambda c: core.time_out(c, NOW), "resolved", "faq_suggest", [0]),
+]
+
+
+@pytest.mark.parametrize(("before", "act", "last", "before_resolution", "efforts"),
+                         [r[1:] for r in STEP_ROWS], ids=[r[0] for r in STEP_ROWS])
+def test_the_last_steps_and_running_effort_are_kept(
+    before: ConvState, act: Callable[[ConvState], Decision], last: str,
+    before_resolution: str | None, efforts: list[int],
+) -> None:
+    d = act(before)
+    assert (d.conv.last_step_kind, d.conv.resolved_after_kind) == (last, before_resolution)
+    assert [t.effort_total for t in d.touches] == efforts
+
+
 def test_timers() -> None:
     d = core.time_out(conv(), NOW)
     assert (d.conv.status, d.conv.resolved_by, d.conv.resolution_code) == (
