@@ -257,7 +257,12 @@ class Touchpoint(Base):
 
     __tablename__ = "touchpoints"
     __table_args__ = (
-        Index("ix_touchpoints_kind_created_at", "kind", "created_at"),
+        # The touchpoints of some kinds over a time range, with what the statistics' windows
+        # over them read (their conversation and place in its log, the agent, the FAQ): the
+        # per-agent, per-FAQ and queue statistics read the index alone instead of filtering
+        # every touchpoint since the period's start out of the table.
+        Index("ix_touchpoints_kind_log", "kind", "created_at",
+              postgresql_include=["conversation_id", "id", "agent_id", "faq_id"]),
         Index("ix_touchpoints_conversation_kind", "conversation_id", "kind"),
         # A conversation's log in order, with each step's kind and time: the next queue step
         # after a queue entry (carebot.stats.segments.queue_stays) is one probe that reads

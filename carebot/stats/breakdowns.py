@@ -426,11 +426,19 @@ async def faqs(session: AsyncSession, query: StatsQuery) -> dict[str, Any]:
         row(faq_id).update(helpful=int(yes or 0), not_helpful=int(n) - int(yes or 0))
 
     # Each (FAQ, survey) pair once, however often the FAQ was answered before the survey.
+    surveyed = and_(S.kind == "csat", scope.during(S.sent_at),
+                    *scope.selected(S.conversation_id))
+    # No answer is older than its conversation: the answers are read from when the earliest
+    # surveyed conversation opened, not through the whole log.
+    answers_from = (
+        select(func.min(C.opened_at))
+        .where(C.id.in_(select(S.conversation_id).where(surveyed)))
+        .scalar_subquery()
+    )
     after = (
         select(T.faq_id, S.id, S.status, S.score)
         .join(S, and_(S.conversation_id == T.conversation_id, T.created_at <= S.sent_at))
-        .where(T.kind == "faq_answer", S.kind == "csat", scope.during(S.sent_at),
-               *scope.selected(S.conversation_id))
+        .where(T.kind == "faq_answer", T.created_at >= answers_from, surveyed)
         .distinct()
         .subquery("after")
     )

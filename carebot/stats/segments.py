@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import CompoundSelect, Select, and_, case, func, literal, select, union_all
 from sqlalchemy.orm import aliased
 
 from carebot.db.models import Touchpoint
@@ -114,7 +114,7 @@ QUEUE_ENTRY_KINDS = ("handoff", "transfer", "requeued")
 def queue_stays(
     scope: Scope, entered_from: datetime | None = None, entered_to: datetime | None = None,
     conversations: Select[Any] | None = None,
-) -> Select[Any]:
+) -> CompoundSelect[Any]:
     """(conversation_id, entered_at, ms) for each queue stay: from entering the queue to the
     next step that takes it out (assigned, transfer, handback, resolved), or, while still
     queued, to the query's now.
@@ -122,19 +122,16 @@ def queue_stays(
     Either the stays entered in [entered_from, entered_to) by selected conversations, or
     every stay of `conversations` (a select of ids). Each entry looks up the conversation's
     next queue step by index (a handful of rows), instead of a window over every touchpoint
-    of the conversations involved."""
+    of the conversations involved. Handoffs and requeues are read from the kind index alone;
+    only transfers, which enter the queue when they name no agent, read the table."""
     entry = aliased(Touchpoint)
     to_agent = entry.details["to_agent_id"].as_integer()
-    where: list[Any] = [
-        or_(entry.kind.in_(("handoff", "requeued")),
-            and_(entry.kind == "transfer", to_agent.is_(None))),
-    ]
     if conversations is None:
         assert entered_from is not None and entered_to is not None
-        where += [entry.created_at >= entered_from, entry.created_at < entered_to,
-                  *scope.selected(entry.conversation_id)]
+        where: list[Any] = [entry.created_at >= entered_from, entry.created_at < entered_to,
+                            *scope.selected(entry.conversation_id)]
     else:
-        where.append(entry.conversation_id.in_(conversations))
+        where = [entry.conversation_id.in_(conversations)]
     # The next queue step by the log's order (its time is the earliest of the later ones):
     # one probe of ix_touchpoints_conversation_log.
     left_at = (
@@ -146,12 +143,15 @@ def queue_stays(
         .scalar_subquery()
     )
     now = literal(scope.now, UTCDateTime())
-    columns: list[Any] = [
+    stays = select(
         entry.conversation_id,
         entry.created_at.label("entered_at"),
         scope.sql.ms_between(entry.created_at, func.coalesce(left_at, now)).label("ms"),
-    ]
-    return select(*columns).where(*where)
+    ).where(*where)
+    return union_all(
+        stays.where(entry.kind.in_(("handoff", "requeued"))),
+        stays.where(entry.kind == "transfer", to_agent.is_(None)),
+    )
 
 
 def sla_breaches(scope: Scope) -> Select[Any]:
