@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carebot.stats.outcomes import outcome_counts
+from carebot.stats.outcomes import OUTCOMES, outcome_counts
 from carebot.stats.scope import C, Scope, StatsQuery, T, period_dict, prepare
 from carebot.stats.segments import handle_per_conversation, queue_waits, sla_breaches
 from carebot.stats.sql import Distribution, count_if, distributions, ratio
@@ -63,6 +63,7 @@ async def summary(
             count_if(C.reopen_count > 0),
             func.coalesce(func.sum(C.transfers), 0),
             func.coalesce(func.sum(C.effort_score), 0),
+            *outcome_counts(scope),
         ).where(*scope.resolved()))).one()
         fcr = int(await s.scalar(
             select(func.count()).where(
@@ -72,8 +73,6 @@ async def summary(
         return opened, resolved, fcr, await distributions(s, times, ["g"])
 
     async def handle(s: AsyncSession) -> dict[tuple[Any, ...], Distribution]:
-        if not segments:
-            return {}
         per_conv = handle_per_conversation(scope).subquery("handle")
         return await distributions(
             s, select(literal("handle_time").label("g"), per_conv.c.v.label("v")), ["g"]
@@ -89,14 +88,14 @@ async def summary(
             s, select(literal("queue_wait").label("g"), stays.c.v.label("v")), ["g"]
         ), n_breaches
 
-    async def outcomes(s: AsyncSession) -> dict[str, int]:
-        return await outcome_counts(s, scope)
-
-    (opened, resolved, fcr, dists), handle_dist, (wait_dist, sla_breached), ends = (
-        await _concurrently(session, scope, counts, handle, waits, outcomes)
-    )
+    # Without segments no handle time: not even a connection for it.
+    done = await _concurrently(session, scope, counts, waits, *([handle] if segments else []))
+    (opened, resolved, fcr, dists), (wait_dist, sla_breached) = done[0], done[1]
+    handle_dist: dict[tuple[Any, ...], Distribution] = done[2] if segments else {}
     n_opened, customers, involved, by_faq, handed_off = (int(v or 0) for v in opened)
-    n_resolved, by_agent, reopened_res, transfers, effort = (int(v or 0) for v in resolved)
+    n_resolved, by_agent, reopened_res, transfers, effort, *per_outcome = (
+        int(v or 0) for v in resolved)
+    ends = dict(zip(OUTCOMES, per_outcome, strict=True))
     confirmed, assumed, abandoned = ends["bot_confirmed"], ends["bot_assumed"], ends["abandoned"]
     # Contained: the bot resolved it, confirmed or assumed. Closures by a person (from the
     # queue, as spam, ...), abandoned conversations and other timeouts are not.

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, and_, case
 
 from carebot.domain.states import Kind
 from carebot.stats.scope import C, Scope
+from carebot.stats.sql import count_if
 
 OUTCOMES = ("bot_confirmed", "bot_assumed", "agent", "timeout", "abandoned")
 
@@ -47,13 +47,8 @@ def outcome_of(scope: Scope, among: Select[Any] | None = None) -> ColumnElement[
     )
 
 
-async def outcome_counts(session: AsyncSession, scope: Scope) -> dict[str, int]:
-    """Resolved conversations of the period per outcome (every outcome present)."""
-    outcome = outcome_of(scope).label("outcome")
-    rows = select(outcome).where(*scope.resolved()).subquery("outcomes")
-    counts = dict.fromkeys(OUTCOMES, 0)
-    for name, n in await session.execute(
-        select(rows.c.outcome, func.count()).group_by(rows.c.outcome)
-    ):
-        counts[name] = int(n)
-    return counts
+def outcome_counts(scope: Scope) -> list[ColumnElement[int]]:
+    """The count of each outcome (in OUTCOMES order), as columns of a select over the
+    resolved cohort: the summary reads them in the same pass as its other resolved counts."""
+    outcome = outcome_of(scope)
+    return [count_if(outcome == name) for name in OUTCOMES]
