@@ -147,7 +147,7 @@ class Sql:
             cast(func.extract("hour", local), Integer),
         )
 
-    def _pg_local(self, column: Any, segments: list[tuple[Any, int]]) -> ColumnElement[Any]:
+    def _pg_local(self, column: Any, segments: Sequence[tuple[Any, int]]) -> ColumnElement[Any]:
         seconds = self._by_segment(column, segments, lambda s: s)
         local: ColumnElement[Any] = func.timezone("UTC", column) + func.make_interval(
             0, 0, 0, 0, 0, 0, seconds
@@ -156,7 +156,7 @@ class Sql:
 
     @staticmethod
     def _by_segment(
-        column: Any, segments: list[tuple[Any, int]], value: Any
+        column: Any, segments: Sequence[tuple[Any, int]], value: Any
     ) -> ColumnElement[Any]:
         if len(segments) == 1:
             return literal(value(segments[0][1]))
