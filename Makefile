@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-multilingual run db test lint format bench clean catalogs
+.PHONY: setup setup-multilingual run db test lint format bench clean catalogs screenshots
 
 $(STAMP): pyproject.toml requirements-model.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carebot needs Python 3.11 or newer")'
@@ -33,6 +33,12 @@ run: db
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The pages' screenshots in docs/screenshots, taken by the browser tests (a plain test run
+# writes them to test-artifacts/screenshots instead, leaving the committed ones alone).
+screenshots: setup
+	CAREBOT_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_console_browser.py \
+	  tests/test_dashboard_browser.py tests/test_web_chat_browser.py -k sqlite
 
 lint: setup
 	$(BIN)/ruff check carebot tests benchmarks migrations

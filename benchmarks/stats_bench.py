@@ -12,9 +12,10 @@ answers confirmed with Yes, timeouts, handoffs with queue waits, SLA breaches, t
 reopens, questions the bot could not match, still-open conversations — with consistent running
 summaries, about ten touchpoints each (padded with customer/agent chatter to the requested
 total), and CSAT/CES surveys. Then ANALYZE (VACUUM ANALYZE on PostgreSQL, as autovacuum
-would), and each statistic is timed over the whole 90 days (Europe/Berlin): the summary three times (the first run reads from a
-cold cache), the time series, per-agent, per-FAQ and knowledge-gap queries once, and the CSV
-export by streaming every row and counting the bytes.
+would), and each statistic is timed over the whole 90 days (Europe/Berlin): the summary
+three times (the first run reads from a cold cache), the time series, per-agent, per-FAQ
+and knowledge-gap queries once, and the CSV export by streaming every row and counting
+the bytes.
 """
 
 from __future__ import annotations

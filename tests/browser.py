@@ -24,6 +24,19 @@ SKIP_MESSAGE = (
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+
+def screenshots() -> Path:
+    """Where the tests put the pages' screenshots: docs/screenshots with
+    CAREBOT_UPDATE_SCREENSHOTS=1 (`make screenshots`), else test-artifacts/screenshots, so a
+    test run does not rewrite the committed images."""
+    if os.environ.get("CAREBOT_UPDATE_SCREENSHOTS") == "1":
+        where = DOCS_SCREENSHOTS
+    else:
+        where = ARTIFACTS / "screenshots"
+    where.mkdir(parents=True, exist_ok=True)
+    return where
 
 
 def browser_missing() -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,12 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carebot.db.models import Message
 from carebot.domain.clock import system_clock
 from carebot.settings import Settings
-from tests.browser import eventually
+from tests.browser import eventually, screenshots
 from tests.helpers import bearer, create_app, make_person
 
 SECRET = "bridge-secret"
 PASSWORD = "correct horse battery"
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 class Bridge:
@@ -141,8 +139,7 @@ async def test_two_agents_work_a_customer_from_queue_to_csat(
         await page.wait_for_selector(item)
         assert "Uma Customer" in await page.inner_text(item)
         assert "I want to talk to a person" in await page.inner_text(item)
-    DOCS.mkdir(parents=True, exist_ok=True)
-    await page_b.screenshot(path=str(DOCS / "console-queue.png"))
+    await page_b.screenshot(path=str(screenshots() / "console-queue.png"))
     await page_a.click(f"{item} a")
     await page_a.click("#take")
     await page_b.wait_for_selector(item, state="detached")
@@ -163,7 +160,7 @@ async def test_two_agents_work_a_customer_from_queue_to_csat(
     text = await page_a.input_value("#composer-text")
     assert text == answer
     await page_a.fill("#composer-text", text + "\nAnything else I can do?")
-    await page_a.screenshot(path=str(DOCS / "console-conversation.png"))
+    await page_a.screenshot(path=str(screenshots() / "console-conversation.png"))
     await page_a.click("#send")
     await page_a.wait_for_selector('.msg-agent:has-text("Anything else I can do?")')
 
@@ -245,7 +242,7 @@ async def test_admin_adds_an_agent_with_an_invite_and_a_canned_reply_agents_expa
     await admin.wait_for_selector('#agents-table tr[data-agent="Nia"]')
     link = await admin.inner_text("#shown-secret .secret-value")
     assert "/console/invite#" in link
-    await admin.screenshot(path=str(DOCS / "console-admin.png"))
+    await admin.screenshot(path=str(screenshots() / "console-admin.png"))
     # The invite works once, in a fresh browser: Nia chooses a password and is in.
     newcomer = await (await browser.new_context()).new_page()
     await newcomer.goto(link if link.startswith("http") else f"{service.url}{link}")

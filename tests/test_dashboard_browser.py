@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carebot.domain.clock import ManualClock
 from carebot.settings import Settings
-from tests.browser import eventually
+from tests.browser import eventually, screenshots
 from tests.helpers import bearer, create_app, make_person
 
 PASSWORD = "correct horse battery"
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 # The day the scenario happens (START is Monday 2026-03-02 09:00 UTC).
 DAY = "from=2026-03-02&to=2026-03-02&tz=UTC"
 
@@ -134,8 +132,7 @@ async def test_tiles_show_the_hand_computed_figures_and_equal_the_api(
     assert "2 (100.0%)" in await page.inner_text('.funnel li[data-step="first_message"]')
     assert await page.locator("#agents tbody tr").count() == 1
     assert page.errors == []
-    DOCS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+    await page.screenshot(path=str(screenshots() / "dashboard.png"), full_page=True)
 
     # A filter changes the URL and every number; the journey lists a step's conversations.
     await page.fill("#f-channel", "telegram")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import html
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,11 +20,10 @@ from carebot.db.models import Contact, Message, Survey, WebSite
 from carebot.domain.clock import system_clock
 from carebot.settings import Settings
 from carebot.web.web_chat import WEB_VISITORS
-from tests.browser import eventually
+from tests.browser import eventually, screenshots
 from tests.helpers import bearer, create_app, make_agent
 from tests.web_chat_support import make_site
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 REFUND = "How long does a refund take?"
 # The shop's own page: strict CSP (no inline script or style anywhere), and CSS that would
 # wreck any widget it could reach.
@@ -145,8 +143,7 @@ async def test_a_visitor_talks_to_the_bot_and_an_agent_through_drops_and_reloads
 ) -> None:
     _, alex = await make_agent(sessions, "Alex")
     page = await open_shop(browser, service)
-    DOCS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(DOCS / "widget-closed.png"))
+    await page.screenshot(path=str(screenshots() / "widget-closed.png"))
     # The page's CSS does not reach the widget: its button shows, in its own colour.
     assert await page.locator(".bubble").is_visible()
     await page.click(".bubble")
@@ -159,7 +156,7 @@ async def test_a_visitor_talks_to_the_bot_and_an_agent_through_drops_and_reloads
     await page.keyboard.press("Enter")
     await page.wait_for_selector(".btns button:has-text('No, talk to a person')")
     assert "refund" in (await texts(page))[-1].lower()
-    await page.screenshot(path=str(DOCS / "widget-buttons.png"))
+    await page.screenshot(path=str(screenshots() / "widget-buttons.png"))
     await page.click(".btns button:has-text('No, talk to a person')")
     await page.wait_for_selector("li.bot .t:has-text('number 1 in the queue')")
 
@@ -215,7 +212,7 @@ async def test_a_visitor_talks_to_the_bot_and_an_agent_through_drops_and_reloads
     # Resolved: the survey's score buttons; a press answers it.
     await service.api(alex, "POST", f"/api/v1/conversations/{cid}/resolve", {"code": "answered"})
     await page.wait_for_selector(".btns button:has-text('5')")
-    await page.screenshot(path=str(DOCS / "widget-survey.png"))
+    await page.screenshot(path=str(screenshots() / "widget-survey.png"))
     await page.click(".btns button:has-text('5')")
     await page.wait_for_selector(".t:has-text('Anything we could do better')")
 
@@ -227,7 +224,7 @@ async def test_a_visitor_talks_to_the_bot_and_an_agent_through_drops_and_reloads
     await page.fill("textarea", "All good, thanks!")
     await page.keyboard.press("Enter")
     await page.wait_for_selector(".t:has-text('Thank you for your feedback')")
-    await page.screenshot(path=str(DOCS / "widget-open.png"))
+    await page.screenshot(path=str(screenshots() / "widget-open.png"))
     assert page.errors == [] and second.errors == []
 
 

@@ -61,7 +61,8 @@ export function lines(el, labels, named, { unit = "" } = {}) {
   const opts = {
     width: width(el), height: 220,
     scales: { x: { time: false } },
-    axes: [X_AXIS(labels), { values: (_u, v) => v.map((x) => `${x}${unit}`) }],
+    // Wide enough for "2.25m": uPlot's default 50 px cuts the first digit off.
+    axes: [X_AXIS(labels), { values: (_u, v) => v.map((x) => `${x}${unit}`), size: 64 }],
     series: [{}, ...keys.map((k, i) => ({ label: k, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true }))],
   };
   return new window.uPlot(opts, [xValues(labels), ...keys.map((k) => named[k].map((v) => (v === null ? null : v)))], el);
