@@ -7,10 +7,11 @@
 Seeds the PostgreSQL database (its `public` schema is DROPPED and recreated, so use a
 dedicated one: `createdb carebot_dashboard`) with 100,000 conversations and about a million
 touchpoints over 90 days (the generator of benchmarks/stats_bench.py, bulk inserts, then
-VACUUM ANALYZE); a database already holding that seed is reused. Then it runs carebot as `carebot
-serve` builds it (the real app factory, on 127.0.0.1; timers, outbox worker and Telegram off,
-so nothing but these requests touches the database), logs in as a manager with a password
-(the session cookie, as a browser) and loads the dashboard's data `--runs` times:
+VACUUM ANALYZE); a database already holding that seed is reused. Then it starts `carebot
+serve` in a process of its own on 127.0.0.1 (timers, outbox worker and Telegram off, so
+nothing but these requests touches the database; its heap handling as in production, and
+no benchmark client sharing its interpreter), logs in as a manager with a password (the
+session cookie, as a browser) and loads the dashboard's data `--runs` times:
 
 * the page: every request dashboard.js makes on its first load (tiles, trends, heat map,
   journey, agents, FAQs, knowledge gaps, the live panel), all at once over at most 6
@@ -19,18 +20,23 @@ so nothing but these requests touches the database), logs in as a manager with a
 * the same requests one at a time (no competition), p50 / p99;
 * the CSV export of the period's conversations, streamed to the end.
 
-The first run reads a cold cache (right after a seed) or a warm one (a reused seed); both are
-reported with the rest. With fewer than 100 runs, p99 is the slowest run (nearest rank).
+The first run is the service's first load: SQLAlchemy compiles each statement then, and the
+database's cache is cold right after a seed; it is reported with the rest. With fewer than
+100 runs, p99 is the slowest run (nearest rank).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -38,14 +44,14 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._service import ROOT, fresh_database, percentile, running_service
+from benchmarks._service import ROOT, fresh_database, percentile
+from benchmarks.contention import free_port, wait_ready
 from benchmarks.stats_bench import generate
 from carebot.agents.accounts import create_agent
 from carebot.agents.passwords import set_password
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Agent, Conversation
 from carebot.domain.clock import system_clock
-from carebot.settings import Settings
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/carebot_dashboard"
 MANAGER, PASSWORD = "bench-manager", "dashboard benchmark password"
@@ -126,45 +132,61 @@ def line(label: str, values: list[float], extra: str = "") -> str:
             f"   first {ms[0]:8.0f} ms{extra}")
 
 
-async def measure(url: str, runs: int, period: str, tz: str) -> None:
-    settings = replace(
-        Settings.from_env({}, database_url=url, knowledge_dir=str(ROOT / "knowledge")),
-        run_timers=False, run_worker=False, telegram_token="",
-    )
+@contextlib.contextmanager
+def carebot_serve(url: str) -> Iterator[str]:
+    """`carebot serve` on a free port of 127.0.0.1, with nothing running but the requests
+    (no timers, outbox worker or Telegram); yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "CAREBOT_DATABASE_URL": url, "CAREBOT_LOG_LEVEL": "WARNING",
+           "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"), "CAREBOT_RUN_TIMERS": "false",
+           "CAREBOT_RUN_WORKER": "false", "CAREBOT_TELEGRAM_TOKEN": ""}
+    cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
+    service = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+
+
+async def measure(base: str, runs: int, period: str, tz: str) -> None:
+    await wait_ready(base)
     requests = page_requests(period, tz)
-    async with running_service(settings) as (_app, base):
-        jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
-        connector = aiohttp.TCPConnector(limit_per_host=BROWSER_CONNECTIONS)
-        async with aiohttp.ClientSession(base_url=base, cookie_jar=jar,
-                                         connector=connector) as http:
-            async with http.post("/api/v1/session",
-                                 json={"name": MANAGER, "password": PASSWORD}) as resp:
-                if resp.status != 201:
-                    raise RuntimeError(f"login: {resp.status} {await resp.text()}")
-            pages: list[float] = []
-            within: dict[str, list[float]] = {name: [] for name in requests}
-            sizes: dict[str, int] = {}
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
+    connector = aiohttp.TCPConnector(limit_per_host=BROWSER_CONNECTIONS)
+    async with aiohttp.ClientSession(base_url=base, cookie_jar=jar,
+                                     connector=connector) as http:
+        async with http.post("/api/v1/session",
+                             json={"name": MANAGER, "password": PASSWORD}) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"login: {resp.status} {await resp.text()}")
+        pages: list[float] = []
+        within: dict[str, list[float]] = {name: [] for name in requests}
+        sizes: dict[str, int] = {}
 
-            async def one(name: str, path: str) -> None:
-                took, size = await timed_get(http, path)
-                within[name].append(took)
-                sizes[name] = size
+        async def one(name: str, path: str) -> None:
+            took, size = await timed_get(http, path)
+            within[name].append(took)
+            sizes[name] = size
 
-            for _ in range(runs):
-                started = time.perf_counter()
-                await timed_get(http, "/api/v1/session")  # boot() asks who is logged in
-                await asyncio.gather(*(one(name, path) for name, path in requests.items()))
-                pages.append(time.perf_counter() - started)
-            alone: dict[str, list[float]] = {name: [] for name in requests}
-            for _ in range(runs):
-                for name, path in requests.items():
-                    alone[name].append((await timed_get(http, path))[0])
-            csv_runs: list[float] = []
-            csv_size = 0
-            for _ in range(max(1, min(runs, 3))):
-                took, csv_size = await timed_get(
-                    http, f"/api/v1/stats/conversations.csv?{period}")
-                csv_runs.append(took)
+        for _ in range(runs):
+            started = time.perf_counter()
+            await timed_get(http, "/api/v1/session")  # boot() asks who is logged in
+            await asyncio.gather(*(one(name, path) for name, path in requests.items()))
+            pages.append(time.perf_counter() - started)
+        alone: dict[str, list[float]] = {name: [] for name in requests}
+        for _ in range(runs):
+            for name, path in requests.items():
+                alone[name].append((await timed_get(http, path))[0])
+        csv_runs: list[float] = []
+        csv_size = 0
+        for _ in range(max(1, min(runs, 3))):
+            took, csv_size = await timed_get(
+                http, f"/api/v1/stats/conversations.csv?{period}")
+            csv_runs.append(took)
 
     print(f"\nthe page's data ({len(requests)} requests in parallel over "
           f"{BROWSER_CONNECTIONS} connections, after GET /api/v1/session), {runs} runs:")
@@ -190,7 +212,8 @@ async def run(args: argparse.Namespace) -> None:
     await ensure_manager(args.database_url)
     period = f"from={args.date_from}&to={args.date_to}&tz={args.tz}"
     print(f"period {period}")
-    await measure(args.database_url, args.runs, period, args.tz)
+    with carebot_serve(args.database_url) as base:
+        await measure(base, args.runs, period, args.tz)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.orm import configure_mappers
 
 from carebot.db.availability import Availability
 from carebot.db.engine import make_engine, make_sessionmaker, make_write_sessionmaker
@@ -51,6 +52,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """The engine and session factories; while the database is away, a watcher notices (and
     logs once) when it is back."""
     settings = app[SETTINGS]
+    # The ORM's mappers are set up once per process, on first use unless asked: here, so the
+    # first request after a start does not pay for it (and a mapping error stops the start).
+    configure_mappers()
     engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
                          timeout=settings.db_timeout_seconds)
     app[DATABASE] = Availability()
