@@ -59,23 +59,28 @@ async def resolve_timeouts(
     return len(rows)
 
 
+def _not_flagged_since(kind: str, since: Any) -> ColumnElement[bool]:
+    """The conversation has no `kind` touchpoint from `since` on (the current stay or
+    assignment): each is flagged once."""
+    return ~exists().where(
+        and_(
+            Touchpoint.conversation_id == Conversation.id,
+            Touchpoint.kind == kind,
+            Touchpoint.created_at >= since,
+        )
+    )
+
+
 async def flag_sla_breaches(
     session: AsyncSession, now: datetime, policy: Policy, effects: Effects
 ) -> int:
     """Record `sla_breached` once per queue stay longer than the SLA, and tell managers."""
-    already = exists().where(
-        and_(
-            Touchpoint.conversation_id == Conversation.id,
-            Touchpoint.kind == "sla_breached",
-            Touchpoint.created_at >= Conversation.queued_at,
-        )
-    )
     rows = list(await session.scalars(
         select(Conversation)
         .where(
             Conversation.status == "queued",
             Conversation.queued_at <= now - policy.queue_sla,
-            ~already,
+            _not_flagged_since("sla_breached", Conversation.queued_at),
         )
         .order_by(Conversation.queued_at)
         .limit(BATCH)
@@ -267,19 +272,12 @@ async def flag_assigned_sla_breaches(
     """Record `assigned_sla_breached` once per assignment whose customer waited longer than
     the assigned SLA for an answer, and tell managers and the agent; returns how many."""
     sla = policy.presence.assigned_sla
-    already = exists().where(
-        and_(
-            Touchpoint.conversation_id == Conversation.id,
-            Touchpoint.kind == "assigned_sla_breached",
-            Touchpoint.created_at >= Conversation.assigned_at,
-        )
-    )
     rows = list(await session.scalars(
         select(Conversation)
         .where(
             Conversation.status == "assigned",
             Conversation.assigned_at <= now - sla,
-            ~already,
+            _not_flagged_since("assigned_sla_breached", Conversation.assigned_at),
             _waiting_since() <= now - sla,
         )
         .order_by(Conversation.id)
