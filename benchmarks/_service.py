@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from carebot.db.engine import make_engine, make_sessionmaker
@@ -37,6 +44,54 @@ def fresh_database(url: str | None) -> str:
 
     asyncio.run(seed())
     return url
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_process(
+    url: str, env: Mapping[str, str] | None = None, *, workers: int = 1,
+    python_args: Sequence[str] = (),
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`carebot serve` in processes of its own on a free port of 127.0.0.1, on database `url`
+    with the project's knowledge base and `env` on top; yields its base URL and the process,
+    and stops it (SIGTERM, then kill after 30 s) on the way out. `python_args` go to the
+    interpreter (a profiler, say)."""
+    port = free_port()
+    full_env = {**os.environ, "CAREBOT_DATABASE_URL": url, "CAREBOT_LOG_LEVEL": "WARNING",
+                "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"), **(env or {})}
+    cmd = [sys.executable, *python_args, "-m", "carebot", "serve", "--no-migrate",
+           "--port", str(port)]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    service = subprocess.Popen(cmd, env=full_env, cwd=ROOT)
+    try:
+        yield f"http://127.0.0.1:{port}", service
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+
+
+async def wait_ready(base: str) -> None:
+    """Wait until the service at `base` answers /healthz (at most a minute)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(base + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("carebot did not start")
 
 
 @asynccontextmanager

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,8 +28,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._service import ROOT, fresh_database, percentile
-from benchmarks.contention import free_port, wait_ready
+from benchmarks._service import fresh_database, percentile, serve_process, wait_ready
 from carebot.agents.accounts import create_agent
 from carebot.agents.passwords import set_password
 from carebot.db.engine import make_engine, make_sessionmaker
@@ -158,26 +154,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     url = fresh_database(args.database_url)
-    port = free_port()
-    env = {**os.environ, "CAREBOT_DATABASE_URL": url, "CAREBOT_LOG_LEVEL": "WARNING",
-           "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"),
-           "CAREBOT_HTTP_CHANNEL_SECRET": SECRET}
-    cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
-    if args.workers > 1:
-        cmd += ["--workers", str(args.workers)]
-    service = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serve_process(url, {"CAREBOT_HTTP_CHANNEL_SECRET": SECRET},
+                       workers=args.workers) as (base, _service):
         asyncio.run(wait_ready(base))
         print(f"carebot on {url.split(':')[0]}, {args.workers} process(es); "
               f"{args.messages} messages at {args.rate:g}/s")
         asyncio.run(drive(base, url, args.messages, args.rate))
-    finally:
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
 
 
 if __name__ == "__main__":

@@ -31,8 +31,6 @@ import argparse
 import asyncio
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,7 +43,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._service import ROOT, fresh_database
+from benchmarks._service import fresh_database, serve_process, wait_ready
 from carebot.agents.accounts import create_agent
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Conversation, Message, Touchpoint
@@ -166,12 +164,6 @@ class Meter:
     async def close(self) -> None:
         if self.conn is not None:
             await self.conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def make_agents(url: str, n: int) -> list[str]:
@@ -377,39 +369,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     url = fresh_database(args.database_url)
-    port = free_port()
-    env = {**os.environ, "CAREBOT_DATABASE_URL": url, "CAREBOT_LOG_LEVEL": "WARNING",
-           "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"), "CAREBOT_RUN_TIMERS": "false"}
-    cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
-    if args.workers > 1:
-        cmd += ["--workers", str(args.workers)]
-    service = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serve_process(url, {"CAREBOT_RUN_TIMERS": "false"},
+                       workers=args.workers) as (base, service):
         asyncio.run(wait_ready(base))
         print(f"carebot on {url.split(':')[0]}, {args.workers} process(es); "
               f"{args.customers} uninvolved customers, {args.involved} involved, "
               f"{args.agents} agents; {args.seconds:.0f} s per phase")
         asyncio.run(drive(url, base, args, service.pid))
-    finally:
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
-
-
-async def wait_ready(base: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            try:
-                async with http.get(base + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("carebot did not start")
 
 
 if __name__ == "__main__":

@@ -29,14 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -44,8 +39,7 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._service import ROOT, fresh_database, percentile
-from benchmarks.contention import free_port, wait_ready
+from benchmarks._service import fresh_database, percentile, serve_process, wait_ready
 from benchmarks.stats_bench import generate
 from carebot.agents.accounts import create_agent
 from carebot.agents.passwords import set_password
@@ -132,26 +126,6 @@ def line(label: str, values: list[float], extra: str = "") -> str:
             f"   first {ms[0]:8.0f} ms{extra}")
 
 
-@contextlib.contextmanager
-def carebot_serve(url: str) -> Iterator[str]:
-    """`carebot serve` on a free port of 127.0.0.1, with nothing running but the requests
-    (no timers, outbox worker or Telegram); yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "CAREBOT_DATABASE_URL": url, "CAREBOT_LOG_LEVEL": "WARNING",
-           "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"), "CAREBOT_RUN_TIMERS": "false",
-           "CAREBOT_RUN_WORKER": "false", "CAREBOT_TELEGRAM_TOKEN": ""}
-    cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
-    service = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
-
-
 async def measure(base: str, runs: int, period: str, tz: str) -> None:
     await wait_ready(base)
     requests = page_requests(period, tz)
@@ -212,7 +186,10 @@ async def run(args: argparse.Namespace) -> None:
     await ensure_manager(args.database_url)
     period = f"from={args.date_from}&to={args.date_to}&tz={args.tz}"
     print(f"period {period}")
-    with carebot_serve(args.database_url) as base:
+    # Nothing but these requests touches the database: no timers, outbox worker or Telegram.
+    quiet = {"CAREBOT_RUN_TIMERS": "false", "CAREBOT_RUN_WORKER": "false",
+             "CAREBOT_TELEGRAM_TOKEN": ""}
+    with serve_process(args.database_url, quiet) as (base, _service):
         await measure(base, args.runs, period, args.tz)
 
 

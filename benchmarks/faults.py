@@ -21,7 +21,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,17 +33,11 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._service import ROOT, fresh_database
+from benchmarks._service import ROOT, free_port, fresh_database
 from carebot.db.engine import make_engine, make_sessionmaker
 from carebot.db.models import Message
 
 MESSAGES = "/api/v1/channels/http/messages"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pg_bin(name: str) -> str:

@@ -281,14 +281,6 @@ def run_driver(args: argparse.Namespace) -> None:
 # --- the orchestration -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_up(url: str, processes: int = 1, timeout: float = 120) -> None:
     """Wait until `processes` different service processes answer (each serves only once its
     matcher is built): keep-alive senders connecting earlier would all stick to the first."""
@@ -442,7 +434,7 @@ async def _verify(database_url: str, accepted: list[str]) -> None:
 
 
 def orchestrate(args: argparse.Namespace) -> None:
-    from benchmarks._service import fresh_database
+    from benchmarks._service import free_port, fresh_database
 
     database_url = fresh_database(args.database_url)
     kind = "postgresql" if args.database_url else "sqlite"
@@ -452,7 +444,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         "CAREBOT_LOG_LEVEL": "WARNING",
         "CAREBOT_RUN_TIMERS": "false",
     }
-    echo_port, port = _free_port(), _free_port()
+    echo_port, port = free_port(), free_port()
     echo = subprocess.Popen([sys.executable, __file__, "--role", "echo", "--port", str(echo_port)])
     serve_cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
     if args.workers > 1:

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -44,8 +42,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._service import ROOT, fresh_database, percentile
-from benchmarks.contention import free_port, wait_ready
+from benchmarks._service import fresh_database, percentile, serve_process, wait_ready
 from carebot.agents.accounts import create_agent
 from carebot.channels import web_store
 from carebot.cli import raise_file_limit
@@ -318,10 +315,7 @@ def main() -> None:
         pass
     url = fresh_database(args.database_url)
     key, token = asyncio.run(setup(url))
-    port = free_port()
-    env = {**os.environ, "CAREBOT_DATABASE_URL": url, "CAREBOT_LOG_LEVEL": "WARNING",
-           "CAREBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"),
-           "CAREBOT_WEB_MESSAGES_PER_MINUTE": "100000",
+    env = {"CAREBOT_WEB_MESSAGES_PER_MINUTE": "100000",
            "CAREBOT_WEB_IP_MESSAGES_PER_MINUTE": "1000000",
            "CAREBOT_WEB_SOCKETS_PER_IP": str(args.visitors + 100),
            # Every simulated visitor comes from 127.0.0.1, as if behind one proxy.
@@ -329,23 +323,12 @@ def main() -> None:
            # The agent answers through the API, with no console open: presence off.
            "CAREBOT_PRESENCE_GRACE_SECONDS": "0",
            "CAREBOT_OUTBOX_POLL_SECONDS": "0.2"}
-    cmd = [sys.executable, "-m", "carebot", "serve", "--no-migrate", "--port", str(port)]
-    if args.profile:
-        cmd[1:1] = ["-m", "cProfile", "-o", args.profile]
-    if args.workers > 1:
-        cmd += ["--workers", str(args.workers)]
-    service = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    with serve_process(url, env, workers=args.workers,
+                       python_args=profile) as (base, service):
         asyncio.run(wait_ready(base))
         print(f"carebot on {url.split(':')[0]}, {args.workers} process(es)")
         asyncio.run(drive(base, url, key, token, args, service.pid))
-    finally:
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(30)
-        except subprocess.TimeoutExpired:
-            service.kill()
 
 
 if __name__ == "__main__":
