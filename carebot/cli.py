@@ -1075,7 +1075,7 @@ def _sites_rotate(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
-    from carebot.web.heap import SurvivorFreezer, freeze_startup_objects
+    from carebot.web.heap import frozen_heap
     from carebot.web.keys import SETTINGS
     from carebot.web.worker_app import create_worker_app, running
     from carebot.web.workers import polls_telegram
@@ -1085,20 +1085,17 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         async with running(create_worker_app(settings)) as app:
             # As `carebot serve` does (carebot.web.heap): a worker that polls Telegram holds
             # the encoder and the FAQ index too, and full collections would walk them.
-            freeze_startup_objects()
-            freezer = SurvivorFreezer()
-            freezer.start()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            log.info("carebot worker running: outbox delivery%s", " and Telegram polling"
-                     if polls_telegram(app[SETTINGS]) else "")
-            try:
-                await stop.wait()
-            finally:
-                log.info("carebot worker stopping")
-                await freezer.stop()
+            async with frozen_heap():
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                log.info("carebot worker running: outbox delivery%s", " and Telegram polling"
+                         if polls_telegram(app[SETTINGS]) else "")
+                try:
+                    await stop.wait()
+                finally:
+                    log.info("carebot worker stopping")
         return 0
 
     return run_async(run)

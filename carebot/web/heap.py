@@ -27,6 +27,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -143,3 +144,16 @@ class SurvivorFreezer:
         log.info("gc thaw: %d frozen objects, %d of them died frozen, %.0f ms", frozen,
                  reclaimed, (time.perf_counter() - started) * 1000)
         return reclaimed
+
+
+@contextlib.asynccontextmanager
+async def frozen_heap() -> AsyncIterator[SurvivorFreezer]:
+    """A long-running process's heap handling, once its startup objects exist: freeze them,
+    then the survivors of every full collection, until the block ends."""
+    freeze_startup_objects()
+    freezer = SurvivorFreezer()
+    freezer.start()
+    try:
+        yield freezer
+    finally:
+        await freezer.stop()

@@ -21,7 +21,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from carebot.db.availability import RETRY_AFTER_SECONDS
-from carebot.web.heap import SurvivorFreezer, freeze_startup_objects
+from carebot.web.heap import frozen_heap
 from carebot.web.shutdown import GRACE_SECONDS, arm_watchdog
 
 log = logging.getLogger(__name__)
@@ -174,15 +174,12 @@ async def _serve(
     arm_watchdog(app)
     runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=GRACE_SECONDS)
     await runner.setup()
-    freeze_startup_objects()
-    freezer = SurvivorFreezer()
-    freezer.start()
     listener: asyncio.Server | None = None
     try:
-        listener = await listen(runner, host, port, limit, reuse_port=reuse_port)
-        await asyncio.Event().wait()  # until a signal raises GracefulExit
+        async with frozen_heap():
+            listener = await listen(runner, host, port, limit, reuse_port=reuse_port)
+            await asyncio.Event().wait()  # until a signal raises GracefulExit
     finally:
         if listener is not None:
             listener.close()
-        await freezer.stop()
         await runner.cleanup()
