@@ -105,12 +105,6 @@ def queue_waits(scope: Scope, conversations: Select[Any] | None = None) -> Selec
     return stmt.where(scope.during(log.c.created_at)) if by_period else stmt
 
 
-
-# Touchpoints that put a conversation in the queue: the first handoff or a later one, a
-# transfer back to the queue (no `to_agent_id`), an absent agent's conversation requeued.
-QUEUE_ENTRY_KINDS = ("handoff", "transfer", "requeued")
-
-
 def queue_stays(
     scope: Scope, entered_from: datetime | None = None, entered_to: datetime | None = None,
     conversations: Select[Any] | None = None,
@@ -124,6 +118,8 @@ def queue_stays(
     next queue step by index (a handful of rows), instead of a window over every touchpoint
     of the conversations involved. Handoffs and requeues are read from the kind index alone;
     only transfers, which enter the queue when they name no agent, read the table."""
+    # Touchpoints that put a conversation in the queue: the first handoff or a later one, an
+    # absent agent's conversation requeued, a transfer back to the queue (no `to_agent_id`).
     entry = aliased(Touchpoint)
     to_agent = entry.details["to_agent_id"].as_integer()
     if conversations is None:
